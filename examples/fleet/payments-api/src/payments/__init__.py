@@ -1,0 +1,1 @@
+"""Payments API: amounts are integer cents."""

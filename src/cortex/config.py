@@ -1,0 +1,26 @@
+"""Settings read from ``CORTEX_*`` environment variables, at the edges only (the CLI and process entry points)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration. Library code takes these values as arguments, never reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CORTEX_", extra="ignore")
+
+    redis_url: str | None = None
+    """Redis server to use (``redis://``, ``rediss://`` or ``unix://``). Unset: start a private embedded server."""
+
+    state_dir: Path = Field(default=Path(".cortex"))
+    """Where live state files, reports and archives are written."""
+
+    model: str | None = None
+    """LLM as ``provider:model``. Unset: tasks that need a model are skipped with the reason."""
+
+    redis_connect_attempts: int = 5
+    """How many times to try reaching ``redis_url`` before giving up with a clear error."""

@@ -1,0 +1,125 @@
+"""Every Redis key and channel name Cortex uses. Nothing else builds key strings.
+
+Channels are the original design's; a run's keys live under ``cortex:run:{run_id}:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "cortex"
+CH_COORDINATOR = f"{PREFIX}:master:coordinator"
+"""System-wide broadcasts."""
+CH_LINEAGE = f"{PREFIX}:lineage"
+CH_CONFLICTS = f"{PREFIX}:conflicts"
+RUNS = f"{PREFIX}:runs"
+"""Sorted set of run ids by start time."""
+FENCE_COUNTER = f"{PREFIX}:fence"
+"""Monotonic counter every fencing token comes from."""
+
+
+def master_channel(name: str) -> str:
+    """The pub/sub channel of master ``name``."""
+    return f"{PREFIX}:master:{name}"
+
+
+def worker_channel(worker_id: str) -> str:
+    """The pub/sub channel of worker ``worker_id``."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+def lock_key(resource: str) -> str:
+    """The lease key of a fenced lock on ``resource``."""
+    return f"{PREFIX}:lock:{resource}"
+
+
+def fence_key(resource: str) -> str:
+    """The newest fencing token accepted for writes to ``resource``."""
+    return f"{PREFIX}:fenced:{resource}"
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Keys of one run."""
+
+    run_id: str
+
+    @property
+    def base(self) -> str:
+        """Prefix of every key of the run."""
+        return f"{PREFIX}:run:{self.run_id}"
+
+    @property
+    def plan(self) -> str:
+        """The plan JSON the processes read at start."""
+        return f"{self.base}:plan"
+
+    @property
+    def events(self) -> str:
+        """Stream of every event of the run (what the archive keeps)."""
+        return f"{self.base}:events"
+
+    def inbox(self, master: str) -> str:
+        """Stream of tasks released to ``master``."""
+        return f"{self.base}:inbox:{master}"
+
+    def queue(self, worker_type: str) -> str:
+        """Stream of tasks for workers of ``worker_type``."""
+        return f"{self.base}:queue:{worker_type}"
+
+    @property
+    def results(self) -> str:
+        """Stream of task results from every worker."""
+        return f"{self.base}:results"
+
+    @property
+    def tasks(self) -> str:
+        """Hash task id -> task record JSON, written only by the leading coordinator (fenced)."""
+        return f"{self.base}:tasks"
+
+    @property
+    def running(self) -> str:
+        """Hash task id -> worker id of tasks a worker has started and not finished."""
+        return f"{self.base}:running"
+
+    def heartbeat(self, process_id: str) -> str:
+        """Lease key a live master or worker keeps refreshing."""
+        return f"{self.base}:hb:{process_id}"
+
+    @property
+    def processes(self) -> str:
+        """Hash process id -> status JSON (node, pid, restarts), written by node supervisors."""
+        return f"{self.base}:processes"
+
+    @property
+    def nodes(self) -> str:
+        """Hash node -> measured usage JSON (CPU seconds, peak RSS), written by node supervisors."""
+        return f"{self.base}:nodes"
+
+    @property
+    def leader(self) -> str:
+        """Leadership lease of the run's coordinator."""
+        return f"{self.base}:leader"
+
+    @property
+    def control(self) -> str:
+        """Stream of control messages to supervisors (stop)."""
+        return f"{self.base}:control"
+
+    def ledger(self, level: str) -> str:
+        """Hash allocated/used/reserved of a ledger account (``run``, ``master:x``, ``worker:y``)."""
+        return f"{self.base}:ledger:{level}"
+
+    @property
+    def aggregate(self) -> str:
+        """Hash of aggregated results per master (written by the aggregation task)."""
+        return f"{self.base}:aggregate"
+
+    def pattern(self) -> str:
+        """Glob matching every key of the run, for cleanup."""
+        return f"{self.base}:*"
+
+
+GROUP_MASTERS = "masters"
+GROUP_WORKERS = "workers"
+GROUP_COORDINATOR = "coordinator"

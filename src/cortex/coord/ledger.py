@@ -1,0 +1,79 @@
+"""The token ledger: run > master > worker accounts in Redis hashes, changed only by Lua scripts.
+
+Each account holds ``allocated``, ``used`` and ``reserved``. A reservation holds tokens at every level at once or
+fails at once; committing moves the real usage from reserved to used and releases the rest. So
+``allocated = used + reserved + remaining`` holds at every level at every moment.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aredis
+
+from cortex.coord.keys import RunKeys
+from cortex.errors import BudgetExceeded
+
+# KEYS: accounts (run, master, worker...), reservations hash. ARGV: reservation id, tokens.
+# Returns 0 on success, or the 1-based index of the first account that cannot cover the reservation.
+_RESERVE = """
+local n = tonumber(ARGV[2])
+for i = 1, #KEYS - 1 do
+  local a = redis.call('HMGET', KEYS[i], 'allocated', 'used', 'reserved')
+  if (tonumber(a[1]) or 0) - (tonumber(a[2]) or 0) - (tonumber(a[3]) or 0) < n then return i end
+end
+for i = 1, #KEYS - 1 do redis.call('HINCRBY', KEYS[i], 'reserved', n) end
+redis.call('HSET', KEYS[#KEYS], ARGV[1], n)
+return 0
+"""
+# KEYS: accounts, reservations hash. ARGV: reservation id, tokens used. Returns tokens released, -1 if unknown.
+_COMMIT = """
+local held = tonumber(redis.call('HGET', KEYS[#KEYS], ARGV[1]))
+if not held then return -1 end
+local used = math.min(tonumber(ARGV[2]), held)
+for i = 1, #KEYS - 1 do
+  redis.call('HINCRBY', KEYS[i], 'reserved', -held)
+  redis.call('HINCRBY', KEYS[i], 'used', used)
+  redis.call('HINCRBY', KEYS[i], 'released', held - used)
+end
+redis.call('HDEL', KEYS[#KEYS], ARGV[1])
+return held - used
+"""
+
+
+class Ledger:
+    """Accounts of one run. Levels are ``run``, ``master:<name>`` and ``worker:<id>``."""
+
+    def __init__(self, redis: aredis.Redis, keys: RunKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._reserve = redis.register_script(_RESERVE)
+        self._commit = redis.register_script(_COMMIT)
+
+    def _accounts(self, master: str, worker: str | None) -> list[str]:
+        levels = ["run", f"master:{master}"] + ([f"worker:{worker}"] if worker else [])
+        return [self.keys.ledger(level) for level in levels]
+
+    async def allocate(self, allocations: dict[str, int]) -> None:
+        """Set each level's allocation (``{"run": n, "master:x": n, "worker:y": n}``); used/reserved start at 0."""
+        pipe = self.redis.pipeline(transaction=True)
+        for level, amount in allocations.items():
+            pipe.hset(self.keys.ledger(level), mapping={"allocated": amount, "used": 0, "reserved": 0, "released": 0})
+        await pipe.execute()
+
+    async def reserve(self, reservation_id: str, tokens: int, *, master: str, worker: str | None = None) -> None:
+        """Hold ``tokens`` at every level, or raise ``BudgetExceeded`` naming the level that cannot cover it."""
+        accounts = self._accounts(master, worker)
+        failed = int(await self._reserve(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, tokens]))
+        if failed:
+            level = accounts[failed - 1].rsplit(":ledger:", 1)[1]
+            snap = await self.account(level)
+            raise BudgetExceeded(level, tokens, snap["allocated"] - snap["used"] - snap["reserved"])
+
+    async def commit(self, reservation_id: str, used: int, *, master: str, worker: str | None = None) -> int:
+        """Charge ``used`` tokens of a reservation (at most what it held) and release the rest; returns released."""
+        accounts = self._accounts(master, worker)
+        return int(await self._commit(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, used]))
+
+    async def account(self, level: str) -> dict[str, int]:
+        """``allocated``, ``used``, ``reserved`` and ``released`` of one level (zeros when absent)."""
+        raw = await self.redis.hgetall(self.keys.ledger(level))
+        return {k: int(raw.get(k, 0)) for k in ("allocated", "used", "reserved", "released")}

@@ -1,0 +1,87 @@
+"""Fenced locks and leases. A holder gets a token from a monotonic counter; writes carry it and are refused by
+Redis itself once a newer token exists for the resource, so a holder whose lease expired cannot write.
+
+The scripts document their KEYS and ARGV. Acquiring sets the resource's fence to the new token at once, so an
+old holder is fenced out even before the new holder writes anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import redis.asyncio as aredis
+
+from cortex.coord.keys import FENCE_COUNTER, fence_key, lock_key
+from cortex.errors import FencedWriteRefused
+
+# KEYS: lock, fence counter, resource fence. ARGV: owner, ttl ms. Returns the new token, or 0 when held by another.
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and string.match(cur, '^(.-)|') ~= ARGV[1] then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
+redis.call('SET', KEYS[3], token)
+return token
+"""
+# KEYS: lock. ARGV: owner|token, ttl ms. Returns 1 when renewed, 0 when the lease is gone or someone else's.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: lock. ARGV: owner|token. Deletes only our own lease.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: resource fence, hash. ARGV: token, field, value, field, value... HSETs only when token >= fence.
+_FENCED_HSET = """
+local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) < fence then return -1 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return (#ARGV - 1) / 2
+"""
+
+
+class FencedLock:
+    """A lease on ``resource`` for ``ttl_ms``. ``token`` is valid until a newer holder acquires."""
+
+    def __init__(self, redis: aredis.Redis, resource: str, *, ttl_ms: int, owner: str | None = None) -> None:
+        self.redis = redis
+        self.resource = resource
+        self.ttl_ms = ttl_ms
+        self.owner = owner or uuid.uuid4().hex
+        self.token = 0
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._hset = redis.register_script(_FENCED_HSET)
+
+    @property
+    def _value(self) -> str:
+        return f"{self.owner}|{self.token}"
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if it is free (or already ours); a new token each time."""
+        keys = [lock_key(self.resource), FENCE_COUNTER, fence_key(self.resource)]
+        token = int(await self._acquire(keys=keys, args=[self.owner, self.ttl_ms]))
+        if token:
+            self.token = token
+        return bool(token)
+
+    async def renew(self) -> bool:
+        """Extend the lease; False means it was lost (expired or taken) and the holder must stop writing."""
+        return bool(self.token) and bool(await self._renew(keys=[lock_key(self.resource)], args=[self._value, self.ttl_ms]))
+
+    async def release(self) -> None:
+        """Give the lease up if it is still ours."""
+        if self.token:
+            await self._release(keys=[lock_key(self.resource)], args=[self._value])
+
+    async def hset(self, key: str, mapping: dict[str, Any]) -> None:
+        """HSET ``mapping`` into ``key`` under this lock's token; ``FencedWriteRefused`` if a newer token exists."""
+        args: list[Any] = [self.token]
+        for field, value in mapping.items():
+            args += [field, value]
+        if int(await self._hset(keys=[fence_key(self.resource), key], args=args)) < 0:
+            raise FencedWriteRefused(self.resource, self.token)

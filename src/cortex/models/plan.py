@@ -1,0 +1,170 @@
+"""The plan: everything the coordinator decided before acting. Deterministic: same inputs, same JSON."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cortex.models.cluster import Cluster
+from cortex.models.roster import Roster
+from cortex.models.task import RetryPolicy, Task
+
+PLAN_SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Frozen):
+    """A repository (or directory) the plan works on, with the traits the playbooks match on."""
+
+    name: str
+    path: str
+    traits: list[str]
+
+
+class RouteScore(_Frozen):
+    """How well a master matches the goal, and why."""
+
+    master: str
+    score: float
+    matched: list[str]
+    reason: str
+
+
+class RoutingDecision(_Frozen):
+    """Which masters take the goal: one expert, several in parallel, or the fallback."""
+
+    mode: str
+    selected: list[str]
+    scores: list[RouteScore]
+    single_expert_threshold: float
+    parallel_threshold: float
+
+
+class WorkerAssignment(_Frozen):
+    """One worker process: its type, funding master, node and token budget."""
+
+    worker_id: str
+    worker_type: str
+    master: str
+    node: str
+    budget: int
+
+
+class MasterPlacement(_Frozen):
+    """Where a master process runs (a control-plane node)."""
+
+    master: str
+    node: str
+
+
+class BudgetLine(_Frozen):
+    """One master's allocation: base + worker pool, split into worker budgets and a reserve."""
+
+    master: str
+    base: int
+    worker_pool: int
+    workers: dict[str, int]
+    reserve: int
+    expected_usage: int
+    """Estimate: sum of the token estimates of the master's tasks."""
+
+
+class Budget(_Frozen):
+    """Nested token budgets (run > master > worker) and the expected-usage figure."""
+
+    total: int
+    lines: list[BudgetLine]
+    expected_usage: int
+    efficiency: float
+    """Expected usage over allocation (an estimate)."""
+    target: float
+
+
+class ScheduledTask(_Frozen):
+    """Where and when the list scheduler put a task (estimated seconds from the start of phase 3)."""
+
+    task_id: str
+    worker_id: str
+    start_s: float
+    end_s: float
+
+
+class PhaseWindow(_Frozen):
+    """A phase of the run and its estimated window, in seconds from the start of the run."""
+
+    index: int
+    name: str
+    start_s: float
+    end_s: float
+    description: str
+
+
+class TimelineMinute(_Frozen):
+    """What the schedule expects during one minute of the run."""
+
+    minute: int
+    phase: str
+    starting: list[str]
+    running: int
+
+
+class Schedule(_Frozen):
+    """The estimated timeline. Every figure is an estimate from task estimates and the placed slots."""
+
+    entries: list[ScheduledTask]
+    phases: list[PhaseWindow]
+    timeline: list[TimelineMinute]
+    critical_path: list[str]
+    critical_path_s: float
+    total_work_s: float
+    slots: int
+    lower_bound_s: float
+    """max(critical path, total work / slots): no schedule can beat it."""
+    makespan_s: float
+    """Estimated length of phase 3 under list scheduling."""
+
+
+class FailureScenario(_Frozen):
+    """A failure the runtime detects and recovers from."""
+
+    id: int
+    name: str
+    detection: str
+    recovery: str
+    status: str
+    """``implemented``, ``partial`` (what is missing is said in ``recovery``) or ``planned``."""
+
+
+class SuccessCriterion(_Frozen):
+    """A condition the report checks after the run."""
+
+    id: str
+    description: str
+
+
+class Plan(_Frozen):
+    """The executable plan, written as ``plan.json``."""
+
+    schema_version: int = PLAN_SCHEMA_VERSION
+    id: str
+    """Digest of the inputs: the same inputs give the same id."""
+    goal: str
+    targets: list[Target]
+    cluster: Cluster
+    roster: Roster
+    routing: RoutingDecision
+    tasks: list[Task]
+    masters: list[MasterPlacement]
+    workers: list[WorkerAssignment]
+    budget: Budget
+    schedule: Schedule
+    retry: RetryPolicy
+    failure_scenarios: list[FailureScenario]
+    success_criteria: list[SuccessCriterion]
+    notes: list[str] = Field(default_factory=list)
+
+    def task(self, task_id: str) -> Task:
+        """The task with ``task_id``."""
+        return next(t for t in self.tasks if t.id == task_id)

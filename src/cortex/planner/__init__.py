@@ -1,0 +1,116 @@
+"""The planner: goal + targets + roster + cluster -> a deterministic, validated ``Plan``.
+
+``build_plan`` runs the steps in order: routing, decomposition, placement, budgets, schedule, risks.
+``write_plan`` writes ``plan.json`` and the Markdown documents rendered from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cortex.errors import InputError, PlanError
+from cortex.models import Cluster, Plan, Roster
+from cortex.planner.budgets import allocate
+from cortex.planner.decompose import decompose, task_graph
+from cortex.planner.placement import place_masters, place_workers
+from cortex.planner.risks import FAILURE_SCENARIOS, SUCCESS_CRITERIA
+from cortex.planner.routing import route
+from cortex.planner.schedule import schedule
+from cortex.planner.targets import discover_targets
+
+__all__ = ["build_plan", "load_plan", "write_plan"]
+
+MAX_GOAL_CHARS = 2000
+
+
+def _digest(*parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def build_plan(goal: str, targets_dir: Path, roster: Roster, cluster: Cluster) -> Plan:
+    """Plan ``goal`` over the repositories under ``targets_dir``. Same inputs, same plan (and plan id)."""
+    goal = " ".join(goal.split())
+    if not goal:
+        raise InputError("goal", "the goal is empty", hint='say what to do, e.g. "audit security across the fleet"')
+    if len(goal) > MAX_GOAL_CHARS:
+        raise InputError("goal", f"the goal is {len(goal)} characters; at most {MAX_GOAL_CHARS} are accepted")
+    targets = discover_targets(targets_dir)
+    routing = route(goal, roster)
+    tasks = decompose(roster, routing.selected, targets)
+    graph = task_graph(tasks)
+
+    funders = {w.name: w.master for w in roster.worker_types}
+    active = [
+        m.name
+        for m in roster.masters
+        if m.name in routing.selected or m.name == roster.routing.fallback or m.name in {funders[t.worker_type] for t in tasks}
+    ]
+    workers = place_workers(cluster, roster, active)
+    staffed = {w.worker_type for w in workers}
+    for t in tasks:
+        if t.worker_type not in staffed:
+            raise PlanError("roster", f"task {t.id} needs a {t.worker_type!r} worker and none is planned",
+                            field=f"worker_types[{t.worker_type}].count", hint="set count to 1 or more")
+    budget = allocate(roster, active, workers, tasks)
+    timeline = schedule(tasks, graph, workers, roster.phases)
+    notes = []
+    idle = [m for m in routing.selected if not any(t.master == m for t in tasks)]
+    if idle:
+        notes.append(f"Selected masters with no playbook task for these targets: {', '.join(idle)}.")
+    return Plan(
+        id=_digest(goal, [t.model_dump() for t in targets], roster.model_dump(), cluster.model_dump()),
+        goal=goal,
+        targets=targets,
+        cluster=cluster,
+        roster=roster,
+        routing=routing,
+        tasks=tasks,
+        masters=place_masters(cluster, active),
+        workers=workers,
+        budget=budget,
+        schedule=timeline,
+        retry=roster.retry,
+        failure_scenarios=list(FAILURE_SCENARIOS),
+        success_criteria=list(SUCCESS_CRITERIA),
+        notes=notes,
+    )
+
+
+def write_plan(plan: Plan, out: Path) -> list[Path]:
+    """Write ``plan.json`` and the documents into ``out``, each atomically (temp file + rename)."""
+    from cortex.planner.render import render_documents
+    from cortex.runtime.statefiles import write_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_atomic(out / "plan.json", plan.model_dump_json(indent=2) + "\n")]
+    for name, text in render_documents(plan).items():
+        written.append(write_atomic(out / name, text))
+    return written
+
+
+def load_plan(path: Path) -> Plan:
+    """Read a ``plan.json``, re-validating its task graph; errors name the file and field."""
+    from pydantic import ValidationError
+
+    from cortex.roster import validation_error
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read plan: {exc.strerror}", hint="run `cortex plan` first") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"not valid JSON: {exc.msg}", field=f"line {exc.lineno}, column {exc.colno}") from exc
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(str(path), exc, data) from exc
+    try:
+        task_graph(plan.tasks)
+    except PlanError as exc:
+        raise InputError(str(path), exc.problem, field="tasks") from exc
+    return plan

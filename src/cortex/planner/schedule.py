@@ -1,0 +1,136 @@
+"""Scheduling: list scheduling of the task DAG on the placed worker slots, critical path and lower bound.
+
+Every figure here is an estimate computed from task estimates; the report sets the measured run beside it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import networkx as nx
+
+from cortex.models.plan import PhaseWindow, Schedule, ScheduledTask, TimelineMinute, WorkerAssignment
+from cortex.models.roster import PhaseEstimates
+from cortex.models.task import Task
+
+PHASES = (
+    (0, "preflight", "Pre-flight checks: Redis, nodes, budgets, catalog, model provider"),
+    (1, "activation", "Master activation: one process per master, registered and subscribed"),
+    (2, "distribution", "Worker distribution: worker processes started on their nodes, health-checked"),
+    (3, "execution", "Parallel execution: tasks released as dependencies finish"),
+    (4, "aggregation", "Aggregation: results merged per master, success criteria checked"),
+    (5, "reporting", "Reporting and cleanup: report, archive, processes and run keys cleaned up"),
+)
+
+
+def critical_path(tasks: list[Task], graph: nx.DiGraph) -> tuple[list[str], float]:
+    """The longest chain of estimated durations through the DAG (ties broken by task id)."""
+    duration = {t.id: t.estimate.seconds for t in tasks}
+    finish: dict[str, float] = {}
+    best_pred: dict[str, str | None] = {}
+    for node in nx.lexicographical_topological_sort(graph):
+        preds = sorted(graph.predecessors(node))
+        pred = max(preds, key=lambda p: (finish[p], p)) if preds else None
+        finish[node] = duration[node] + (finish[pred] if pred else 0.0)
+        best_pred[node] = pred
+    if not finish:
+        return [], 0.0
+    end = max(finish, key=lambda n: (finish[n], n))
+    path: list[str] = []
+    cursor: str | None = end
+    while cursor is not None:
+        path.append(cursor)
+        cursor = best_pred[cursor]
+    return path[::-1], round(finish[end], 3)
+
+
+def _bottom_levels(tasks: list[Task], graph: nx.DiGraph) -> dict[str, float]:
+    """Longest estimated time from the start of each task to the end of the DAG: the list-scheduling priority."""
+    duration = {t.id: t.estimate.seconds for t in tasks}
+    level: dict[str, float] = {}
+    for node in reversed(list(nx.lexicographical_topological_sort(graph))):
+        level[node] = duration[node] + max((level[s] for s in graph.successors(node)), default=0.0)
+    return level
+
+
+def list_schedule(tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssignment]) -> list[ScheduledTask]:
+    """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
+    highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
+    by_id = {t.id: t for t in tasks}
+    level = _bottom_levels(tasks, graph)
+    free_at = {w.worker_id: 0.0 for w in workers}
+    by_type: dict[str, list[str]] = {}
+    for w in workers:
+        by_type.setdefault(w.worker_type, []).append(w.worker_id)
+    waiting = {t.id: graph.in_degree(t.id) for t in tasks}
+    ready_at = {t.id: 0.0 for t in tasks if waiting[t.id] == 0}
+    placed: list[ScheduledTask] = []
+    ready: list[tuple[float, int, float, str]] = [
+        (0.0, -by_id[i].priority, -level[i], i) for i in sorted(ready_at)
+    ]
+    heapq.heapify(ready)
+    while ready:
+        at, _, _, task_id = heapq.heappop(ready)
+        task = by_id[task_id]
+        slots = by_type.get(task.worker_type, [])
+        if not slots:
+            continue
+        worker = min(slots, key=lambda w: (max(free_at[w], at), w))
+        start = max(free_at[worker], at)
+        end = start + task.estimate.seconds
+        free_at[worker] = end
+        placed.append(ScheduledTask(task_id=task_id, worker_id=worker, start_s=round(start, 3), end_s=round(end, 3)))
+        for succ in sorted(graph.successors(task_id)):
+            waiting[succ] -= 1
+            ready_at[succ] = max(ready_at.get(succ, 0.0), end)
+            if waiting[succ] == 0:
+                heapq.heappush(ready, (ready_at[succ], -by_id[succ].priority, -level[succ], succ))
+    return sorted(placed, key=lambda s: (s.start_s, s.task_id))
+
+
+def _phases(est: PhaseEstimates, makespan: float) -> list[PhaseWindow]:
+    lengths = [est.preflight, est.activation, est.distribution, makespan, est.aggregation, est.reporting]
+    windows, at = [], 0.0
+    for (index, name, description), length in zip(PHASES, lengths, strict=True):
+        windows.append(PhaseWindow(index=index, name=name, start_s=round(at, 3), end_s=round(at + length, 3),
+                                   description=description))
+        at += length
+    return windows
+
+
+def _timeline(entries: list[ScheduledTask], phases: list[PhaseWindow]) -> list[TimelineMinute]:
+    exec_start = phases[3].start_s
+    total = phases[-1].end_s
+    minutes: list[TimelineMinute] = []
+    for minute in range(max(1, math.ceil(total / 60))):
+        lo, hi = minute * 60.0, (minute + 1) * 60.0
+        phase = next((p.name for p in phases if p.start_s <= lo < p.end_s), phases[-1].name)
+        starting = [e.task_id for e in entries if lo <= exec_start + e.start_s < hi]
+        running = sum(1 for e in entries if exec_start + e.start_s < hi and exec_start + e.end_s > lo)
+        minutes.append(TimelineMinute(minute=minute, phase=phase, starting=starting, running=running))
+    return minutes
+
+
+def schedule(
+    tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssignment], estimates: PhaseEstimates
+) -> Schedule:
+    """The plan's timeline: list schedule, phases, per-minute view, critical path, makespan and lower bound."""
+    entries = list_schedule(tasks, graph, workers)
+    path, path_s = critical_path(tasks, graph)
+    total_work = round(sum(t.estimate.seconds for t in tasks), 3)
+    slots = len(workers)
+    lower = round(max(path_s, total_work / slots if slots else 0.0), 3)
+    makespan = round(max((e.end_s for e in entries), default=0.0), 3)
+    phases = _phases(estimates, makespan)
+    return Schedule(
+        entries=entries,
+        phases=phases,
+        timeline=_timeline(entries, phases),
+        critical_path=path,
+        critical_path_s=path_s,
+        total_work_s=total_work,
+        slots=slots,
+        lower_bound_s=lower,
+        makespan_s=makespan,
+    )

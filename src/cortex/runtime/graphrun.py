@@ -1,0 +1,132 @@
+"""The task graph at run time, free of I/O: which tasks to release, what a result does, what gets skipped.
+
+The coordinator feeds it results and sends what it returns; keeping the rules here makes them testable alone.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from cortex.models.task import RetryPolicy, Task, TaskState
+from cortex.runtime.records import TaskRecord
+
+
+def backoff_delay(policy: RetryPolicy, failed_attempt: int, rng: random.Random) -> float:
+    """Delay before the attempt after ``failed_attempt``: exponential, capped, with jitter."""
+    delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (failed_attempt - 1))
+    return max(0.0, delay * (1 + rng.uniform(-policy.jitter, policy.jitter)))
+
+
+@dataclass
+class Outcome:
+    """What applying one result changed."""
+
+    release: list[TaskRecord] = field(default_factory=list)
+    retry_at: float | None = None
+    ended: list[TaskRecord] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class GraphRun:
+    """Task records plus the dependency rules. Not thread-safe; the coordinator owns it."""
+
+    def __init__(self, tasks: list[Task], policy: RetryPolicy, *, model_configured: bool, seed: int | None = None):
+        self.records = {t.id: TaskRecord(t) for t in tasks}
+        self.policy = policy
+        self.model_configured = model_configured
+        self.dependents: dict[str, list[str]] = {t.id: [] for t in tasks}
+        for t in tasks:
+            for d in t.depends_on:
+                self.dependents[d].append(t.id)
+        self.rng = random.Random(seed)
+        self.duplicates = 0
+        self.retries = 0
+
+    def add(self, task: Task) -> TaskRecord:
+        """Admit a task at run time (a handoff); it has no dependencies."""
+        rec = TaskRecord(task)
+        self.records[task.id] = rec
+        self.dependents[task.id] = []
+        return rec
+
+    @property
+    def done(self) -> bool:
+        """Every task has ended."""
+        return all(r.state.terminal for r in self.records.values())
+
+    def initial(self) -> Outcome:
+        """Tasks with no dependencies, ready at the start."""
+        out = Outcome()
+        for rec in sorted(self.records.values(), key=lambda r: (-r.task.priority, r.task.id)):
+            if not rec.task.depends_on:
+                self._ready(rec, out)
+        return out
+
+    def _ready(self, rec: TaskRecord, out: Outcome) -> None:
+        """``rec``'s dependencies allow it to run: release it, or skip it when it needs a missing model."""
+        if rec.task.requires_model and not self.model_configured:
+            self.skip(rec, "no model configured (set CORTEX_MODEL to run tasks that need one)", out)
+        else:
+            out.release.append(rec)
+
+    def skip(self, rec: TaskRecord, reason: str, out: Outcome) -> None:
+        """End ``rec`` unrun, then settle its dependents."""
+        rec.move(TaskState.skipped)
+        rec.reason = reason
+        rec.finished_at = time.time()
+        out.ended.append(rec)
+        self._settle_dependents(rec, out)
+
+    def mark_released(self, rec: TaskRecord, now: float) -> None:
+        """Record that ``rec`` was sent to its master for a new attempt."""
+        rec.move(TaskState.released)
+        rec.attempt += 1
+        rec.released_at = now
+
+    def _settle_dependents(self, rec: TaskRecord, out: Outcome) -> None:
+        for dep_id in sorted(self.dependents[rec.task.id], key=lambda i: (-self.records[i].task.priority, i)):
+            dep = self.records[dep_id]
+            if dep.state is not TaskState.pending:
+                continue
+            parents = [self.records[p] for p in dep.task.depends_on]
+            if not all(p.state.terminal for p in parents):
+                if dep.task.needs == "success" and rec.state is not TaskState.succeeded:
+                    self.skip(dep, f"dependency {rec.task.id} {rec.state.value}", out)
+                continue
+            bad = [p for p in parents if p.state is not TaskState.succeeded]
+            if dep.task.needs == "success" and bad:
+                self.skip(dep, f"dependency {bad[0].task.id} {bad[0].state.value}", out)
+            else:
+                self._ready(dep, out)
+
+    def apply(self, task_id: str, attempt: int, ok: bool, *, worker: str, started: float, finished: float,
+              output: dict[str, object], error: str, retryable: bool, now: float) -> Outcome:
+        """Apply one result. The first result of the current attempt wins; anything else is a duplicate."""
+        out = Outcome()
+        rec = self.records.get(task_id)
+        if rec is None or rec.state is not TaskState.released or attempt != rec.attempt:
+            self.duplicates += 1
+            out.duplicate = True
+            return out
+        rec.worker, rec.started_at, rec.finished_at = worker, started, finished
+        if rec.released_at is not None:
+            rec.dispatch_latency_s.append(max(0.0, started - rec.released_at))
+        if ok:
+            rec.move(TaskState.succeeded)
+            rec.output, rec.error = dict(output), None
+            out.ended.append(rec)
+            self._settle_dependents(rec, out)
+            return out
+        rec.errors.append(error)
+        rec.error = error
+        if retryable and rec.attempt < self.policy.max_attempts:
+            rec.move(TaskState.retrying)
+            self.retries += 1
+            out.retry_at = now + backoff_delay(self.policy, rec.attempt, self.rng)
+            return out
+        rec.move(TaskState.failed)
+        out.ended.append(rec)
+        self._settle_dependents(rec, out)
+        return out

@@ -1,0 +1,117 @@
+"""Phase 5: the report (JSON and Markdown) from what ran, and the archive of the execution.
+
+Every figure here is measured (task times, ledger, process usage) or copied from the plan and labelled as the
+plan's estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from cortex.models import Plan
+from cortex.models.task import TaskState
+from cortex.runtime.statefiles import write_atomic, write_json
+
+if TYPE_CHECKING:
+    from cortex.runtime.coordinator import Coordinator
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0-1) by linear interpolation, None for no values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, min(998, round(q * 1000) - 1))]
+
+
+def actual_critical_path(records: dict[str, Any]) -> list[str]:
+    """Walk back from the task that finished last through the dependency that finished last."""
+    done = {i: r for i, r in records.items() if r.finished_at is not None and r.started_at is not None}
+    if not done:
+        return []
+    cursor: str | None = max(done, key=lambda i: (done[i].finished_at, i))
+    path = []
+    while cursor is not None:
+        path.append(cursor)
+        deps = [d for d in records[cursor].task.depends_on if d in done]
+        cursor = max(deps, key=lambda d: (done[d].finished_at, d)) if deps else None
+    return path[::-1]
+
+
+def build(coord: Coordinator, aggregate: dict[str, Any], nodes: dict[str, Any], tokens: dict[str, Any],
+          status: str) -> dict[str, Any]:
+    """The report data."""
+    plan = coord.plan
+    records = coord.graph.records
+    now = time.time()
+    by_master: dict[str, dict[str, int]] = {}
+    for rec in records.values():
+        by_master.setdefault(rec.task.master, {}).setdefault(rec.state.value, 0)
+        by_master[rec.task.master][rec.state.value] += 1
+    phase_names = list(coord.phase_times)
+    measured = {}
+    for i, name in enumerate(phase_names):
+        end = coord.phase_times[phase_names[i + 1]] if i + 1 < len(phase_names) else now
+        measured[name] = round(end - coord.phase_times[name], 3)
+    estimated = {p.name: round(p.end_s - p.start_s, 3) for p in plan.schedule.phases}
+    latencies = [x for r in records.values() for x in r.dispatch_latency_s]
+    procs = {k: json.loads(v) for k, v in coord._processes.items()}
+    criteria = {
+        "all-required-succeeded": all(r.state is TaskState.succeeded for r in records.values()
+                                      if not r.task.optional and r.task.origin == "plan"),
+        "no-lost-tasks": all(r.state.terminal for r in records.values()),
+        "within-budget": all(t["used"] <= t["allocated"] for t in tokens.values()),
+        "masters-activated": all(f"master-{m.master}" in procs for m in plan.masters),
+        "workers-placed": all(procs.get(w.worker_id, {}).get("node") == w.node for w in plan.workers),
+    }
+    return {
+        "run_id": coord.run_id, "plan_id": plan.id, "goal": plan.goal, "status": status,
+        "started_at": coord.started_at, "finished_at": now, "duration_s": round(now - coord.started_at, 3),
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
+        "phases": {"measured_s": measured, "estimated_s": estimated},
+        "makespan": {"measured_s": measured.get("execution"), "estimated_s": plan.schedule.makespan_s,
+                     "lower_bound_s": plan.schedule.lower_bound_s},
+        "critical_path": {"planned": plan.schedule.critical_path, "taken": actual_critical_path(records)},
+        "dispatch_latency_s": {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+                               "samples": len(latencies)},
+        "tasks_by_master": by_master,
+        "tasks": [r.to_dict() for r in sorted(records.values(), key=lambda r: r.task.id)],
+        "retries": coord.graph.retries, "reassignments": coord.reassignments,
+        "duplicates_ignored": coord.graph.duplicates, "handoffs": coord.handoffs,
+        "tokens": tokens, "nodes": nodes, "processes": procs, "results": aggregate,
+        "success_criteria": criteria,
+    }
+
+
+def write(data: dict[str, Any], plan: Plan, run_dir: Path, state_dir: Path, event_log: list[dict[str, Any]],
+          state_docs: dict[str, Any]) -> dict[str, Path]:
+    """Write report.md/report.json into ``run_dir`` and archive plan, state, events and report."""
+    env = Environment(loader=PackageLoader("cortex.runtime", "templates"), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, autoescape=False)  # noqa: S701  (Markdown)
+    env.filters["n"] = lambda v: f"{v:,}"
+    env.filters["s"] = lambda v: "n/a" if v is None else f"{v:,.3f} s"
+    archive = state_dir / "archives" / f"CORTEX-EXEC-{data['run_id']}"
+    data["paths"] = {"report_md": str(run_dir / "report.md"), "report_json": str(run_dir / "report.json"),
+                     "archive": str(archive)}
+    md = env.get_template("report.md.j2").render(r=data, plan=plan)
+    report_md = write_atomic(run_dir / "report.md", md)
+    report_json = write_json(run_dir / "report.json", data)
+    staging = archive.with_name(archive.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_atomic(staging / "plan.json", plan.model_dump_json(indent=2) + "\n")
+    for name, doc in state_docs.items():
+        write_json(staging / name, doc)
+    write_atomic(staging / "events.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in event_log))
+    shutil.copyfile(report_md, staging / "report.md")
+    shutil.copyfile(report_json, staging / "report.json")
+    staging.rename(archive)  # the archive appears whole or not at all
+    return {"report_md": report_md, "report_json": report_json, "archive": archive}

@@ -1,0 +1,85 @@
+"""Live state files, rewritten atomically: a reader sees the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CURRENT = "current-execution.json"
+MASTERS = "master-activation.json"
+WORKERS = "worker-distribution.json"
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same directory and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON, atomically."""
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when the file does not exist."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def snapshot(coord: Any, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The three live documents for a coordinator's current state (``coord`` is a ``Coordinator``)."""
+    import time
+
+    from cortex.planner.schedule import PHASES
+
+    plan = coord.plan
+    counts: dict[str, dict[str, int]] = {}
+    for rec in coord.graph.records.values():
+        c = counts.setdefault(rec.task.master, {})
+        state = "running" if rec.task.id in coord._running else rec.state.value
+        c[state] = c.get(state, 0) + 1
+    procs = {k: json.loads(v) for k, v in coord._processes.items()}
+    current = {
+        "run_id": coord.run_id, "plan_id": plan.id, "goal": plan.goal, "phase": coord.phase,
+        "phase_name": PHASES[coord.phase][1], "status": status, "started_at": coord.started_at,
+        "updated_at": time.time(), "pid": os.getpid(), "tasks": counts, "phase_times": coord.phase_times,
+        "retries": coord.graph.retries, "reassignments": coord.reassignments,
+        "duplicates": coord.graph.duplicates, "handoffs": len(coord.handoffs),
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
+        "state_dir": str(coord.state_dir),
+    }
+    if extra:
+        current["report"] = extra.get("paths", {})
+    masters = {"run_id": coord.run_id, "masters": [
+        {"master": m.master, "node": m.node, **{k: procs.get(f"master-{m.master}", {}).get(k)
+                                                for k in ("pid", "alive", "restarts")}}
+        for m in plan.masters]}
+    nodes: dict[str, list[str]] = {}
+    for w in plan.workers:
+        nodes.setdefault(w.node, []).append(w.worker_id)
+    workers = {"run_id": coord.run_id, "nodes": nodes, "workers": [
+        {"worker_id": w.worker_id, "worker_type": w.worker_type, "node": w.node, "budget": w.budget,
+         **{k: procs.get(w.worker_id, {}).get(k) for k in ("pid", "alive", "restarts")}}
+        for w in plan.workers]}
+    return {CURRENT: current, MASTERS: masters, WORKERS: workers}
+
+
+def write_all(state_dir: Path, docs: dict[str, Any]) -> None:
+    """Write each live document atomically."""
+    for name, data in docs.items():
+        write_json(state_dir / name, data)

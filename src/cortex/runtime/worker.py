@@ -1,0 +1,84 @@
+"""A worker process: claims tasks from its type's queue stream, runs them, reports results.
+
+Delivery is at least once: after a restart the worker first re-reads the entries it had claimed and not
+acknowledged; the coordinator records only the first result of each task attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aredis
+
+from cortex.coord.connection import connect
+from cortex.coord.keys import GROUP_WORKERS, RunKeys
+from cortex.errors import TaskFailed
+from cortex.models.task import Task
+from cortex.runtime.process import ensure_group, heartbeat, stop_on_signals
+from cortex.toolset.registry import TaskContext, handler_for
+
+
+async def execute(
+    redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str]
+) -> dict[str, Any]:
+    """Run one task message; the result fields for the results stream (never raises for task errors)."""
+    task = Task.model_validate_json(fields["task"])
+    attempt = int(fields["attempt"])
+    started = time.time()
+    result: dict[str, Any] = {"task_id": task.id, "attempt": attempt, "worker": worker_id, "started": started,
+                              "released_ts": fields.get("released_ts", "0"), "retryable": "1"}
+    handler = handler_for(task.kind)
+    target = fields.get("target_path") or None
+    try:
+        if handler is None:
+            raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
+        ctx = TaskContext(task=task, attempt=attempt, target_path=Path(target) if target else None,
+                          run_id=keys.run_id, worker_id=worker_id, redis=redis, keys=keys)
+        output = await asyncio.wait_for(handler(ctx), task.timeout_s)
+        result.update(ok="1", output=json.dumps(output, default=str), error="")
+    except TaskFailed as exc:
+        result.update(ok="0", output="{}", error=str(exc), retryable="1" if exc.retryable else "0")
+    except TimeoutError:
+        result.update(ok="0", output="{}", error=f"timed out after {task.timeout_s:.0f} s")
+    except Exception as exc:  # a handler bug fails its task, never the worker
+        tail = traceback.format_exception_only(exc)[-1].strip()
+        result.update(ok="0", output="{}", error=f"{type(exc).__name__} in handler: {tail}")
+    result["finished"] = time.time()
+    return result
+
+
+async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *, prefetch: int = 1) -> None:
+    """Serve the queue of ``worker_type`` as consumer ``worker_id`` until SIGTERM."""
+    redis = await connect(url)
+    keys = RunKeys(run_id)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    queue = keys.queue(worker_type)
+    await ensure_group(redis, queue, GROUP_WORKERS)
+    beat = asyncio.create_task(heartbeat(redis, keys, worker_id, stop))
+    cursor = "0"  # first our own unacknowledged entries (after a restart), then new ones
+    try:
+        while not stop.is_set():
+            reply = await redis.xreadgroup(GROUP_WORKERS, worker_id, {queue: cursor}, count=prefetch, block=500)
+            entries = reply[0][1] if reply else []
+            if cursor == "0" and not entries:
+                cursor = ">"
+                continue
+            for entry_id, fields in entries:
+                task_id = json.loads(fields["task"])["id"]
+                await redis.hset(keys.running, task_id, worker_id)
+                result = await execute(redis, keys, worker_id, fields)
+                pipe = redis.pipeline(transaction=True)
+                pipe.xadd(keys.results, {k: str(v) for k, v in result.items()})
+                pipe.hdel(keys.running, task_id)
+                pipe.xack(queue, GROUP_WORKERS, entry_id)
+                await pipe.execute()
+    finally:
+        stop.set()
+        await beat
+        await redis.aclose()

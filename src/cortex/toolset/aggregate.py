@@ -1,0 +1,41 @@
+"""Aggregation: the coordinator's review worker merges every task's recorded output into per-master results."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from cortex.toolset.registry import Output, TaskContext, task_kind
+
+
+def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per master: task outcomes, and the sums of what its tools reported (only what ran counts)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        master = rec["master"]
+        agg = out.setdefault(master, {"outcomes": Counter(), "assets": Counter(), "findings": Counter(),
+                                      "tests": Counter(), "code_lines": 0})
+        agg["outcomes"][rec["state"]] += 1
+        result = rec.get("output") or {}
+        if rec["state"] != "succeeded":
+            continue
+        agg["assets"].update(result.get("assets", {}))
+        for f in result.get("findings", []):
+            agg["findings"][f.get("severity", "unknown")] += 1
+        for key in ("tests", "passed", "failures", "errors", "skipped"):
+            if key in result:
+                agg["tests"][key] += int(result[key])
+        agg["code_lines"] += int(result.get("code_lines", 0))
+    return {m: {k: dict(v) if isinstance(v, Counter) else v for k, v in a.items()} for m, a in sorted(out.items())}
+
+
+@task_kind("coordinator.aggregate")
+async def aggregate_task(ctx: TaskContext) -> Output:
+    """Merge the run's task records and store the result in the run's aggregate hash."""
+    raw = await ctx.redis.hgetall(ctx.keys.tasks)
+    records = [json.loads(v) for k, v in sorted(raw.items()) if k != ctx.task.id]
+    merged = merge(records)
+    if merged:
+        await ctx.redis.hset(ctx.keys.aggregate, mapping={m: json.dumps(v) for m, v in merged.items()})
+    return {"masters": merged, "tasks_merged": len(records)}

@@ -1,0 +1,95 @@
+"""CI/CD analysis of GitHub Actions workflows: caching, concurrency, timeouts, pinning, permissions, and jobs
+chained with ``needs`` that use nothing of the job they wait for."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cortex.errors import TaskFailed
+from cortex.toolset.registry import Output, TaskContext, task_kind
+
+_SHA = re.compile(r"@[0-9a-f]{40}$")
+_SETUP_WITH_CACHE = ("actions/setup-python", "actions/setup-node", "actions/setup-java", "actions/setup-go")
+
+
+def _finding(rule: str, where: str, message: str, severity: str = "medium") -> dict[str, str]:
+    return {"rule": rule, "where": where, "message": message, "severity": severity}
+
+
+def _job_findings(file: str, name: str, job: dict[str, Any], top_concurrency: bool) -> list[dict[str, str]]:
+    where = f"{file}:jobs.{name}"
+    out = []
+    steps = [s for s in job.get("steps", []) if isinstance(s, dict)]
+    uses = [str(s.get("uses", "")) for s in steps if s.get("uses")]
+    if "timeout-minutes" not in job:
+        out.append(_finding("job-timeout", where, "job has no timeout-minutes (default is 6 hours)"))
+    if not top_concurrency and "concurrency" not in job:
+        out.append(_finding("concurrency", where, "no concurrency group: superseded runs keep running", "low"))
+    for u in uses:
+        if not u.startswith("./") and not _SHA.search(u):
+            out.append(_finding("unpinned-action", where, f"{u} is not pinned to a commit SHA", "high"))
+    setups = [s for s in steps if str(s.get("uses", "")).startswith(_SETUP_WITH_CACHE)]
+    cached = any(str(s.get("uses", "")).startswith("actions/cache") for s in steps) or any(
+        isinstance(s.get("with"), dict) and s["with"].get("cache") for s in setups
+    )
+    installs = any(re.search(r"\b(pip|npm|yarn|pnpm) (install|ci)\b", str(s.get("run", ""))) for s in steps)
+    if installs and not cached:
+        out.append(_finding("no-dependency-cache", where, "dependencies are installed without a cache"))
+    return out
+
+
+def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
+    """Findings for one workflow file and its number of jobs."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        return [_finding("invalid-yaml", rel, f"not valid YAML: {exc}", "high")], 0
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
+        return [_finding("no-jobs", rel, "workflow has no jobs mapping", "high")], 0
+    jobs: dict[str, Any] = doc["jobs"]
+    findings = []
+    if doc.get("permissions") in (None, "write-all"):
+        what = "write-all" if doc.get("permissions") == "write-all" else "not set (token gets the repo default)"
+        findings.append(_finding("permissions", rel, f"top-level permissions {what}; grant the least needed", "high"))
+    for name, job in jobs.items():
+        if isinstance(job, dict):
+            findings += _job_findings(rel, name, job, "concurrency" in doc)
+            needs = job.get("needs")
+            needed = [needs] if isinstance(needs, str) else list(needs or [])
+            text = yaml.safe_dump(job)
+            for dep in needed:
+                if f"needs.{dep}." not in text:
+                    findings.append(_finding("needless-sequence", f"{rel}:jobs.{name}",
+                                             f"waits for {dep} but uses none of its outputs: could run in parallel",
+                                             "low"))
+    return findings, len(jobs)
+
+
+def audit(root: Path) -> Output:
+    """Findings for every workflow under .github/workflows."""
+    folder = root / ".github" / "workflows"
+    files = sorted(p for p in folder.glob("*") if p.suffix in (".yml", ".yaml") and not p.is_symlink())
+    if not files:
+        raise TaskFailed(f"no workflows under {folder}", retryable=False)
+    findings: list[dict[str, str]] = []
+    jobs = 0
+    for path in files:
+        f, n = audit_workflow(path, str(path.relative_to(root)))
+        findings += f
+        jobs += n
+    by_rule: dict[str, int] = {}
+    for f in findings:
+        by_rule[f["rule"]] = by_rule.get(f["rule"], 0) + 1
+    return {"repository": root.name, "workflows": len(files), "jobs": jobs, "findings": findings,
+            "by_rule": dict(sorted(by_rule.items()))}
+
+
+@task_kind("cicd.workflows")
+async def workflows_task(ctx: TaskContext) -> Output:
+    """Workflow analysis over the task's repository."""
+    return await asyncio.to_thread(audit, ctx.require_target())

@@ -1,0 +1,80 @@
+"""Task kinds and their handlers. A handler takes a ``TaskContext`` and returns a JSON-able dict, or raises
+``TaskFailed`` (or any exception) to fail the attempt. Handlers never invent results: a missing tool fails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aredis
+
+from cortex.coord.keys import RunKeys
+from cortex.models.task import Task
+
+Output = dict[str, Any]
+Handler = Callable[["TaskContext"], Awaitable[Output]]
+
+_HANDLERS: dict[str, Handler] = {}
+
+SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".tox", "dist", "build"})
+
+
+@dataclass
+class TaskContext:
+    """What a handler may use: its task, the confined target directory, and the run's Redis keys."""
+
+    task: Task
+    attempt: int
+    target_path: Path | None
+    run_id: str
+    worker_id: str
+    redis: aredis.Redis
+    keys: RunKeys
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def require_target(self) -> Path:
+        """The target directory, or a clear failure when the task has none or it vanished."""
+        from cortex.errors import TaskFailed
+
+        if self.target_path is None:
+            raise TaskFailed(f"task {self.task.id} has no target", retryable=False)
+        if not self.target_path.is_dir():
+            raise TaskFailed(f"target directory {self.target_path} does not exist", retryable=False)
+        return self.target_path
+
+
+def task_kind(name: str) -> Callable[[Handler], Handler]:
+    """Register ``fn`` as the handler of task kind ``name``."""
+
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def handler_for(kind: str) -> Handler | None:
+    """The handler of ``kind``, importing the toolset modules on first use."""
+    if not _HANDLERS:
+        from cortex.toolset import aggregate, builtin, cicd, inventory, testing  # noqa: F401  (registers)
+    return _HANDLERS.get(kind)
+
+
+def known_kinds() -> list[str]:
+    """Every registered task kind."""
+    handler_for("")
+    return sorted(_HANDLERS)
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Files under ``root`` in sorted order, skipping vendored and VCS directories and any symlink (a link
+    could lead outside the target, and tools stay confined to it)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not Path(dirpath, d).is_symlink())
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if not path.is_symlink() and path.is_file():
+                yield path

@@ -21,7 +21,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cortex: plan
 console = Console()
 err = Console(stderr=True)
 
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR or .cortex)")]
+StateDir = Annotated[
+    Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR or .cortex)")
+]
 RosterOpt = Annotated[Path | None, typer.Option("--roster", help="Roster YAML (default: the built-in roster)")]
 ClusterOpt = Annotated[Path | None, typer.Option("--cluster", help="Cluster YAML (default: the built-in cluster)")]
 
@@ -70,7 +72,9 @@ def _build(goal: str, targets: Path, roster: Path | None, cluster: Path | None) 
 def plan(
     goal: str,
     targets: Annotated[Path, typer.Option("--targets", help="Directory of target repositories")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write plan.json and the documents")] = Path("plans/latest"),
+    out: Annotated[Path, typer.Option("--out", help="Where to write plan.json and the documents")] = Path(
+        "plans/latest"
+    ),
     roster: RosterOpt = None,
     cluster: ClusterOpt = None,
 ) -> None:
@@ -82,10 +86,14 @@ def plan(
         files = write_plan(p, out)
     except CortexError as exc:
         raise _fail(exc) from exc
-    console.print(f"plan [bold]{p.id}[/]: {len(p.tasks)} tasks, {len(p.masters)} masters, {len(p.workers)} workers, "
-                  f"routing {p.routing.mode} ({', '.join(p.routing.selected)})")
-    console.print(f"estimated makespan {p.schedule.makespan_s:.1f} s (lower bound {p.schedule.lower_bound_s:.1f} s); "
-                  f"{p.budget.total:,} tokens allocated")
+    console.print(
+        f"plan [bold]{p.id}[/]: {len(p.tasks)} tasks, {len(p.masters)} masters, {len(p.workers)} workers, "
+        f"routing {p.routing.mode} ({', '.join(p.routing.selected)})"
+    )
+    console.print(
+        f"estimated makespan {p.schedule.makespan_s:.1f} s (lower bound {p.schedule.lower_bound_s:.1f} s); "
+        f"{p.budget.total:,} tokens allocated"
+    )
     for f in files:
         console.print(f"  {f}")
 
@@ -97,8 +105,13 @@ def _progress_table(state: dict[str, Any]) -> Any:
     for col in ("master", "pending", "released", "running", "retrying", "succeeded", "failed", "skipped"):
         table.add_column(col, justify="left" if col == "master" else "right")
     for master, counts in sorted(state["tasks"].items()):
-        table.add_row(master, *(str(counts.get(c, 0)) for c in
-                                ("pending", "released", "running", "retrying", "succeeded", "failed", "skipped")))
+        table.add_row(
+            master,
+            *(
+                str(counts.get(c, 0))
+                for c in ("pending", "released", "running", "retrying", "succeeded", "failed", "skipped")
+            ),
+        )
     table.caption = f"retries {state['retries']}  reassignments {state['reassignments']}  handoffs {state['handoffs']}"
     return table
 
@@ -109,8 +122,14 @@ def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settin
     from cortex.runtime.coordinator import Coordinator, PreflightFailed
 
     with _redis_url(settings) as url, Live(console=console, refresh_per_second=4, transient=False) as live:
-        coord = Coordinator(p, url, state_dir, model=settings.model, metrics_port=metrics_port,
-                            on_update=lambda s: live.update(_progress_table(s)))
+        coord = Coordinator(
+            p,
+            url,
+            state_dir,
+            model=settings.model,
+            metrics_port=metrics_port,
+            on_update=lambda s: live.update(_progress_table(s)),
+        )
         try:
             result = asyncio.run(coord.run())
         except PreflightFailed as exc:
@@ -154,7 +173,9 @@ def run(
 
 
 @app.command()
-def demo(state_dir: StateDir = None, metrics_port: Annotated[int | None, typer.Option("--metrics-port")] = None) -> None:
+def demo(
+    state_dir: StateDir = None, metrics_port: Annotated[int | None, typer.Option("--metrics-port")] = None
+) -> None:
     """Plan and run the full catalog toolset over examples/fleet (run from the repository root)."""
     fleet = Path("examples/fleet")
     if not fleet.is_dir():
@@ -226,8 +247,12 @@ def report(run_id: str, state_dir: StateDir = None, as_json: Annotated[bool, typ
 
 
 @app.command(hidden=False)
-def worker(run: Annotated[str, typer.Option("--run")], id: Annotated[str, typer.Option("--id")],
-           type: Annotated[str, typer.Option("--type")], prefetch: int = 1) -> None:
+def worker(
+    run: Annotated[str, typer.Option("--run")],
+    id: Annotated[str, typer.Option("--id")],
+    type: Annotated[str, typer.Option("--type")],
+    prefetch: int = 1,
+) -> None:
     """Run one worker process (what a supervisor or a Kubernetes pod starts)."""
     from cortex.runtime.worker import run_worker
 

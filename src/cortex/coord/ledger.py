@@ -56,13 +56,18 @@ class Ledger:
         """Set each level's allocation (``{"run": n, "master:x": n, "worker:y": n}``); used/reserved start at 0."""
         pipe = self.redis.pipeline(transaction=True)
         for level, amount in allocations.items():
-            pipe.hset(self.keys.ledger(level), mapping={"allocated": amount, "used": 0, "reserved": 0, "released": 0})
+            pipe.hset(
+                self.keys.ledger(level),
+                mapping={"allocated": amount, "used": 0, "reserved": 0, "released": 0},
+            )
         await pipe.execute()
 
     async def reserve(self, reservation_id: str, tokens: int, *, master: str, worker: str | None = None) -> None:
         """Hold ``tokens`` at every level, or raise ``BudgetExceeded`` naming the level that cannot cover it."""
         accounts = self._accounts(master, worker)
-        failed = int(await self._reserve(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, tokens]))
+        failed = int(
+            await self._reserve(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, tokens])
+        )
         if failed:
             level = accounts[failed - 1].rsplit(":ledger:", 1)[1]
             snap = await self.account(level)

@@ -71,7 +71,9 @@ class FencedLock:
 
     async def renew(self) -> bool:
         """Extend the lease; False means it was lost (expired or taken) and the holder must stop writing."""
-        return bool(self.token) and bool(await self._renew(keys=[lock_key(self.resource)], args=[self._value, self.ttl_ms]))
+        return bool(self.token) and bool(
+            await self._renew(keys=[lock_key(self.resource)], args=[self._value, self.ttl_ms])
+        )
 
     async def release(self) -> None:
         """Give the lease up if it is still ours."""

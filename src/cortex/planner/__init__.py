@@ -46,14 +46,20 @@ def build_plan(goal: str, targets_dir: Path, roster: Roster, cluster: Cluster) -
     active = [
         m.name
         for m in roster.masters
-        if m.name in routing.selected or m.name == roster.routing.fallback or m.name in {funders[t.worker_type] for t in tasks}
+        if m.name in routing.selected
+        or m.name == roster.routing.fallback
+        or m.name in {funders[t.worker_type] for t in tasks}
     ]
     workers = place_workers(cluster, roster, active)
     staffed = {w.worker_type for w in workers}
     for t in tasks:
         if t.worker_type not in staffed:
-            raise PlanError("roster", f"task {t.id} needs a {t.worker_type!r} worker and none is planned",
-                            field=f"worker_types[{t.worker_type}].count", hint="set count to 1 or more")
+            raise PlanError(
+                "roster",
+                f"task {t.id} needs a {t.worker_type!r} worker and none is planned",
+                field=f"worker_types[{t.worker_type}].count",
+                hint="set count to 1 or more",
+            )
     budget = allocate(roster, active, workers, tasks)
     timeline = schedule(tasks, graph, workers, roster.phases)
     notes = []
@@ -104,7 +110,9 @@ def load_plan(path: Path) -> Plan:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"not valid JSON: {exc.msg}", field=f"line {exc.lineno}, column {exc.colno}") from exc
+        raise InputError(
+            str(path), f"not valid JSON: {exc.msg}", field=f"line {exc.lineno}, column {exc.colno}"
+        ) from exc
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:

@@ -23,7 +23,10 @@ def _template_graph(masters: list[Master]) -> nx.DiGraph:
                     continue
                 if dep not in names:
                     raise PlanError(
-                        "roster", f"unknown playbook task {dep!r}", field=f"{me}.after", hint="use master.task names"
+                        "roster",
+                        f"unknown playbook task {dep!r}",
+                        field=f"{me}.after",
+                        hint="use master.task names",
                     )
                 graph.add_edge(dep, me)
     try:

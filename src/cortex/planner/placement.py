@@ -24,7 +24,8 @@ def place_workers(cluster: Cluster, roster: Roster, masters: list[str]) -> list[
     failure takes out as few of one type as possible) and balances load; a node never exceeds its slots.
     """
     types = sorted(
-        (w for w in roster.worker_types if w.master in masters and w.count > 0), key=lambda w: (-w.count, w.name)
+        (w for w in roster.worker_types if w.master in masters and w.count > 0),
+        key=lambda w: (-w.count, w.name),
     )
     needed = sum(w.count for w in types)
     nodes = [n for n in cluster.worker_nodes if n.worker_slots > 0]
@@ -44,7 +45,8 @@ def place_workers(cluster: Cluster, roster: Roster, masters: list[str]) -> list[
         for k in range(1, wt.count + 1):
             free = [n for n in nodes if load[n.name] < n.worker_slots]
             node = min(
-                free, key=lambda n: (per_type[(n.name, wt.name)], load[n.name] / n.worker_slots, order[n.name])
+                free,
+                key=lambda n: (per_type[(n.name, wt.name)], load[n.name] / n.worker_slots, order[n.name]),
             )
             load[node.name] += 1
             per_type[(node.name, wt.name)] += 1

@@ -66,9 +66,7 @@ def list_schedule(tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssi
     waiting = {t.id: graph.in_degree(t.id) for t in tasks}
     ready_at = {t.id: 0.0 for t in tasks if waiting[t.id] == 0}
     placed: list[ScheduledTask] = []
-    ready: list[tuple[float, int, float, str]] = [
-        (0.0, -by_id[i].priority, -level[i], i) for i in sorted(ready_at)
-    ]
+    ready: list[tuple[float, int, float, str]] = [(0.0, -by_id[i].priority, -level[i], i) for i in sorted(ready_at)]
     heapq.heapify(ready)
     while ready:
         at, _, _, task_id = heapq.heappop(ready)
@@ -93,8 +91,15 @@ def _phases(est: PhaseEstimates, makespan: float) -> list[PhaseWindow]:
     lengths = [est.preflight, est.activation, est.distribution, makespan, est.aggregation, est.reporting]
     windows, at = [], 0.0
     for (index, name, description), length in zip(PHASES, lengths, strict=True):
-        windows.append(PhaseWindow(index=index, name=name, start_s=round(at, 3), end_s=round(at + length, 3),
-                                   description=description))
+        windows.append(
+            PhaseWindow(
+                index=index,
+                name=name,
+                start_s=round(at, 3),
+                end_s=round(at + length, 3),
+                description=description,
+            )
+        )
         at += length
     return windows
 

@@ -76,9 +76,17 @@ class PreflightFailed(CortexError):
 class Coordinator:
     """Runs one plan. ``on_update`` is called with the execution state after every refresh (for live display)."""
 
-    def __init__(self, plan: Plan, redis_url: str, state_dir: Path, *, model: str | None = None,
-                 metrics_port: int | None = None, run_id: str | None = None,
-                 on_update: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        redis_url: str,
+        state_dir: Path,
+        *,
+        model: str | None = None,
+        metrics_port: int | None = None,
+        run_id: str | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.plan = plan
         self.url = redis_url
         self.state_dir = state_dir
@@ -145,8 +153,13 @@ class Coordinator:
         self.phase_times[PHASES[phase][1]] = now
         self.phase = phase
         self.metrics.phase.set(phase)
-        env = Envelope(run_id=self.run_id, sender="coordinator", to="all", type=MessageType.control,
-                       context={"event": "phase", "phase": phase, "name": PHASES[phase][1]})
+        env = Envelope(
+            run_id=self.run_id,
+            sender="coordinator",
+            to="all",
+            type=MessageType.control,
+            context={"event": "phase", "phase": phase, "name": PHASES[phase][1]},
+        )
         with contextlib.suppress(Exception):
             await events.publish(self.redis, self.keys, CH_COORDINATOR, env)
         self._write_state("running")
@@ -158,21 +171,53 @@ class Coordinator:
         lines = self.plan.budget.lines
         total_ok = sum(line.base + line.worker_pool for line in lines) == self.plan.budget.total
         pools_ok = all(sum(line.workers.values()) + line.reserve == line.worker_pool for line in lines)
-        self.checks.append(Check("budgets", total_ok and pools_ok, f"{self.plan.budget.total:,} tokens in "
-                                 f"{len(lines)} master accounts" if total_ok and pools_ok else "allocations do not add up"))
-        missing = [t.name for t in self.plan.targets if not Path(t.path).is_dir()]
-        self.checks.append(Check("targets", not missing, f"{len(self.plan.targets)} present" if not missing
-                                 else f"missing: {', '.join(missing)}"))
-        self.checks.append(Check("nodes", True, f"{len(self.plan.cluster.nodes)} nodes; local mode: one supervisor "
-                                 f"process per node using {sys.executable}"))
+        self.checks.append(
+            Check(
+                "budgets",
+                total_ok and pools_ok,
+                f"{self.plan.budget.total:,} tokens in {len(lines)} master accounts"
+                if total_ok and pools_ok
+                else "allocations do not add up",
+            )
+        )
+        missing = [t.name for t in self.plan.targets if not Path(t.path).is_dir()]  # noqa: ASYNC240  (a few stats)
+        self.checks.append(
+            Check(
+                "targets",
+                not missing,
+                f"{len(self.plan.targets)} present" if not missing else f"missing: {', '.join(missing)}",
+            )
+        )
+        self.checks.append(
+            Check(
+                "nodes",
+                True,
+                f"{len(self.plan.cluster.nodes)} nodes; local mode: one supervisor "
+                f"process per node using {sys.executable}",
+            )
+        )
         self.checks.append(Check("catalog", True, "absent: the catalog service is not part of this version"))
         needs_model = sum(1 for t in self.plan.tasks if t.requires_model)
-        self.checks.append(Check("model", True, f"configured: {self.model}" if self.model else
-                                 f"absent: {needs_model} task(s) needing a model will be skipped"))
-        self.lease = FencedLock(self.redis, f"run:{self.run_id}:leader", ttl_ms=LEASE_TTL_MS, owner=f"coord-{os.getpid()}")
+        self.checks.append(
+            Check(
+                "model",
+                True,
+                f"configured: {self.model}"
+                if self.model
+                else f"absent: {needs_model} task(s) needing a model will be skipped",
+            )
+        )
+        self.lease = FencedLock(
+            self.redis, f"run:{self.run_id}:leader", ttl_ms=LEASE_TTL_MS, owner=f"coord-{os.getpid()}"
+        )
         got = await self.lease.try_acquire()
-        self.checks.append(Check("leadership", got, f"lease held with fencing token {self.lease.token}" if got
-                                 else "another coordinator holds this run"))
+        self.checks.append(
+            Check(
+                "leadership",
+                got,
+                f"lease held with fencing token {self.lease.token}" if got else "another coordinator holds this run",
+            )
+        )
         if not all(c.ok for c in self.checks):
             raise PreflightFailed(self.checks)
         self._keeper = asyncio.create_task(self._keep_lease())
@@ -211,9 +256,13 @@ class Coordinator:
         env = {**os.environ, "CORTEX_REDIS_URL": self.url}
         for node in nodes:
             argv = [sys.executable, "-m", "cortex", "supervisor", "--run", self.run_id, "--node", node]
-            self.supervisors[node] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
-        expected = ([f"master-{m.master}" for m in self.plan.masters] if masters
-                    else [w.worker_id for w in self.plan.workers if w.node in nodes])
+            # Popen returns at once (fork/exec); the supervisor outlives this call and is waited on at cleanup.
+            self.supervisors[node] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)  # noqa: ASYNC220
+        expected = (
+            [f"master-{m.master}" for m in self.plan.masters]
+            if masters
+            else [w.worker_id for w in self.plan.workers if w.node in nodes]
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             alive = await self._alive(expected)
@@ -247,8 +296,9 @@ class Coordinator:
             while self._retry_heap and self._retry_heap[0][0] <= time.time():
                 _, task_id = heapq.heappop(self._retry_heap)
                 self._pending_release.append(self.graph.records[task_id])
-            reply = await self.redis.xreadgroup(GROUP_COORDINATOR, "coordinator", {self.keys.results: ">"},
-                                                count=1000, block=50)
+            reply = await self.redis.xreadgroup(
+                GROUP_COORDINATOR, "coordinator", {self.keys.results: ">"}, count=1000, block=50
+            )
             ids = []
             for entry_id, fields in reply[0][1] if reply else []:
                 ids.append(entry_id)
@@ -282,9 +332,18 @@ class Coordinator:
     def _apply(self, f: dict[str, str]) -> None:
         out_data = json.loads(f.get("output") or "{}")
         handoffs = out_data.pop("handoffs", []) if isinstance(out_data, dict) else []
-        out = self.graph.apply(f["task_id"], int(f["attempt"]), f["ok"] == "1", worker=f["worker"],
-                               started=float(f["started"]), finished=float(f["finished"]), output=out_data,
-                               error=f.get("error", ""), retryable=f.get("retryable") == "1", now=time.time())
+        out = self.graph.apply(
+            f["task_id"],
+            int(f["attempt"]),
+            f["ok"] == "1",
+            worker=f["worker"],
+            started=float(f["started"]),
+            finished=float(f["finished"]),
+            output=out_data,
+            error=f.get("error", ""),
+            retryable=f.get("retryable") == "1",
+            now=time.time(),
+        )
         self._dirty.add(f["task_id"])
         if out.retry_at is not None:
             heapq.heappush(self._retry_heap, (out.retry_at, f["task_id"]))
@@ -308,17 +367,36 @@ class Coordinator:
         else:
             decision = "admitted"
         task_id = f"{kind}:{source.task.target or 'run'}"
-        record = {"from": source.task.master, "to": to, "task": task_id, "source_task": source.task.id,
-                  "reason": h.get("reason", ""), "decision": decision}
+        record = {
+            "from": source.task.master,
+            "to": to,
+            "task": task_id,
+            "source_task": source.task.id,
+            "reason": h.get("reason", ""),
+            "decision": decision,
+        }
         self.handoffs.append(record)
-        env = Envelope(run_id=self.run_id, sender=f"{source.task.master}-master", to=f"{to}-master",
-                       type=MessageType.handoff, task_id=task_id, context=record)
+        env = Envelope(
+            run_id=self.run_id,
+            sender=f"{source.task.master}-master",
+            to=f"{to}-master",
+            type=MessageType.handoff,
+            task_id=task_id,
+            context=record,
+        )
         self._events.append((master_channel(to), env))
         if decision == "admitted" and task_id not in self.graph.records:
-            task = Task(id=task_id, master=to, kind=kind, worker_type=str(h["worker_type"]), target=source.task.target,
-                        params=dict(h.get("params", {})), requires_model=bool(h.get("requires_model")),
-                        estimate=Estimate(seconds=float(h.get("estimate_seconds", 30)), tokens=tokens),
-                        origin=f"handoff:{source.task.master}")
+            task = Task(
+                id=task_id,
+                master=to,
+                kind=kind,
+                worker_type=str(h["worker_type"]),
+                target=source.task.target,
+                params=dict(h.get("params", {})),
+                requires_model=bool(h.get("requires_model")),
+                estimate=Estimate(seconds=float(h.get("estimate_seconds", 30)), tokens=tokens),
+                origin=f"handoff:{source.task.master}",
+            )
             rec = self.graph.add(task)
             out = Outcome()
             self.graph._ready(rec, out)
@@ -332,9 +410,15 @@ class Coordinator:
         for rec in self._pending_release:
             self.graph.mark_released(rec, now)
             self._dirty.add(rec.task.id)
-            pipe.xadd(self.keys.inbox(rec.task.master), {
-                "task": rec.task.model_dump_json(), "attempt": str(rec.attempt), "released_ts": repr(now),
-                "target_path": self.targets.get(rec.task.target or "", "")})
+            pipe.xadd(
+                self.keys.inbox(rec.task.master),
+                {
+                    "task": rec.task.model_dump_json(),
+                    "attempt": str(rec.attempt),
+                    "released_ts": repr(now),
+                    "target_path": self.targets.get(rec.task.target or "", ""),
+                },
+            )
         for channel, env in self._events:
             events.emit(pipe, self.keys, channel, env)
         self._pending_release = []
@@ -363,9 +447,13 @@ class Coordinator:
         self._processes = await self.redis.hgetall(self.keys.processes)
         self._running = await self.redis.hgetall(self.keys.running)
         for node in {w.node for w in self.plan.workers}:
-            self.metrics.workers_alive.labels(node).set(sum(
-                1 for v in self._processes.values() if (p := json.loads(v))["node"] == node and p["alive"]
-                and p["kind"] == "worker"))
+            self.metrics.workers_alive.labels(node).set(
+                sum(
+                    1
+                    for v in self._processes.values()
+                    if (p := json.loads(v))["node"] == node and p["alive"] and p["kind"] == "worker"
+                )
+            )
         self._write_state("running")
 
     # ------------------------------------------------------- phases 4 and 5
@@ -379,8 +467,11 @@ class Coordinator:
         return merge([r.to_dict() for r in self.graph.records.values()])
 
     def _all_required_ok(self) -> bool:
-        return all(r.state is TaskState.succeeded for r in self.graph.records.values() if not r.task.optional
-                   and r.task.origin == "plan")
+        return all(
+            r.state is TaskState.succeeded
+            for r in self.graph.records.values()
+            if not r.task.optional and r.task.origin == "plan"
+        )
 
     async def _finish(self, aggregate: dict[str, Any], status: str) -> RunResult:
         """Phase 5: report, archive, stop processes, delete the run's keys."""
@@ -394,8 +485,7 @@ class Coordinator:
         event_log = await events.read_events(self.redis, self.keys)
         data = report.build(self, aggregate, nodes, tokens, status)
         run_dir = self.state_dir / "runs" / self.run_id
-        result = report.write(data, self.plan, run_dir, self.state_dir, event_log,
-                              self._state_docs(status, data))
+        result = report.write(data, self.plan, run_dir, self.state_dir, event_log, self._state_docs(status, data))
         async for key in self.redis.scan_iter(match=self.keys.pattern(), count=500):
             await self.redis.delete(key)
         self._write_state(status, finished=True)

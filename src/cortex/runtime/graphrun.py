@@ -15,7 +15,7 @@ from cortex.runtime.records import TaskRecord
 
 def backoff_delay(policy: RetryPolicy, failed_attempt: int, rng: random.Random) -> float:
     """Delay before the attempt after ``failed_attempt``: exponential, capped, with jitter."""
-    delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (failed_attempt - 1))
+    delay: float = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (failed_attempt - 1))
     return max(0.0, delay * (1 + rng.uniform(-policy.jitter, policy.jitter)))
 
 
@@ -101,8 +101,20 @@ class GraphRun:
             else:
                 self._ready(dep, out)
 
-    def apply(self, task_id: str, attempt: int, ok: bool, *, worker: str, started: float, finished: float,
-              output: dict[str, object], error: str, retryable: bool, now: float) -> Outcome:
+    def apply(
+        self,
+        task_id: str,
+        attempt: int,
+        ok: bool,
+        *,
+        worker: str,
+        started: float,
+        finished: float,
+        output: dict[str, object],
+        error: str,
+        retryable: bool,
+        now: float,
+    ) -> Outcome:
         """Apply one result. The first result of the current attempt wins; anything else is a duplicate."""
         out = Outcome()
         rec = self.records.get(task_id)

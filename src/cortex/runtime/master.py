@@ -44,9 +44,15 @@ async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> N
                     known_queues.add(queue)
                 pipe.xadd(queue, fields)
                 pipe.xack(inbox, GROUP_MASTERS, entry_id)
-                env = Envelope(run_id=run_id, sender=f"{name}-master", to=task["worker_type"], type=MessageType.task,
-                               task_id=task["id"], priority="high" if task.get("priority", 0) > 0 else "normal",
-                               context={"event": "dispatched", "attempt": int(fields["attempt"])})
+                env = Envelope(
+                    run_id=run_id,
+                    sender=f"{name}-master",
+                    to=task["worker_type"],
+                    type=MessageType.task,
+                    task_id=task["id"],
+                    priority="high" if task.get("priority", 0) > 0 else "normal",
+                    context={"event": "dispatched", "attempt": int(fields["attempt"])},
+                )
                 events.emit(pipe, keys, channel, env)
             await pipe.execute()
     finally:

@@ -13,8 +13,7 @@ async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str]) -> int:
     """Requeue the pending entries of consumers whose heartbeat is gone; returns how many were moved."""
     moved = 0
     for queue in queues:
-        pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=1000,
-                                             idle=HEARTBEAT_TTL_MS)
+        pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=1000, idle=HEARTBEAT_TTL_MS)
         for entry in pending:
             consumer = entry["consumer"]
             if await redis.exists(keys.heartbeat(consumer)):

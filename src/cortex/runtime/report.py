@@ -46,8 +46,9 @@ def actual_critical_path(records: dict[str, Any]) -> list[str]:
     return path[::-1]
 
 
-def build(coord: Coordinator, aggregate: dict[str, Any], nodes: dict[str, Any], tokens: dict[str, Any],
-          status: str) -> dict[str, Any]:
+def build(
+    coord: Coordinator, aggregate: dict[str, Any], nodes: dict[str, Any], tokens: dict[str, Any], status: str
+) -> dict[str, Any]:
     """The report data."""
     plan = coord.plan
     records = coord.graph.records
@@ -65,42 +66,73 @@ def build(coord: Coordinator, aggregate: dict[str, Any], nodes: dict[str, Any], 
     latencies = [x for r in records.values() for x in r.dispatch_latency_s]
     procs = {k: json.loads(v) for k, v in coord._processes.items()}
     criteria = {
-        "all-required-succeeded": all(r.state is TaskState.succeeded for r in records.values()
-                                      if not r.task.optional and r.task.origin == "plan"),
+        "all-required-succeeded": all(
+            r.state is TaskState.succeeded for r in records.values() if not r.task.optional and r.task.origin == "plan"
+        ),
         "no-lost-tasks": all(r.state.terminal for r in records.values()),
         "within-budget": all(t["used"] <= t["allocated"] for t in tokens.values()),
         "masters-activated": all(f"master-{m.master}" in procs for m in plan.masters),
         "workers-placed": all(procs.get(w.worker_id, {}).get("node") == w.node for w in plan.workers),
     }
     return {
-        "run_id": coord.run_id, "plan_id": plan.id, "goal": plan.goal, "status": status,
-        "started_at": coord.started_at, "finished_at": now, "duration_s": round(now - coord.started_at, 3),
+        "run_id": coord.run_id,
+        "plan_id": plan.id,
+        "goal": plan.goal,
+        "status": status,
+        "started_at": coord.started_at,
+        "finished_at": now,
+        "duration_s": round(now - coord.started_at, 3),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
         "phases": {"measured_s": measured, "estimated_s": estimated},
-        "makespan": {"measured_s": measured.get("execution"), "estimated_s": plan.schedule.makespan_s,
-                     "lower_bound_s": plan.schedule.lower_bound_s},
+        "makespan": {
+            "measured_s": measured.get("execution"),
+            "estimated_s": plan.schedule.makespan_s,
+            "lower_bound_s": plan.schedule.lower_bound_s,
+        },
         "critical_path": {"planned": plan.schedule.critical_path, "taken": actual_critical_path(records)},
-        "dispatch_latency_s": {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
-                               "samples": len(latencies)},
+        "dispatch_latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "samples": len(latencies),
+        },
         "tasks_by_master": by_master,
         "tasks": [r.to_dict() for r in sorted(records.values(), key=lambda r: r.task.id)],
-        "retries": coord.graph.retries, "reassignments": coord.reassignments,
-        "duplicates_ignored": coord.graph.duplicates, "handoffs": coord.handoffs,
-        "tokens": tokens, "nodes": nodes, "processes": procs, "results": aggregate,
+        "retries": coord.graph.retries,
+        "reassignments": coord.reassignments,
+        "duplicates_ignored": coord.graph.duplicates,
+        "handoffs": coord.handoffs,
+        "tokens": tokens,
+        "nodes": nodes,
+        "processes": procs,
+        "results": aggregate,
         "success_criteria": criteria,
     }
 
 
-def write(data: dict[str, Any], plan: Plan, run_dir: Path, state_dir: Path, event_log: list[dict[str, Any]],
-          state_docs: dict[str, Any]) -> dict[str, Path]:
+def write(
+    data: dict[str, Any],
+    plan: Plan,
+    run_dir: Path,
+    state_dir: Path,
+    event_log: list[dict[str, Any]],
+    state_docs: dict[str, Any],
+) -> dict[str, Path]:
     """Write report.md/report.json into ``run_dir`` and archive plan, state, events and report."""
-    env = Environment(loader=PackageLoader("cortex.runtime", "templates"), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, autoescape=False)  # noqa: S701  (Markdown)
+    env = Environment(
+        loader=PackageLoader("cortex.runtime", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701  (renders Markdown, not HTML)
+    )
     env.filters["n"] = lambda v: f"{v:,}"
     env.filters["s"] = lambda v: "n/a" if v is None else f"{v:,.3f} s"
     archive = state_dir / "archives" / f"CORTEX-EXEC-{data['run_id']}"
-    data["paths"] = {"report_md": str(run_dir / "report.md"), "report_json": str(run_dir / "report.json"),
-                     "archive": str(archive)}
+    data["paths"] = {
+        "report_md": str(run_dir / "report.md"),
+        "report_json": str(run_dir / "report.json"),
+        "archive": str(archive),
+    }
     md = env.get_template("report.md.j2").render(r=data, plan=plan)
     report_md = write_atomic(run_dir / "report.md", md)
     report_json = write_json(run_dir / "report.json", data)

@@ -55,27 +55,54 @@ def snapshot(coord: Any, status: str, extra: dict[str, Any] | None = None) -> di
         c[state] = c.get(state, 0) + 1
     procs = {k: json.loads(v) for k, v in coord._processes.items()}
     current = {
-        "run_id": coord.run_id, "plan_id": plan.id, "goal": plan.goal, "phase": coord.phase,
-        "phase_name": PHASES[coord.phase][1], "status": status, "started_at": coord.started_at,
-        "updated_at": time.time(), "pid": os.getpid(), "tasks": counts, "phase_times": coord.phase_times,
-        "retries": coord.graph.retries, "reassignments": coord.reassignments,
-        "duplicates": coord.graph.duplicates, "handoffs": len(coord.handoffs),
+        "run_id": coord.run_id,
+        "plan_id": plan.id,
+        "goal": plan.goal,
+        "phase": coord.phase,
+        "phase_name": PHASES[coord.phase][1],
+        "status": status,
+        "started_at": coord.started_at,
+        "updated_at": time.time(),
+        "pid": os.getpid(),
+        "tasks": counts,
+        "phase_times": coord.phase_times,
+        "retries": coord.graph.retries,
+        "reassignments": coord.reassignments,
+        "duplicates": coord.graph.duplicates,
+        "handoffs": len(coord.handoffs),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
         "state_dir": str(coord.state_dir),
     }
     if extra:
         current["report"] = extra.get("paths", {})
-    masters = {"run_id": coord.run_id, "masters": [
-        {"master": m.master, "node": m.node, **{k: procs.get(f"master-{m.master}", {}).get(k)
-                                                for k in ("pid", "alive", "restarts")}}
-        for m in plan.masters]}
+    masters = {
+        "run_id": coord.run_id,
+        "masters": [
+            {
+                "master": m.master,
+                "node": m.node,
+                **{k: procs.get(f"master-{m.master}", {}).get(k) for k in ("pid", "alive", "restarts")},
+            }
+            for m in plan.masters
+        ],
+    }
     nodes: dict[str, list[str]] = {}
     for w in plan.workers:
         nodes.setdefault(w.node, []).append(w.worker_id)
-    workers = {"run_id": coord.run_id, "nodes": nodes, "workers": [
-        {"worker_id": w.worker_id, "worker_type": w.worker_type, "node": w.node, "budget": w.budget,
-         **{k: procs.get(w.worker_id, {}).get(k) for k in ("pid", "alive", "restarts")}}
-        for w in plan.workers]}
+    workers = {
+        "run_id": coord.run_id,
+        "nodes": nodes,
+        "workers": [
+            {
+                "worker_id": w.worker_id,
+                "worker_type": w.worker_type,
+                "node": w.node,
+                "budget": w.budget,
+                **{k: procs.get(w.worker_id, {}).get(k) for k in ("pid", "alive", "restarts")},
+            }
+            for w in plan.workers
+        ],
+    }
     return {CURRENT: current, MASTERS: masters, WORKERS: workers}
 
 

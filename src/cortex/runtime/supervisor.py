@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -42,11 +43,25 @@ class Child:
 
 def _children(plan: Plan, run_id: str, node: str) -> list[Child]:
     base = [sys.executable, "-m", "cortex"]
-    out = [Child(id=f"master-{m.master}", kind="master", argv=[*base, "master", "--run", run_id, "--name", m.master])
-           for m in plan.masters if m.node == node]
-    out += [Child(id=w.worker_id, kind="worker", worker_type=w.worker_type,
-                  argv=[*base, "worker", "--run", run_id, "--id", w.worker_id, "--type", w.worker_type])
-            for w in plan.workers if w.node == node]
+    out = [
+        Child(
+            id=f"master-{m.master}",
+            kind="master",
+            argv=[*base, "master", "--run", run_id, "--name", m.master],
+        )
+        for m in plan.masters
+        if m.node == node
+    ]
+    out += [
+        Child(
+            id=w.worker_id,
+            kind="worker",
+            worker_type=w.worker_type,
+            argv=[*base, "worker", "--run", run_id, "--id", w.worker_id, "--type", w.worker_type],
+        )
+        for w in plan.workers
+        if w.node == node
+    ]
     return out
 
 
@@ -91,12 +106,27 @@ class Supervisor:
                 except psutil.Error:
                     pass
         self.peak_rss = max(self.peak_rss, rss)
-        status = {c.id: json.dumps({"id": c.id, "node": self.node, "kind": c.kind, "worker_type": c.worker_type,
-                                    "pid": c.proc.pid if c.proc else None, "alive": c.proc is not None,
-                                    "restarts": c.restarts}) for c in self.children}
-        usage = {"cpu_s": round(sum(c.cpu_done_s + c.cpu_now_s for c in self.children), 3),
-                 "rss_mib": round(rss / 2**20, 1), "peak_rss_mib": round(self.peak_rss / 2**20, 1),
-                 "processes": sum(1 for c in self.children if c.proc is not None), "supervisor_pid": os.getpid()}
+        status = {
+            c.id: json.dumps(
+                {
+                    "id": c.id,
+                    "node": self.node,
+                    "kind": c.kind,
+                    "worker_type": c.worker_type,
+                    "pid": c.proc.pid if c.proc else None,
+                    "alive": c.proc is not None,
+                    "restarts": c.restarts,
+                }
+            )
+            for c in self.children
+        }
+        usage = {
+            "cpu_s": round(sum(c.cpu_done_s + c.cpu_now_s for c in self.children), 3),
+            "rss_mib": round(rss / 2**20, 1),
+            "peak_rss_mib": round(self.peak_rss / 2**20, 1),
+            "processes": sum(1 for c in self.children if c.proc is not None),
+            "supervisor_pid": os.getpid(),
+        }
         pipe = self.redis.pipeline(transaction=False)
         if status:
             pipe.hset(self.keys.processes, mapping=status)
@@ -138,10 +168,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 c.proc.kill()
                 c.proc.wait()
-        try:
+        # The coordinator may already have stopped the server; usage was sampled moments ago.
+        with contextlib.suppress(redis.RedisError):
             self._sample()
-        except redis.RedisError:
-            pass  # the coordinator may already have stopped the server; usage was sampled moments ago
         self.redis.close()
 
 

@@ -23,22 +23,33 @@ from cortex.runtime.process import ensure_group, heartbeat, stop_on_signals
 from cortex.toolset.registry import TaskContext, handler_for
 
 
-async def execute(
-    redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str]
-) -> dict[str, Any]:
+async def execute(redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """Run one task message; the result fields for the results stream (never raises for task errors)."""
     task = Task.model_validate_json(fields["task"])
     attempt = int(fields["attempt"])
     started = time.time()
-    result: dict[str, Any] = {"task_id": task.id, "attempt": attempt, "worker": worker_id, "started": started,
-                              "released_ts": fields.get("released_ts", "0"), "retryable": "1"}
+    result: dict[str, Any] = {
+        "task_id": task.id,
+        "attempt": attempt,
+        "worker": worker_id,
+        "started": started,
+        "released_ts": fields.get("released_ts", "0"),
+        "retryable": "1",
+    }
     handler = handler_for(task.kind)
     target = fields.get("target_path") or None
     try:
         if handler is None:
             raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
-        ctx = TaskContext(task=task, attempt=attempt, target_path=Path(target) if target else None,
-                          run_id=keys.run_id, worker_id=worker_id, redis=redis, keys=keys)
+        ctx = TaskContext(
+            task=task,
+            attempt=attempt,
+            target_path=Path(target) if target else None,
+            run_id=keys.run_id,
+            worker_id=worker_id,
+            redis=redis,
+            keys=keys,
+        )
         output = await asyncio.wait_for(handler(ctx), task.timeout_s)
         result.update(ok="1", output=json.dumps(output, default=str), error="")
     except TaskFailed as exc:

@@ -14,8 +14,16 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for rec in records:
         master = rec["master"]
-        agg = out.setdefault(master, {"outcomes": Counter(), "assets": Counter(), "findings": Counter(),
-                                      "tests": Counter(), "code_lines": 0})
+        agg = out.setdefault(
+            master,
+            {
+                "outcomes": Counter(),
+                "assets": Counter(),
+                "findings": Counter(),
+                "tests": Counter(),
+                "code_lines": 0,
+            },
+        )
         agg["outcomes"][rec["state"]] += 1
         result = rec.get("output") or {}
         if rec["state"] != "succeeded":

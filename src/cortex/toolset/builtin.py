@@ -26,7 +26,9 @@ async def sleep(ctx: TaskContext) -> Output:
     return {"slept_s": round(time.perf_counter() - started, 4)}
 
 
-async def run_argv(argv: list[str], cwd: str, timeout_s: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def run_argv(
+    argv: list[str], cwd: str, timeout_s: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run ``argv`` (never through a shell) in ``cwd`` with a timeout; returns code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         *argv,

@@ -64,9 +64,14 @@ def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
             text = yaml.safe_dump(job)
             for dep in needed:
                 if f"needs.{dep}." not in text:
-                    findings.append(_finding("needless-sequence", f"{rel}:jobs.{name}",
-                                             f"waits for {dep} but uses none of its outputs: could run in parallel",
-                                             "low"))
+                    findings.append(
+                        _finding(
+                            "needless-sequence",
+                            f"{rel}:jobs.{name}",
+                            f"waits for {dep} but uses none of its outputs: could run in parallel",
+                            "low",
+                        )
+                    )
     return findings, len(jobs)
 
 
@@ -79,14 +84,19 @@ def audit(root: Path) -> Output:
     findings: list[dict[str, str]] = []
     jobs = 0
     for path in files:
-        f, n = audit_workflow(path, str(path.relative_to(root)))
-        findings += f
+        found, n = audit_workflow(path, str(path.relative_to(root)))
+        findings += found
         jobs += n
     by_rule: dict[str, int] = {}
-    for f in findings:
-        by_rule[f["rule"]] = by_rule.get(f["rule"], 0) + 1
-    return {"repository": root.name, "workflows": len(files), "jobs": jobs, "findings": findings,
-            "by_rule": dict(sorted(by_rule.items()))}
+    for item in findings:
+        by_rule[item["rule"]] = by_rule.get(item["rule"], 0) + 1
+    return {
+        "repository": root.name,
+        "workflows": len(files),
+        "jobs": jobs,
+        "findings": findings,
+        "by_rule": dict(sorted(by_rule.items())),
+    }
 
 
 @task_kind("cicd.workflows")

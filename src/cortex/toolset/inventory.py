@@ -17,9 +17,20 @@ from packaging.requirements import InvalidRequirement, Requirement
 from cortex.toolset.registry import Output, TaskContext, task_kind, walk_files
 
 LANGUAGES = {
-    ".py": "Python", ".js": "JavaScript", ".mjs": "JavaScript", ".ts": "TypeScript", ".go": "Go",
-    ".rs": "Rust", ".java": "Java", ".rb": "Ruby", ".sh": "Shell", ".yml": "YAML", ".yaml": "YAML",
-    ".json": "JSON", ".toml": "TOML", ".md": "Markdown",
+    ".py": "Python",
+    ".js": "JavaScript",
+    ".mjs": "JavaScript",
+    ".ts": "TypeScript",
+    ".go": "Go",
+    ".rs": "Rust",
+    ".java": "Java",
+    ".rb": "Ruby",
+    ".sh": "Shell",
+    ".yml": "YAML",
+    ".yaml": "YAML",
+    ".json": "JSON",
+    ".toml": "TOML",
+    ".md": "Markdown",
 }
 
 
@@ -94,8 +105,15 @@ def k8s_objects(path: Path) -> list[dict[str, Any]]:
         meta = doc.get("metadata") or {}
         spec = (doc.get("spec") or {}).get("template", {}).get("spec", {}) or doc.get("spec") or {}
         images = [c.get("image") for c in spec.get("containers", []) if isinstance(c, dict) and c.get("image")]
-        out.append({"kind": doc["kind"], "name": meta.get("name"), "namespace": meta.get("namespace", "default"),
-                    "images": images, "file": str(path)})
+        out.append(
+            {
+                "kind": doc["kind"],
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace", "default"),
+                "images": images,
+                "file": str(path),
+            }
+        )
     return out
 
 
@@ -140,8 +158,20 @@ async def discover_task(ctx: TaskContext) -> Output:
     return await asyncio.to_thread(discover, ctx.require_target())
 
 
-_BRANCHES = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.IfExp,
-             ast.ExceptHandler, ast.comprehension, ast.Assert, ast.match_case)
+_BRANCHES = (
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.Try,
+    ast.With,
+    ast.AsyncWith,
+    ast.IfExp,
+    ast.ExceptHandler,
+    ast.comprehension,
+    ast.Assert,
+    ast.match_case,
+)
 
 
 def function_complexity(tree: ast.AST) -> list[tuple[str, int]]:

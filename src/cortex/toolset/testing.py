@@ -45,23 +45,27 @@ async def pytest_task(ctx: TaskContext) -> Output:
         junit = Path(tmp) / "junit.xml"
         argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
         try:
-            code, out, err = await run_argv(argv, str(root), max(ctx.task.timeout_s - 5, 1),
-                                            env={"PYTHONDONTWRITEBYTECODE": "1"})
+            code, out, err = await run_argv(
+                argv, str(root), max(ctx.task.timeout_s - 5, 1), env={"PYTHONDONTWRITEBYTECODE": "1"}
+            )
         except TimeoutError as exc:
             raise TaskFailed(f"pytest timed out after {ctx.task.timeout_s:.0f} s") from exc
         if code not in _RAN:
             raise TaskFailed(f"pytest exited with {code}: {(err or out).strip()[-500:]}")
-        result = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failing": []}
+        result: dict[str, Any] = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failing": []}
+    failing: list[str] = list(result["failing"])
     result["repository"] = root.name
     result["exit_code"] = code
-    if result["failing"]:
-        result["handoffs"] = [{
-            "to": "development",
-            "kind": "development.fix-tests",
-            "worker_type": "implementation",
-            "requires_model": True,
-            "estimate_tokens": 6000,
-            "params": {"failing": result["failing"]},
-            "reason": f"{len(result['failing'])} failing test(s) in {root.name}",
-        }]
+    if failing:
+        result["handoffs"] = [
+            {
+                "to": "development",
+                "kind": "development.fix-tests",
+                "worker_type": "implementation",
+                "requires_model": True,
+                "estimate_tokens": 6000,
+                "params": {"failing": failing},
+                "reason": f"{len(failing)} failing test(s) in {root.name}",
+            }
+        ]
     return result

@@ -128,6 +128,7 @@ def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settin
             state_dir,
             model=settings.model,
             metrics_port=metrics_port,
+            connect_attempts=settings.redis_connect_attempts,
             on_update=lambda s: live.update(_progress_table(s)),
         )
         try:

@@ -7,6 +7,7 @@ old holder is fenced out even before the new holder writes anything.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -68,6 +69,14 @@ class FencedLock:
         if token:
             self.token = token
         return bool(token)
+
+    async def acquire(self, timeout_s: float = 30.0, poll_s: float = 0.005) -> None:
+        """Wait until the lease is ours; ``TimeoutError`` after ``timeout_s``."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not await self.try_acquire():  # noqa: ASYNC110  (Redis does not notify a release; poll)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"lock on {self.resource!r} not acquired within {timeout_s} s")
+            await asyncio.sleep(poll_s)
 
     async def renew(self) -> bool:
         """Extend the lease; False means it was lost (expired or taken) and the holder must stop writing."""

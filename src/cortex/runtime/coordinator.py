@@ -85,12 +85,14 @@ class Coordinator:
         model: str | None = None,
         metrics_port: int | None = None,
         run_id: str | None = None,
+        connect_attempts: int = 5,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.plan = plan
         self.url = redis_url
         self.state_dir = state_dir
         self.model = model
+        self.connect_attempts = connect_attempts
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.keys = RunKeys(self.run_id)
         self.metrics = RunMetrics()
@@ -119,7 +121,7 @@ class Coordinator:
     # ----------------------------------------------------------------- phases
     async def run(self) -> RunResult:
         """Run every phase; always stop processes and the lease, also on error or Ctrl-C."""
-        self.redis = await connect(self.url)
+        self.redis = await connect(self.url, attempts=self.connect_attempts)
         try:
             await self._enter(0)
             await self._preflight()

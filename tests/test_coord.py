@@ -1,0 +1,85 @@
+"""Coordination primitives against a real Redis: fenced locks, leadership, the ledger, the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aredis
+
+from cortex.coord.connection import redact_url
+from cortex.coord.keys import RunKeys
+from cortex.coord.ledger import Ledger
+from cortex.coord.locks import FencedLock
+from cortex.errors import BudgetExceeded, FencedWriteRefused
+
+
+async def test_lock_is_exclusive_until_released(redis: aredis.Redis) -> None:
+    a = FencedLock(redis, "repo:x", ttl_ms=5000)
+    b = FencedLock(redis, "repo:x", ttl_ms=5000)
+    assert await a.try_acquire()
+    assert not await b.try_acquire()
+    await a.release()
+    assert await b.try_acquire()
+    assert b.token > a.token
+
+
+async def test_holder_whose_lease_expired_cannot_write(redis: aredis.Redis) -> None:
+    old = FencedLock(redis, "file:a.py", ttl_ms=50)
+    assert await old.try_acquire()
+    await old.hset("h", {"v": "old"})
+    await redis.delete("cortex:lock:file:a.py")  # the lease lapses (as if its TTL ran out while paused)
+    new = FencedLock(redis, "file:a.py", ttl_ms=5000)
+    assert await new.try_acquire()
+    with pytest.raises(FencedWriteRefused):
+        await old.hset("h", {"v": "stale"})
+    assert not await old.renew()
+    await new.hset("h", {"v": "new"})
+    assert await redis.hget("h", "v") == "new"
+
+
+async def test_contending_increments_under_the_lock_lose_no_update(redis: aredis.Redis) -> None:
+    async def bump(i: int) -> None:
+        lock = FencedLock(redis, "counter", ttl_ms=5000, owner=f"w{i}")
+        for _ in range(20):
+            await lock.acquire(timeout_s=30)
+            value = int(await redis.hget("c", "n") or 0)
+            await asyncio.sleep(0)  # yield inside the critical section to invite interleaving
+            await lock.hset("c", {"n": value + 1})
+            await lock.release()
+
+    await asyncio.gather(*(bump(i) for i in range(8)))
+    assert int(await redis.hget("c", "n")) == 160
+
+
+async def test_ledger_reservations_never_exceed_any_level_and_balance(redis: aredis.Redis) -> None:
+    keys = RunKeys("r1")
+    ledger = Ledger(redis, keys)
+    await ledger.allocate({"run": 1000, "master:m": 600, "worker:w1": 400, "worker:w2": 400})
+
+    async def spend(worker: str, i: int) -> bool:
+        try:
+            await ledger.reserve(f"{worker}-{i}", 30, master="m", worker=worker)
+        except BudgetExceeded:
+            return False
+        await ledger.commit(f"{worker}-{i}", 20, master="m", worker=worker)
+        return True
+
+    results = await asyncio.gather(*(spend(w, i) for w in ("w1", "w2") for i in range(20)))
+    master = await ledger.account("master:m")
+    assert master["used"] + master["reserved"] <= 600
+    assert master["reserved"] == 0
+    assert master["used"] == 20 * sum(results)
+    assert master["released"] == 10 * sum(results)  # each reservation of 30 released the 10 it did not use
+    assert not all(results)  # the master level ran out before the workers did
+    assert (await ledger.account("run"))["used"] == master["used"]
+    over = 600 - master["used"] + 1  # the run level could cover it, the master level cannot
+    with pytest.raises(BudgetExceeded, match="exceeds master:m"):
+        await ledger.reserve("big", over, master="m")
+    assert (await ledger.account("master:m"))["reserved"] == 0  # the failed reservation held nothing anywhere
+    assert (await ledger.account("run"))["reserved"] == 0
+
+
+def test_redact_url_hides_passwords() -> None:
+    assert redact_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("unix:///tmp/x.sock") == "unix:///tmp/x.sock"

@@ -1,0 +1,99 @@
+"""Run-time task graph rules: release order, retries with backoff, skips, duplicates, needs=completion."""
+
+from __future__ import annotations
+
+import random
+
+from cortex.models.task import Estimate, RetryPolicy, Task, TaskState
+from cortex.runtime.graphrun import GraphRun, backoff_delay
+
+
+def _t(task_id: str, deps: list[str] | None = None, **kw: object) -> Task:
+    return Task(
+        id=task_id,
+        master="m",
+        kind="builtin.noop",
+        worker_type="w",
+        depends_on=deps or [],
+        estimate=Estimate(seconds=1, tokens=0),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def _finish(g: GraphRun, task_id: str, ok: bool, *, retryable: bool = True):  # type: ignore[no-untyped-def]
+    rec = g.records[task_id]
+    return g.apply(
+        task_id,
+        rec.attempt,
+        ok,
+        worker="w1",
+        started=1.0,
+        finished=2.0,
+        output={},
+        error="" if ok else "boom",
+        retryable=retryable,
+        now=0.0,
+    )
+
+
+def _release(g: GraphRun, recs) -> list[str]:  # type: ignore[no-untyped-def]
+    for r in recs:
+        g.mark_released(r, 0.0)
+    return [r.task.id for r in recs]
+
+
+def test_dependents_are_released_only_when_all_dependencies_succeed() -> None:
+    g = GraphRun([_t("a"), _t("b"), _t("c", ["a", "b"])], RetryPolicy(), model_configured=True)
+    assert _release(g, g.initial().release) == ["a", "b"]
+    assert _finish(g, "a", True).release == []
+    assert _release(g, _finish(g, "b", True).release) == ["c"]
+    _finish(g, "c", True)
+    assert g.done
+
+
+def test_failed_attempt_is_retried_until_max_attempts_then_fails_and_skips_dependents() -> None:
+    g = GraphRun([_t("a"), _t("b", ["a"]), _t("x")], RetryPolicy(max_attempts=2), model_configured=True)
+    _release(g, g.initial().release)
+    first = _finish(g, "a", False)
+    assert first.retry_at is not None and g.records["a"].state is TaskState.retrying
+    _release(g, [g.records["a"]])
+    second = _finish(g, "a", False)
+    assert g.records["a"].state is TaskState.failed and g.records["a"].attempt == 2
+    assert [r.task.id for r in second.ended] == ["a", "b"]
+    assert g.records["b"].state is TaskState.skipped and "dependency a failed" in (g.records["b"].reason or "")
+    assert g.records["x"].state is TaskState.released  # unrelated work goes on
+    assert g.retries == 1
+
+
+def test_non_retryable_failure_fails_at_once() -> None:
+    g = GraphRun([_t("a")], RetryPolicy(max_attempts=5), model_configured=True)
+    _release(g, g.initial().release)
+    _finish(g, "a", False, retryable=False)
+    assert g.records["a"].state is TaskState.failed
+
+
+def test_late_duplicate_result_is_counted_and_not_applied() -> None:
+    g = GraphRun([_t("a")], RetryPolicy(), model_configured=True)
+    _release(g, g.initial().release)
+    _finish(g, "a", True)
+    again = g.apply("a", 1, False, worker="w2", started=3, finished=4, output={}, error="late", retryable=True, now=0)
+    assert again.duplicate and g.duplicates == 1
+    assert g.records["a"].state is TaskState.succeeded and g.records["a"].worker == "w1"
+
+
+def test_completion_dependents_run_after_failures_and_model_tasks_are_skipped_without_a_model() -> None:
+    tasks = [_t("a"), _t("llm", requires_model=True), _t("agg", ["a", "llm"], needs="completion")]
+    g = GraphRun(tasks, RetryPolicy(max_attempts=1), model_configured=False)
+    out = g.initial()
+    assert [r.task.id for r in out.release] == ["a"]
+    assert g.records["llm"].state is TaskState.skipped and "no model configured" in (g.records["llm"].reason or "")
+    _release(g, out.release)
+    assert _release(g, _finish(g, "a", False).release) == ["agg"]
+
+
+def test_backoff_grows_exponentially_within_jitter_and_cap() -> None:
+    policy = RetryPolicy(backoff_base_s=1, backoff_max_s=5, jitter=0.25)
+    rng = random.Random(1)
+    for attempt, nominal in [(1, 1), (2, 2), (3, 4), (4, 5), (9, 5)]:
+        delay = backoff_delay(policy, attempt, rng)
+        assert nominal * 0.75 <= delay <= nominal * 1.25

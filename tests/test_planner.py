@@ -1,0 +1,150 @@
+"""The planner's algorithms on the default roster and cluster and on small known inputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cortex.errors import PlanError
+from cortex.models import Cluster, Roster
+from cortex.models.task import Estimate, Task
+from cortex.planner import build_plan
+from cortex.planner.decompose import task_graph
+from cortex.planner.routing import route
+from cortex.planner.schedule import critical_path, list_schedule
+from cortex.roster import load_cluster, load_roster
+
+from .conftest import FLEET
+
+GOAL = "Run the full catalog toolset across the fleet"
+
+
+def _t(task_id: str, seconds: float, deps: list[str] | None = None, wt: str = "w") -> Task:
+    return Task(
+        id=task_id,
+        master="m",
+        kind="builtin.noop",
+        worker_type=wt,
+        depends_on=deps or [],
+        estimate=Estimate(seconds=seconds, tokens=0),
+    )
+
+
+def test_default_roster_reproduces_the_original_system() -> None:
+    roster, cluster = load_roster(), load_cluster()
+    assert len(roster.masters) == 7
+    assert roster.total_workers == 16
+    assert len({w.name for w in roster.worker_types}) == 7
+    assert sum(m.budget for m in roster.masters) == 340_000
+    assert roster.expected_usage_target == 0.83
+    assert Counter(n.role.value for n in cluster.nodes) == {"control-plane": 3, "worker": 4}
+
+
+def test_default_placement_puts_four_workers_on_each_worker_node_and_none_on_control_plane() -> None:
+    plan = build_plan(GOAL, FLEET, load_roster(), load_cluster())
+    per_node = Counter(w.node for w in plan.workers)
+    assert per_node == {f"k3s-worker0{i}": 4 for i in range(1, 5)}
+    # same-type workers are spread: no node holds two workers of a type that has at most 4 workers
+    for wtype in {w.worker_type for w in plan.workers}:
+        nodes = [w.node for w in plan.workers if w.worker_type == wtype]
+        assert len(nodes) == len(set(nodes)), wtype
+    assert all(m.node.startswith("k3s-master") for m in plan.masters)
+
+
+def test_placement_refuses_more_workers_than_slots() -> None:
+    cluster = load_cluster().model_copy(deep=True)
+    for node in cluster.nodes:
+        if node.role.value == "worker":
+            node.worker_slots = 3
+    with pytest.raises(PlanError, match="16 workers do not fit in 12 worker slots"):
+        build_plan(GOAL, FLEET, load_roster(), Cluster.model_validate(cluster.model_dump()))
+
+
+def test_budgets_add_up_and_refuse_an_overdrawn_pool() -> None:
+    plan = build_plan(GOAL, FLEET, load_roster(), load_cluster())
+    assert plan.budget.total == sum(line.base + line.worker_pool for line in plan.budget.lines)
+    for line in plan.budget.lines:
+        assert sum(line.workers.values()) + line.reserve == line.worker_pool
+    data = load_roster().model_dump()
+    next(w for w in data["worker_types"] if w["name"] == "catalog")["budget"] = 5000  # 4 x 5000 > 15000
+    with pytest.raises(PlanError, match="workers of inventory need 20,000 tokens"):
+        build_plan(GOAL, FLEET, Roster.model_validate(data), load_cluster())
+
+
+def test_a_playbook_cycle_is_refused_with_the_cycle_named() -> None:
+    data = load_roster().model_dump()
+    inv = next(m for m in data["masters"] if m["name"] == "inventory")
+    inv["playbook"][0]["after"] = ["inventory.metrics"]  # discover after metrics, metrics after discover
+    with pytest.raises(PlanError, match="cycle: inventory.(discover|metrics) -> inventory"):
+        build_plan(GOAL, FLEET, Roster.model_validate(data), load_cluster())
+
+
+def test_critical_path_and_lower_bound_on_a_known_graph() -> None:
+    tasks = [_t("a", 2), _t("b", 3, ["a"]), _t("c", 1, ["a"]), _t("d", 4, ["b", "c"]), _t("e", 1)]
+    graph = task_graph(tasks)
+    path, length = critical_path(tasks, graph)
+    assert path == ["a", "b", "d"]
+    assert length == 9
+    workers = [_w(f"w{i}") for i in range(2)]
+    entries = {e.task_id: e for e in list_schedule(tasks, graph, workers)}
+    assert entries["d"].start_s == 5  # after b (ends 5) and c
+    assert max(e.end_s for e in entries.values()) == 9  # meets the lower bound max(9, 11/2)
+
+
+def _w(wid: str, wt: str = "w"):  # type: ignore[no-untyped-def]
+    from cortex.models.plan import WorkerAssignment
+
+    return WorkerAssignment(worker_id=wid, worker_type=wt, master="m", node="n", budget=0)
+
+
+def test_list_schedule_respects_worker_types_and_capacity() -> None:
+    tasks = [_t(f"x{i}", 1) for i in range(4)] + [_t("y", 1, wt="other")]
+    entries = list_schedule(tasks, task_graph(tasks), [_w("w1"), _w("o1", "other")])
+    by_worker = Counter(e.worker_id for e in entries)
+    assert by_worker == {"w1": 4, "o1": 1}
+    spans = sorted((e.start_s, e.end_s) for e in entries if e.worker_id == "w1")
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # never two at once on one slot
+
+
+def test_plan_is_deterministic() -> None:
+    a = build_plan(GOAL, FLEET, load_roster(), load_cluster())
+    b = build_plan(GOAL, FLEET, load_roster(), load_cluster())
+    assert a.model_dump_json() == b.model_dump_json()
+
+
+def test_routing_single_parallel_and_fallback() -> None:
+    roster = load_roster()
+    single = route("audit vulnerabilities and secrets, cve scan", roster)
+    assert (single.mode, single.selected) == ("single", ["security"])
+    parallel = route("run the tests and fix the ci workflows", roster)
+    assert parallel.mode == "parallel"
+    assert {"testing", "cicd"} <= set(parallel.selected)
+    fallback = route("make me a sandwich", roster)
+    assert (fallback.mode, fallback.selected) == ("fallback", ["coordinator"])
+    assert all(s.reason for s in fallback.scores)
+
+
+def test_decomposition_orders_inventory_before_testing_and_aggregation_last() -> None:
+    plan = build_plan(GOAL, FLEET, load_roster(), load_cluster())
+    ids = {t.id for t in plan.tasks}
+    run_tests = plan.task("testing.run-tests:payments-api")
+    assert run_tests.depends_on == ["inventory.discover:payments-api"]
+    aggregate = plan.task("coordinator.aggregate")
+    assert set(aggregate.depends_on) == ids - {"coordinator.aggregate"}
+    assert plan.schedule.lower_bound_s <= plan.schedule.makespan_s
+
+
+def test_plan_documents_are_rendered_from_the_plan(tmp_path: Path) -> None:
+    from cortex.planner import load_plan, write_plan
+
+    plan = build_plan(GOAL, FLEET, load_roster(), load_cluster())
+    write_plan(plan, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"plan.json", "ORCHESTRATION-PLAN.md", "ARCHITECTURE.md", "QUICK-START.md", "EXECUTIVE-SUMMARY.md"}
+    assert load_plan(tmp_path / "plan.json") == plan
+    arch = (tmp_path / "ARCHITECTURE.md").read_text()
+    assert "```mermaid" in arch and "k3s-worker04" in arch
+    timeline = (tmp_path / "ORCHESTRATION-PLAN.md").read_text()
+    assert f"{plan.schedule.makespan_s:,.1f} s" in timeline

@@ -1,0 +1,168 @@
+"""A full run against a real Redis with node supervisors and worker processes: retries, failure isolation,
+parallelism, handoffs, state files, report and archive."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aredis
+
+from cortex.coord.server import EmbeddedRedis
+from cortex.models import Cluster, Roster
+from cortex.planner import build_plan
+from cortex.runtime.coordinator import Coordinator
+
+from .conftest import FLEET
+
+pytestmark = pytest.mark.timeout(180)
+
+# Fails on its first run (creates the marker), succeeds on the second: a real transient failure.
+FLAKY = "import pathlib,sys; p=pathlib.Path(sys.argv[1]); ok=p.exists(); p.touch(); sys.exit(0 if ok else 3)"
+
+
+def small_cluster() -> Cluster:
+    return Cluster.model_validate(
+        {
+            "name": "test",
+            "nodes": [
+                {"name": "cp1", "role": "control-plane", "cpu": 1, "memory_mib": 512, "worker_slots": 0},
+                {"name": "n1", "role": "worker", "cpu": 1, "memory_mib": 512, "worker_slots": 2},
+                {"name": "n2", "role": "worker", "cpu": 1, "memory_mib": 512, "worker_slots": 2},
+            ],
+        }
+    )
+
+
+def make_roster(marker: Path) -> Roster:
+    return Roster.model_validate(
+        {
+            "retry": {"max_attempts": 2, "backoff_base_s": 0.05, "backoff_max_s": 0.2, "jitter": 0.1},
+            "masters": [
+                {
+                    "name": "coordinator",
+                    "role": "c",
+                    "keywords": ["fleet"],
+                    "base_budget": 100,
+                    "worker_pool": 100,
+                    "playbook": [
+                        {
+                            "name": "aggregate",
+                            "kind": "coordinator.aggregate",
+                            "worker_type": "gen",
+                            "per": "run",
+                            "after": ["*"],
+                            "needs": "completion",
+                        }
+                    ],
+                },
+                {
+                    "name": "inventory",
+                    "role": "i",
+                    "keywords": ["fleet"],
+                    "base_budget": 100,
+                    "worker_pool": 100,
+                    "playbook": [
+                        {"name": "discover", "kind": "inventory.discover", "worker_type": "gen", "when": "python"},
+                        {
+                            "name": "flaky",
+                            "kind": "command",
+                            "worker_type": "gen",
+                            "when": "docker",
+                            "after": ["inventory.discover"],
+                            "params": {"argv": [sys.executable, "-c", FLAKY, "{marker}"]},
+                        },
+                        {
+                            "name": "broken",
+                            "kind": "command",
+                            "worker_type": "gen",
+                            "when": "node",
+                            "params": {"argv": [sys.executable, "-c", "import sys; sys.exit('no such thing')"]},
+                        },
+                        {
+                            "name": "after-broken",
+                            "kind": "builtin.noop",
+                            "worker_type": "gen",
+                            "when": "node",
+                            "after": ["inventory.broken"],
+                        },
+                        {
+                            "name": "nap-a",
+                            "kind": "builtin.sleep",
+                            "worker_type": "gen",
+                            "per": "run",
+                            "params": {"seconds": 0.6},
+                        },
+                        {
+                            "name": "nap-b",
+                            "kind": "builtin.sleep",
+                            "worker_type": "gen",
+                            "per": "run",
+                            "params": {"seconds": 0.6},
+                        },
+                    ],
+                },
+            ],
+            "worker_types": [{"name": "gen", "master": "inventory", "count": 4, "budget": 10}],
+        }
+    )
+
+
+async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_path: Path) -> None:
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    roster = make_roster(marker_dir)
+    # one marker per target so each flaky task fails exactly once
+    data = roster.model_dump()
+    flaky = data["masters"][1]["playbook"][1]
+    flaky["params"]["argv"][-1] = str(marker_dir / "payments-api")
+    plan = build_plan("survey the fleet", FLEET, Roster.model_validate(data), small_cluster())
+    flaky_ids = [t.id for t in plan.tasks if t.id.startswith("inventory.flaky")]
+    assert flaky_ids  # docker targets exist in the fleet
+    state = tmp_path / "state"
+    with EmbeddedRedis() as server:
+        result = await Coordinator(plan, server.url, state).run()
+        leftover = aredis.Redis.from_url(server.url, decode_responses=True)
+        run_keys = [k async for k in leftover.scan_iter(match=f"cortex:run:{result.run_id}:*")]
+        await leftover.aclose()
+
+    report = json.loads(result.report_json.read_text())
+    tasks = {t["id"]: t for t in report["tasks"]}
+    assert result.status == "failed"  # `broken` failed
+    assert tasks["inventory.broken:web-frontend"]["state"] == "failed"
+    assert tasks["inventory.broken:web-frontend"]["attempts"] == 2
+    assert "no such thing" in tasks["inventory.broken:web-frontend"]["error"]
+    assert tasks["inventory.after-broken:web-frontend"]["state"] == "skipped"
+    # the first flaky task failed once and then succeeded on retry; the others share its marker and pass at once
+    attempts = sorted(tasks[i]["attempts"] for i in flaky_ids)
+    assert attempts[-1] == 2 and all(tasks[i]["state"] == "succeeded" for i in flaky_ids)
+    assert report["retries"] == 1 + 1  # broken's retry + the flaky retry
+    assert tasks["coordinator.aggregate"]["state"] == "succeeded"  # aggregation runs despite the failure
+    assert report["results"]["inventory"]["assets"]["repository"] == 3
+    # the two naps ran at the same time on different worker processes
+    a, b = tasks["inventory.nap-a"], tasks["inventory.nap-b"]
+    assert a["worker"] != b["worker"]
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+    workers = {p["id"]: p for p in report["processes"].values() if p["kind"] == "worker"}
+    assert {p["node"] for p in workers.values()} == {"n1", "n2"}
+    assert len({p["pid"] for p in workers.values()}) == 4
+    assert set(report["nodes"]) == {"cp1", "n1", "n2"} and all(n["cpu_s"] > 0 for n in report["nodes"].values())
+    assert report["success_criteria"]["no-lost-tasks"] and not report["success_criteria"]["all-required-succeeded"]
+    # archive and state files
+    archive = result.archive
+    assert {p.name for p in archive.iterdir()} >= {
+        "plan.json",
+        "events.jsonl",
+        "report.md",
+        "report.json",
+        "current-execution.json",
+        "worker-distribution.json",
+    }
+    events = [json.loads(line) for line in (archive / "events.jsonl").read_text().splitlines()]
+    dispatched = {e["task_id"] for e in events if e["context"].get("event") == "dispatched"}
+    assert set(flaky_ids) <= dispatched
+    current = json.loads((state / "current-execution.json").read_text())
+    assert current["status"] == "failed" and current["phase"] == 5
+    assert run_keys == []  # cleanup removed the run's keys

@@ -50,6 +50,15 @@ def _state_dir(opt: Path | None, settings: Settings) -> Path:
 
 
 @app.command()
+def schemas(out: Annotated[Path, typer.Option("--out")] = Path("schemas")) -> None:
+    """Export the JSON schemas of the cluster, roster, task, plan, execution state and message envelope."""
+    from cortex.models.schemas import write_schemas
+
+    for path in write_schemas(out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def init(directory: Annotated[Path, typer.Argument()] = Path("."), force: bool = False) -> None:
     """Write editable copies of the default roster.yaml and cluster.yaml."""
     from cortex.roster import write_defaults

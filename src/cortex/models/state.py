@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -21,24 +19,18 @@ class TaskCounts(BaseModel):
     skipped: int = 0
 
 
-class ProcessStatus(BaseModel):
-    """A master or worker process as its node supervisor and heartbeats report it."""
+class Check(BaseModel):
+    """One pre-flight check."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    node: str
-    kind: str
-    """``master`` or ``worker``."""
-    worker_type: str | None = None
-    pid: int | None = None
-    alive: bool = False
-    restarts: int = 0
-    last_heartbeat: float | None = None
+    name: str
+    ok: bool
+    detail: str
 
 
 class ExecutionState(BaseModel):
-    """``current-execution.json``: the run as it stands."""
+    """``current-execution.json``: the run as it stands, rewritten atomically as it changes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,16 +40,21 @@ class ExecutionState(BaseModel):
     phase: int
     phase_name: str
     status: str
-    """``running``, ``succeeded``, ``failed`` (some task failed) or ``aborted``."""
+    """``running``, ``succeeded``, ``failed`` (a required task failed) or ``aborted``."""
     started_at: float
     updated_at: float
     finished_at: float | None = None
     pid: int
+    """Process id of the coordinator (``cortex status`` tells a dead run from a running one by it)."""
+    state_dir: str
     tasks: dict[str, TaskCounts] = Field(default_factory=dict)
+    """Task counts by master."""
     phase_times: dict[str, float] = Field(default_factory=dict)
+    """Time each phase started (epoch seconds)."""
+    checks: list[Check] = Field(default_factory=list)
     retries: int = 0
     reassignments: int = 0
+    duplicates: int = 0
     handoffs: int = 0
-    report: str | None = None
-    archive: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+    report: dict[str, str] = Field(default_factory=dict)
+    """Paths of report.md, report.json and the archive once written."""

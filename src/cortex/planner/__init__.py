@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from cortex.errors import InputError, PlanError
-from cortex.models import Cluster, Plan, Roster
+from cortex.models import Cluster, Plan, Roster, Task
+from cortex.models.plan import RoutingDecision, Target
 from cortex.planner.budgets import allocate
 from cortex.planner.decompose import decompose, task_graph
 from cortex.planner.placement import place_masters, place_workers
@@ -20,7 +21,7 @@ from cortex.planner.routing import route
 from cortex.planner.schedule import schedule
 from cortex.planner.targets import discover_targets
 
-__all__ = ["build_plan", "load_plan", "write_plan"]
+__all__ = ["assemble_plan", "build_plan", "load_plan", "write_plan"]
 
 MAX_GOAL_CHARS = 2000
 
@@ -40,15 +41,25 @@ def build_plan(goal: str, targets_dir: Path, roster: Roster, cluster: Cluster) -
     targets = discover_targets(targets_dir)
     routing = route(goal, roster)
     tasks = decompose(roster, routing.selected, targets)
-    graph = task_graph(tasks)
+    return assemble_plan(goal, targets, roster, cluster, routing, tasks)
 
+
+def assemble_plan(
+    goal: str,
+    targets: list[Target],
+    roster: Roster,
+    cluster: Cluster,
+    routing: RoutingDecision,
+    tasks: list[Task],
+) -> Plan:
+    """Place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in benchmarks)."""
+    graph = task_graph(tasks)
     funders = {w.name: w.master for w in roster.worker_types}
+    used = {funders[t.worker_type] for t in tasks if t.worker_type in funders}
     active = [
         m.name
         for m in roster.masters
-        if m.name in routing.selected
-        or m.name == roster.routing.fallback
-        or m.name in {funders[t.worker_type] for t in tasks}
+        if m.name in routing.selected or m.name == roster.routing.fallback or m.name in used
     ]
     workers = place_workers(cluster, roster, active)
     staffed = {w.worker_type for w in workers}
@@ -67,7 +78,13 @@ def build_plan(goal: str, targets_dir: Path, roster: Roster, cluster: Cluster) -
     if idle:
         notes.append(f"Selected masters with no playbook task for these targets: {', '.join(idle)}.")
     return Plan(
-        id=_digest(goal, [t.model_dump() for t in targets], roster.model_dump(), cluster.model_dump()),
+        id=_digest(
+            goal,
+            [t.model_dump() for t in targets],
+            roster.model_dump(),
+            cluster.model_dump(),
+            [t.model_dump() for t in tasks],
+        ),
         goal=goal,
         targets=targets,
         cluster=cluster,

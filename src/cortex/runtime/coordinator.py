@@ -112,6 +112,7 @@ class Coordinator:
         self._pending_release: list[TaskRecord] = []
         self._events: list[tuple[str, Envelope]] = []
         self._processes: dict[str, str] = {}
+        self.report_paths: dict[str, Path] = {}
         self.lease_lost = False
         self._keeper: asyncio.Task[None] | None = None
         self._running: dict[str, str] = {}
@@ -487,9 +488,12 @@ class Coordinator:
         event_log = await events.read_events(self.redis, self.keys)
         data = report.build(self, aggregate, nodes, tokens, status)
         run_dir = self.state_dir / "runs" / self.run_id
-        result = report.write(data, self.plan, run_dir, self.state_dir, event_log, self._state_docs(status, data))
+        final = statefiles.snapshot(self, status)
+        final[statefiles.CURRENT]["finished_at"] = time.time()
+        result = report.write(data, self.plan, run_dir, self.state_dir, event_log, final)
         async for key in self.redis.scan_iter(match=self.keys.pattern(), count=500):
             await self.redis.delete(key)
+        self.report_paths = result
         self._write_state(status, finished=True)
         return RunResult(self.run_id, status, result["report_md"], result["report_json"], result["archive"], data)
 
@@ -505,11 +509,8 @@ class Coordinator:
                 proc.wait()
 
     # ------------------------------------------------------------ state files
-    def _state_docs(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return statefiles.snapshot(self, status, extra)
-
     def _write_state(self, status: str, *, finished: bool = False) -> None:
-        docs = self._state_docs(status)
+        docs = statefiles.snapshot(self, status)
         if finished:
             docs[statefiles.CURRENT]["finished_at"] = time.time()
         statefiles.write_all(self.state_dir, docs)

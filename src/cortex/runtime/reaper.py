@@ -9,16 +9,16 @@ from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.runtime.process import HEARTBEAT_TTL_MS
 
 
-async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str]) -> int:
-    """Requeue the pending entries of consumers whose heartbeat is gone; returns how many were moved."""
+async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str], *, idle_ms: int = HEARTBEAT_TTL_MS) -> int:
+    """Requeue entries idle for ``idle_ms`` whose consumer's heartbeat is gone; returns how many were moved."""
     moved = 0
     for queue in queues:
-        pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=1000, idle=HEARTBEAT_TTL_MS)
+        pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=1000, idle=idle_ms)
         for entry in pending:
             consumer = entry["consumer"]
             if await redis.exists(keys.heartbeat(consumer)):
                 continue  # alive: a long task, not a dead worker
-            claimed = await redis.xclaim(queue, GROUP_WORKERS, "reaper", HEARTBEAT_TTL_MS, [entry["message_id"]])
+            claimed = await redis.xclaim(queue, GROUP_WORKERS, "reaper", idle_ms, [entry["message_id"]])
             for entry_id, fields in claimed:
                 if not fields:
                     continue

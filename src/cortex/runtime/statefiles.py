@@ -41,10 +41,11 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def snapshot(coord: Any, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def snapshot(coord: Any, status: str) -> dict[str, Any]:
     """The three live documents for a coordinator's current state (``coord`` is a ``Coordinator``)."""
     import time
 
+    from cortex.models.state import ExecutionState
     from cortex.planner.schedule import PHASES
 
     plan = coord.plan
@@ -54,27 +55,28 @@ def snapshot(coord: Any, status: str, extra: dict[str, Any] | None = None) -> di
         state = "running" if rec.task.id in coord._running else rec.state.value
         c[state] = c.get(state, 0) + 1
     procs = {k: json.loads(v) for k, v in coord._processes.items()}
-    current = {
-        "run_id": coord.run_id,
-        "plan_id": plan.id,
-        "goal": plan.goal,
-        "phase": coord.phase,
-        "phase_name": PHASES[coord.phase][1],
-        "status": status,
-        "started_at": coord.started_at,
-        "updated_at": time.time(),
-        "pid": os.getpid(),
-        "tasks": counts,
-        "phase_times": coord.phase_times,
-        "retries": coord.graph.retries,
-        "reassignments": coord.reassignments,
-        "duplicates": coord.graph.duplicates,
-        "handoffs": len(coord.handoffs),
-        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
-        "state_dir": str(coord.state_dir),
-    }
-    if extra:
-        current["report"] = extra.get("paths", {})
+    current = ExecutionState.model_validate(
+        {
+            "run_id": coord.run_id,
+            "plan_id": plan.id,
+            "goal": plan.goal,
+            "phase": coord.phase,
+            "phase_name": PHASES[coord.phase][1],
+            "status": status,
+            "started_at": coord.started_at,
+            "updated_at": time.time(),
+            "pid": os.getpid(),
+            "tasks": counts,
+            "phase_times": coord.phase_times,
+            "retries": coord.graph.retries,
+            "reassignments": coord.reassignments,
+            "duplicates": coord.graph.duplicates,
+            "handoffs": len(coord.handoffs),
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
+            "state_dir": str(coord.state_dir),
+            "report": {k: str(v) for k, v in coord.report_paths.items()},
+        }
+    ).model_dump(mode="json")
     masters = {
         "run_id": coord.run_id,
         "masters": [

@@ -50,7 +50,8 @@ async def execute(redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: di
             redis=redis,
             keys=keys,
         )
-        output = await asyncio.wait_for(handler(ctx), task.timeout_s)
+        async with asyncio.timeout(task.timeout_s):
+            output = await handler(ctx)
         result.update(ok="1", output=json.dumps(output, default=str), error="")
     except TaskFailed as exc:
         result.update(ok="0", output="{}", error=str(exc), retryable="1" if exc.retryable else "0")
@@ -63,8 +64,20 @@ async def execute(redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: di
     return result
 
 
+QUICK_TASK_S = 0.005
+"""Tasks faster than this let the worker prefetch more; a slower one drops prefetch back to 1."""
+MAX_PREFETCH = 32
+SLOW_FLUSH_S = 0.01
+"""Results are sent at once after a task that took longer than this, so no finished work waits on a batch."""
+
+
 async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *, prefetch: int = 1) -> None:
-    """Serve the queue of ``worker_type`` as consumer ``worker_id`` until SIGTERM."""
+    """Serve the queue of ``worker_type`` as consumer ``worker_id`` until SIGTERM.
+
+    Prefetch adapts: while tasks finish in under ``QUICK_TASK_S`` the worker claims up to ``MAX_PREFETCH``
+    entries per read and reports their results in one pipeline; one slow task drops it back to ``prefetch``, so
+    long tasks are never hoarded by one worker while others idle.
+    """
     redis = await connect(url)
     keys = RunKeys(run_id)
     stop = asyncio.Event()
@@ -73,22 +86,31 @@ async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *,
     await ensure_group(redis, queue, GROUP_WORKERS)
     beat = asyncio.create_task(heartbeat(redis, keys, worker_id, stop))
     cursor = "0"  # first our own unacknowledged entries (after a restart), then new ones
+    count = prefetch
     try:
         while not stop.is_set():
-            reply = await redis.xreadgroup(GROUP_WORKERS, worker_id, {queue: cursor}, count=prefetch, block=500)
+            reply = await redis.xreadgroup(GROUP_WORKERS, worker_id, {queue: cursor}, count=count, block=500)
             entries = reply[0][1] if reply else []
             if cursor == "0" and not entries:
                 cursor = ">"
                 continue
+            if not entries:
+                continue
+            ids = {entry_id: json.loads(fields["task"])["id"] for entry_id, fields in entries}
+            await redis.hset(keys.running, mapping=dict.fromkeys(ids.values(), worker_id))
+            pipe = redis.pipeline(transaction=True)
+            quick = True
             for entry_id, fields in entries:
-                task_id = json.loads(fields["task"])["id"]
-                await redis.hset(keys.running, task_id, worker_id)
                 result = await execute(redis, keys, worker_id, fields)
-                pipe = redis.pipeline(transaction=True)
                 pipe.xadd(keys.results, {k: str(v) for k, v in result.items()})
-                pipe.hdel(keys.running, task_id)
+                pipe.hdel(keys.running, ids[entry_id])
                 pipe.xack(queue, GROUP_WORKERS, entry_id)
-                await pipe.execute()
+                took = result["finished"] - result["started"]
+                quick = quick and took < QUICK_TASK_S
+                if took >= SLOW_FLUSH_S:
+                    await pipe.execute()
+            await pipe.execute()
+            count = min(MAX_PREFETCH, count * 2) if quick else prefetch
     finally:
         stop.set()
         await beat

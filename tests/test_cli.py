@@ -1,0 +1,77 @@
+"""The CLI end to end: init, plan, run (embedded Redis), status, history, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import FLEET
+from .test_inputs import cortex
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def small_config(tmp_path: Path) -> tuple[Path, Path]:
+    assert cortex("init", str(tmp_path / "cfg"), cwd=tmp_path).returncode == 0
+    roster_path, cluster_path = tmp_path / "cfg" / "roster.yaml", tmp_path / "cfg" / "cluster.yaml"
+    cluster = yaml.safe_load(cluster_path.read_text())
+    cluster["nodes"] = [n for n in cluster["nodes"] if n["name"] in ("k3s-master01", "k3s-worker01", "k3s-worker02")]
+    cluster_path.write_text(yaml.safe_dump(cluster))
+    roster = yaml.safe_load(roster_path.read_text())
+    for w in roster["worker_types"]:
+        w["count"] = 1 if w["name"] in ("catalog", "analysis", "review", "test") else 0
+    roster_path.write_text(yaml.safe_dump(roster))
+    return roster_path, cluster_path
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    assert cortex("init", str(tmp_path), cwd=tmp_path).returncode == 0
+    again = cortex("init", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert cortex("init", str(tmp_path), "--force", cwd=tmp_path).returncode == 0
+
+
+def test_plan_run_status_history_report(tmp_path: Path) -> None:
+    roster, cluster = small_config(tmp_path)
+    out = tmp_path / "plans"
+    planned = cortex(
+        "plan",
+        "discover the inventory of assets",
+        "--targets",
+        str(FLEET),
+        "--out",
+        str(out),
+        "--roster",
+        str(roster),
+        "--cluster",
+        str(cluster),
+        cwd=tmp_path,
+    )
+    assert planned.returncode == 0, planned.stderr
+    state = tmp_path / "state"
+    ran = cortex("run", str(out / "plan.json"), "--state-dir", str(state), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    assert "report:" in ran.stdout and "archive:" in ran.stdout
+    current = json.loads((state / "current-execution.json").read_text())
+    run_id = current["run_id"]
+    assert current["status"] == "succeeded" and current["phase"] == 5
+    assert current["tasks"]["inventory"]["succeeded"] == 8  # discover + metrics on 4 repositories
+    distribution = json.loads((state / "worker-distribution.json").read_text())
+    assert set(distribution["nodes"]) == {"k3s-worker01", "k3s-worker02"}
+
+    status = cortex("status", "--state-dir", str(state), "--json", cwd=tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)["run_id"] == run_id
+    history = cortex("history", "--state-dir", str(state), cwd=tmp_path)
+    assert run_id in history.stdout
+    report = cortex("report", run_id, "--state-dir", str(state), cwd=tmp_path)
+    assert report.returncode == 0 and "Tasks by master" in report.stdout and "repository 4" in report.stdout
+    missing = cortex("report", "nope", "--state-dir", str(state), cwd=tmp_path)
+    assert missing.returncode == 1 and "no archived execution" in missing.stderr
+
+
+def test_status_without_any_run_says_so(tmp_path: Path) -> None:
+    proc = cortex("status", "--state-dir", str(tmp_path / "empty"), cwd=tmp_path)
+    assert proc.returncode == 1 and "no execution recorded" in proc.stderr

@@ -4,7 +4,9 @@ parallelism, handoffs, state files, report and archive."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,12 @@ pytestmark = pytest.mark.timeout(180)
 
 # Fails on its first run (creates the marker), succeeds on the second: a real transient failure.
 FLAKY = "import pathlib,sys; p=pathlib.Path(sys.argv[1]); ok=p.exists(); p.touch(); sys.exit(0 if ok else 3)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def small_cluster() -> Cluster:
@@ -88,6 +96,7 @@ def make_roster(marker: Path) -> Roster:
                             "when": "node",
                             "after": ["inventory.broken"],
                         },
+                        {"name": "tests", "kind": "testing.pytest", "worker_type": "gen", "when": "docker"},
                         {
                             "name": "nap-a",
                             "kind": "builtin.sleep",
@@ -122,8 +131,10 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     flaky_ids = [t.id for t in plan.tasks if t.id.startswith("inventory.flaky")]
     assert flaky_ids  # docker targets exist in the fleet
     state = tmp_path / "state"
+    port = free_port()
     with EmbeddedRedis() as server:
-        result = await Coordinator(plan, server.url, state).run()
+        result = await Coordinator(plan, server.url, state, metrics_port=port).run()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         leftover = aredis.Redis.from_url(server.url, decode_responses=True)
         run_keys = [k async for k in leftover.scan_iter(match=f"cortex:run:{result.run_id}:*")]
         await leftover.aclose()
@@ -163,6 +174,14 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     events = [json.loads(line) for line in (archive / "events.jsonl").read_text().splitlines()]
     dispatched = {e["task_id"] for e in events if e["context"].get("event") == "dispatched"}
     assert set(flaky_ids) <= dispatched
+    # payments-api has a failing test: testing handed a fix to development, admitted and skipped (no model)
+    handoff = next(h for h in report["handoffs"] if h["source_task"] == "inventory.tests:payments-api")
+    assert handoff["to"] == "development" and handoff["decision"].startswith("rejected")  # no development master
+    assert tasks["inventory.tests:payments-api"]["output"]["failures"] == 1
+    assert "tests.test_money::test_apply_fee_rounds_to_nearest_cent" in str(tasks["inventory.tests:payments-api"])
+    # metrics served during the run
+    assert 'cortex_tasks_total{master="inventory",outcome="failed"} 1.0' in metrics
+    assert "cortex_task_duration_seconds_bucket" in metrics and "cortex_phase 5.0" in metrics
     current = json.loads((state / "current-execution.json").read_text())
     assert current["status"] == "failed" and current["phase"] == 5
     assert run_keys == []  # cleanup removed the run's keys

@@ -3,19 +3,20 @@ so that the worker and master processes a supervisor starts come up quickly."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from cortex.config import Settings
 from cortex.errors import CortexError
+
+if TYPE_CHECKING:
+    from cortex.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cortex: plan-first multi-agent orchestration.")
 console = Console()
@@ -43,6 +44,12 @@ def _redis_url(settings: Settings) -> Iterator[str]:
 
     with EmbeddedRedis() as server:
         yield server.url
+
+
+def _settings() -> Settings:
+    from cortex.config import Settings
+
+    return Settings()
 
 
 def _state_dir(opt: Path | None, settings: Settings) -> Path:
@@ -141,7 +148,7 @@ def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settin
             on_update=lambda s: live.update(_progress_table(s)),
         )
         try:
-            result = asyncio.run(coord.run())
+            result = _asyncio_run(coord.run())
         except PreflightFailed as exc:
             for c in exc.checks:
                 err.print(f"  {'ok ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
@@ -167,7 +174,7 @@ def run(
     from cortex.errors import InputError
     from cortex.planner import load_plan, write_plan
 
-    settings = Settings()
+    settings = _settings()
     sd = _state_dir(state_dir, settings)
     try:
         if plan_or_goal.endswith(".json") or Path(plan_or_goal).is_file():
@@ -190,7 +197,7 @@ def demo(
     fleet = Path("examples/fleet")
     if not fleet.is_dir():
         raise _fail(CortexError("examples/fleet not found: run the demo from the repository root"))
-    settings = Settings()
+    settings = _settings()
     goal = "Run the full catalog toolset across the fleet"
     console.print(f'$ cortex plan "{goal}" --targets {fleet} --out plans/full')
     plan(goal, targets=fleet, out=Path("plans/full"))
@@ -208,7 +215,7 @@ def status(state_dir: StateDir = None, as_json: Annotated[bool, typer.Option("--
     """Show the running or last execution."""
     from cortex.runtime.statefiles import CURRENT, read_json
 
-    sd = _state_dir(state_dir, Settings())
+    sd = _state_dir(state_dir, _settings())
     state = read_json(sd / CURRENT)
     if state is None:
         raise _fail(CortexError(f"no execution recorded in {sd}: run `cortex run` first"))
@@ -237,7 +244,7 @@ def history(state_dir: StateDir = None) -> None:
     """List past executions (archives)."""
     from rich.table import Table
 
-    sd = _state_dir(state_dir, Settings())
+    sd = _state_dir(state_dir, _settings())
     table = Table("run", "status", "duration", "tasks", "goal")
     for report_file in sorted((sd / "archives").glob("CORTEX-EXEC-*/report.json"), reverse=True):
         r = json.loads(report_file.read_text())
@@ -248,7 +255,7 @@ def history(state_dir: StateDir = None) -> None:
 @app.command()
 def report(run_id: str, state_dir: StateDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the report of a past execution."""
-    sd = _state_dir(state_dir, Settings())
+    sd = _state_dir(state_dir, _settings())
     folder = sd / "archives" / f"CORTEX-EXEC-{run_id.removeprefix('CORTEX-EXEC-')}"
     path = folder / ("report.json" if as_json else "report.md")
     if not path.is_file():
@@ -266,7 +273,7 @@ def worker(
     """Run one worker process (what a supervisor or a Kubernetes pod starts)."""
     from cortex.runtime.worker import run_worker
 
-    asyncio.run(run_worker(_require_url(), run, id, type, prefetch=prefetch))
+    _asyncio_run(run_worker(_require_url(), run, id, type, prefetch=prefetch))
 
 
 @app.command()
@@ -274,7 +281,7 @@ def master(run: Annotated[str, typer.Option("--run")], name: Annotated[str, type
     """Run one master process."""
     from cortex.runtime.master import run_master
 
-    asyncio.run(run_master(_require_url(), run, name))
+    _asyncio_run(run_master(_require_url(), run, name))
 
 
 @app.command()
@@ -285,8 +292,14 @@ def supervisor(run: Annotated[str, typer.Option("--run")], node: Annotated[str, 
     run_supervisor(_require_url(), run, node)
 
 
+def _asyncio_run(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
 def _require_url() -> str:
-    url = Settings().redis_url
+    url = _settings().redis_url
     if not url:
         raise _fail(CortexError("CORTEX_REDIS_URL must be set for worker, master and supervisor processes"))
     return url

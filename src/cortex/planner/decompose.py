@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from cortex.errors import PlanError
 from cortex.models.plan import Target
 from cortex.models.roster import Master, PlaybookTask, Roster
 from cortex.models.task import Estimate, Task
+from cortex.planner.dag import CycleFound, Dag
 
 
-def _template_graph(masters: list[Master]) -> nx.DiGraph:
+def _template_graph(masters: list[Master]) -> Dag:
     """Playbook templates as a graph (edge = runs before); refuses unknown references and cycles."""
-    graph = nx.DiGraph()
-    names = {f"{m.name}.{p.name}" for m in masters for p in m.playbook}
+    names = sorted(f"{m.name}.{p.name}" for m in masters for p in m.playbook)
+    edges = []
     for m in masters:
         for p in m.playbook:
             me = f"{m.name}.{p.name}"
-            graph.add_node(me)
             for dep in p.after:
                 if dep == "*":
                     continue
                 if dep not in names:
                     raise PlanError(
-                        "roster",
-                        f"unknown playbook task {dep!r}",
-                        field=f"{me}.after",
-                        hint="use master.task names",
+                        "roster", f"unknown playbook task {dep!r}", field=f"{me}.after", hint="use master.task names"
                     )
-                graph.add_edge(dep, me)
+                edges.append((dep, me))
     try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return graph
-    path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
-    raise PlanError("roster", f"playbook dependency cycle: {path}", hint="remove one of these 'after' entries")
+        return Dag(names, edges)
+    except CycleFound as exc:
+        raise PlanError(
+            "roster", f"playbook dependency cycle: {exc}", hint="remove one of these 'after' entries"
+        ) from exc
 
 
 def _instances(master: Master, p: PlaybookTask, targets: list[Target]) -> list[Task]:
@@ -83,17 +78,14 @@ def decompose(roster: Roster, selected: list[str], targets: list[Target]) -> lis
     return sorted(tasks, key=lambda t: t.id)
 
 
-def task_graph(tasks: list[Task]) -> nx.DiGraph:
-    """The tasks as a DiGraph (edge = dependency runs first). Refuses unknown dependencies and cycles."""
-    graph = nx.DiGraph()
+def task_graph(tasks: list[Task]) -> Dag:
+    """The tasks as a DAG (edge = dependency runs first). Refuses unknown dependencies and cycles."""
     ids = {t.id for t in tasks}
     for t in tasks:
-        graph.add_node(t.id)
         for d in t.depends_on:
             if d not in ids:
                 raise PlanError("plan", f"task {t.id!r} depends on unknown task {d!r}", field="tasks")
-            graph.add_edge(d, t.id)
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = nx.find_cycle(graph)
-        raise PlanError("plan", "task dependency cycle: " + " -> ".join(e[0] for e in cycle), field="tasks")
-    return graph
+    try:
+        return Dag(sorted(ids), [(d, t.id) for t in tasks for d in t.depends_on])
+    except CycleFound as exc:
+        raise PlanError("plan", f"task dependency cycle: {exc}", field="tasks") from exc

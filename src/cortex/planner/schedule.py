@@ -8,11 +8,10 @@ from __future__ import annotations
 import heapq
 import math
 
-import networkx as nx
-
 from cortex.models.plan import PhaseWindow, Schedule, ScheduledTask, TimelineMinute, WorkerAssignment
 from cortex.models.roster import PhaseEstimates
 from cortex.models.task import Task
+from cortex.planner.dag import Dag
 
 PHASES = (
     (0, "preflight", "Pre-flight checks: Redis, nodes, budgets, catalog, model provider"),
@@ -24,13 +23,13 @@ PHASES = (
 )
 
 
-def critical_path(tasks: list[Task], graph: nx.DiGraph) -> tuple[list[str], float]:
+def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
     """The longest chain of estimated durations through the DAG (ties broken by task id)."""
     duration = {t.id: t.estimate.seconds for t in tasks}
     finish: dict[str, float] = {}
     best_pred: dict[str, str | None] = {}
-    for node in nx.lexicographical_topological_sort(graph):
-        preds = sorted(graph.predecessors(node))
+    for node in graph.order:
+        preds = graph.preds[node]
         pred = max(preds, key=lambda p: (finish[p], p)) if preds else None
         finish[node] = duration[node] + (finish[pred] if pred else 0.0)
         best_pred[node] = pred
@@ -45,16 +44,16 @@ def critical_path(tasks: list[Task], graph: nx.DiGraph) -> tuple[list[str], floa
     return path[::-1], round(finish[end], 3)
 
 
-def _bottom_levels(tasks: list[Task], graph: nx.DiGraph) -> dict[str, float]:
+def _bottom_levels(tasks: list[Task], graph: Dag) -> dict[str, float]:
     """Longest estimated time from the start of each task to the end of the DAG: the list-scheduling priority."""
     duration = {t.id: t.estimate.seconds for t in tasks}
     level: dict[str, float] = {}
-    for node in reversed(list(nx.lexicographical_topological_sort(graph))):
-        level[node] = duration[node] + max((level[s] for s in graph.successors(node)), default=0.0)
+    for node in reversed(graph.order):
+        level[node] = duration[node] + max((level[s] for s in graph.succs[node]), default=0.0)
     return level
 
 
-def list_schedule(tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssignment]) -> list[ScheduledTask]:
+def list_schedule(tasks: list[Task], graph: Dag, workers: list[WorkerAssignment]) -> list[ScheduledTask]:
     """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
     by_id = {t.id: t for t in tasks}
@@ -63,7 +62,7 @@ def list_schedule(tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssi
     by_type: dict[str, list[str]] = {}
     for w in workers:
         by_type.setdefault(w.worker_type, []).append(w.worker_id)
-    waiting = {t.id: graph.in_degree(t.id) for t in tasks}
+    waiting = {t.id: len(graph.preds[t.id]) for t in tasks}
     ready_at = {t.id: 0.0 for t in tasks if waiting[t.id] == 0}
     placed: list[ScheduledTask] = []
     ready: list[tuple[float, int, float, str]] = [(0.0, -by_id[i].priority, -level[i], i) for i in sorted(ready_at)]
@@ -79,7 +78,7 @@ def list_schedule(tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssi
         end = start + task.estimate.seconds
         free_at[worker] = end
         placed.append(ScheduledTask(task_id=task_id, worker_id=worker, start_s=round(start, 3), end_s=round(end, 3)))
-        for succ in sorted(graph.successors(task_id)):
+        for succ in graph.succs[task_id]:
             waiting[succ] -= 1
             ready_at[succ] = max(ready_at.get(succ, 0.0), end)
             if waiting[succ] == 0:
@@ -117,9 +116,7 @@ def _timeline(entries: list[ScheduledTask], phases: list[PhaseWindow]) -> list[T
     return minutes
 
 
-def schedule(
-    tasks: list[Task], graph: nx.DiGraph, workers: list[WorkerAssignment], estimates: PhaseEstimates
-) -> Schedule:
+def schedule(tasks: list[Task], graph: Dag, workers: list[WorkerAssignment], estimates: PhaseEstimates) -> Schedule:
     """The plan's timeline: list schedule, phases, per-minute view, critical path, makespan and lower bound."""
     entries = list_schedule(tasks, graph, workers)
     path, path_s = critical_path(tasks, graph)

@@ -16,6 +16,8 @@ from cortex.models import Cluster, Roster
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_FILES = ("roster.yaml", "cluster.yaml")
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader parses several times faster than the pure-Python one; same semantics."""
 
 
 def _default_path(name: str) -> Path:
@@ -52,7 +54,7 @@ def load_model(model: type[M], path: Path) -> M:
     except OSError as exc:
         raise InputError(str(path), f"cannot read file: {exc.strerror}", hint="check the path") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506  (a safe loader, the C one when available)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None

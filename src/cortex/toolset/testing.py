@@ -37,13 +37,49 @@ def parse_junit(path: Path) -> dict[str, Any]:
     return {**counts, "passed": passed, "duration_s": round(duration, 3), "failing": failing}
 
 
+_CONFIGS = (
+    ("pytest.ini", None),
+    (".pytest.ini", None),
+    ("pyproject.toml", "[tool.pytest"),
+    ("tox.ini", "[pytest]"),
+    ("setup.cfg", "[tool:pytest]"),
+)
+
+
+def pytest_config(root: Path, scratch: Path) -> Path:
+    """The repository's own pytest configuration, or an empty one in ``scratch``.
+
+    Without this, pytest climbs out of the repository looking for configuration and may run the tests under
+    some enclosing project's settings; the run must be confined to the target.
+    """
+    for name, marker in _CONFIGS:
+        path = root / name
+        if path.is_file() and (marker is None or marker in path.read_text(encoding="utf-8", errors="replace")):
+            return path
+    empty = scratch / "pytest.ini"
+    empty.write_text("[pytest]\n")
+    return empty
+
+
 @task_kind("testing.pytest")
 async def pytest_task(ctx: TaskContext) -> Output:
     """Run the target's tests with pytest; fails only when the suite could not run."""
     root = ctx.require_target()
     with tempfile.TemporaryDirectory(prefix="cortex-junit-") as tmp:
         junit = Path(tmp) / "junit.xml"
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+        config = pytest_config(root, Path(tmp))
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--rootdir={root}",
+            "-c",
+            str(config),
+            f"--junitxml={junit}",
+        ]
         try:
             code, out, err = await run_argv(
                 argv, str(root), max(ctx.task.timeout_s - 5, 1), env={"PYTHONDONTWRITEBYTECODE": "1"}

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from _common import machine
-
 from cortex.planner import build_plan, write_plan
 from cortex.roster import load_cluster, load_roster
 

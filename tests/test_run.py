@@ -3,6 +3,7 @@ parallelism, handoffs, state files, report and archive."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sys
@@ -134,7 +135,8 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     port = free_port()
     with EmbeddedRedis() as server:
         result = await Coordinator(plan, server.url, state, metrics_port=port).run()
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        url = f"http://127.0.0.1:{port}/metrics"
+        metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
         leftover = aredis.Redis.from_url(server.url, decode_responses=True)
         run_keys = [k async for k in leftover.scan_iter(match=f"cortex:run:{result.run_id}:*")]
         await leftover.aclose()

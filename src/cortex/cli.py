@@ -119,7 +119,7 @@ def _progress_table(state: dict[str, Any]) -> Any:
 
     table = Table(title=f"run {state['run_id']}: phase {state['phase']} ({state['phase_name']}), {state['status']}")
     for col in ("master", "pending", "released", "running", "retrying", "succeeded", "failed", "skipped"):
-        table.add_column(col, justify="left" if col == "master" else "right")
+        table.add_column(col, justify="left" if col == "master" else "right", no_wrap=True, min_width=len(col))
     for master, counts in sorted(state["tasks"].items()):
         table.add_row(
             master,
@@ -128,7 +128,11 @@ def _progress_table(state: dict[str, Any]) -> Any:
                 for c in ("pending", "released", "running", "retrying", "succeeded", "failed", "skipped")
             ),
         )
-    table.caption = f"retries {state['retries']}  reassignments {state['reassignments']}  handoffs {state['handoffs']}"
+    alive = "  ".join(f"{node} {n}" for node, n in state.get("workers_alive", {}).items())
+    table.caption = (
+        f"retries {state['retries']}  reassignments {state['reassignments']}  handoffs {state['handoffs']}\n"
+        f"workers alive: {alive or 'none yet'}"
+    )
     return table
 
 

@@ -123,3 +123,73 @@ class RunKeys:
 GROUP_MASTERS = "masters"
 GROUP_WORKERS = "workers"
 GROUP_COORDINATOR = "coordinator"
+
+
+@dataclass(frozen=True)
+class CatalogKeys:
+    """Keys of the catalog (shared by every run). ``prefix`` lets tests and benchmarks use separate catalogs."""
+
+    prefix: str = f"{PREFIX}:catalog"
+
+    def asset(self, asset_id: str) -> str:
+        """JSON of one asset."""
+        return f"{self.prefix}:asset:{asset_id}"
+
+    def meta(self, asset_id: str) -> str:
+        """Hash of the index memberships of one asset (what to remove on the next change)."""
+        return f"{self.prefix}:meta:{asset_id}"
+
+    def index(self, kind: str, value: str) -> str:
+        """Set of asset ids with ``kind`` (type, owner, namespace, tag, health, word) equal to ``value``."""
+        return f"{self.prefix}:idx:{kind}:{value}"
+
+    def values(self, kind: str) -> str:
+        """Set of the values of ``kind`` that have at least one asset (for stats)."""
+        return f"{self.prefix}:vals:{kind}"
+
+    @property
+    def edges(self) -> str:
+        """Counter of lineage edges."""
+        return f"{self.prefix}:edges"
+
+    @property
+    def all(self) -> str:
+        """Sorted set of every asset id (score 0: ordered by id, for cursor pagination)."""
+        return f"{self.prefix}:all"
+
+    @property
+    def updated(self) -> str:
+        """Sorted set of asset ids by last update time."""
+        return f"{self.prefix}:updated"
+
+    def downstream(self, asset_id: str) -> str:
+        """Set of ``relation|downstream`` of an asset."""
+        return f"{self.prefix}:down:{asset_id}"
+
+    def upstream(self, asset_id: str) -> str:
+        """Set of ``relation|upstream`` of an asset."""
+        return f"{self.prefix}:up:{asset_id}"
+
+    def edge(self, upstream: str, relation: str, downstream: str) -> str:
+        """JSON of one lineage edge (with its provenance)."""
+        return f"{self.prefix}:edge:{upstream}|{relation}|{downstream}"
+
+    @property
+    def events(self) -> str:
+        """Stream of catalog changes."""
+        return f"{self.prefix}:events"
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub channel of catalog changes."""
+        return f"{self.prefix}:changes"
+
+    @property
+    def checksums(self) -> str:
+        """Hash of discovered file path -> checksum (incremental discovery)."""
+        return f"{self.prefix}:checksums"
+
+    @property
+    def sources(self) -> str:
+        """Hash of discovered file path -> JSON list of the asset ids it produced."""
+        return f"{self.prefix}:sources"

@@ -51,6 +51,8 @@ class ExecutionState(BaseModel):
     """Task counts by master."""
     phase_times: dict[str, float] = Field(default_factory=dict)
     """Time each phase started (epoch seconds)."""
+    workers_alive: dict[str, int] = Field(default_factory=dict)
+    """Worker processes alive per node, as the node supervisors last reported."""
     checks: list[Check] = Field(default_factory=list)
     retries: int = 0
     reassignments: int = 0

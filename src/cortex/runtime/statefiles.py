@@ -72,6 +72,10 @@ def snapshot(coord: Any, status: str) -> dict[str, Any]:
             "reassignments": coord.reassignments,
             "duplicates": coord.graph.duplicates,
             "handoffs": len(coord.handoffs),
+            "workers_alive": {
+                node: sum(1 for p in procs.values() if p["node"] == node and p["kind"] == "worker" and p["alive"])
+                for node in sorted({w.node for w in plan.workers})
+            },
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in coord.checks],
             "state_dir": str(coord.state_dir),
             "report": {k: str(v) for k, v in coord.report_paths.items()},

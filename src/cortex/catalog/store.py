@@ -1,0 +1,228 @@
+"""The catalog store on Redis: assets with secondary indexes and lineage, every change atomic (Lua) and
+published as an event. Reads use the indexes; nothing scans the keyspace."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import redis.asyncio as aredis
+
+from cortex.catalog import _scripts
+from cortex.coord.keys import CatalogKeys
+from cortex.models.assets import Asset, LineageEdge
+
+FILTERS = ("type", "owner", "namespace", "tag", "health")
+"""Index kinds a list can filter on (``q`` filters on words)."""
+Direction = Literal["upstream", "downstream", "both"]
+_WORD = re.compile(r"[a-z0-9]+")
+MAX_WORDS = 64
+
+
+class AssetNotFound(LookupError):
+    """No asset with that id."""
+
+    def __init__(self, asset_id: str) -> None:
+        self.asset_id = asset_id
+        super().__init__(f"no asset {asset_id!r}")
+
+
+def words(text: str) -> list[str]:
+    """Lowercase search words of ``text``."""
+    return sorted(set(_WORD.findall(text.lower())))
+
+
+def asset_words(asset: Asset) -> list[str]:
+    """The words an asset is found by: id, name, type, namespace, owner and tags."""
+    text = " ".join([asset.id, asset.name, asset.type, asset.namespace, asset.owner, *asset.tags])
+    return words(text)[:MAX_WORDS]
+
+
+def digest(asset: Asset) -> str:
+    """Content digest, ignoring timestamps: an upsert with the same digest writes nothing."""
+    body = asset.model_dump(mode="json", exclude={"updated_at", "discovered_at"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Page:
+    """One page of assets and the cursor of the next page (None at the end)."""
+
+    items: list[Asset]
+    next_cursor: str | None
+
+
+@dataclass
+class Lineage:
+    """Assets reachable from ``root`` within ``depth`` hops, and the edges between them."""
+
+    root: str
+    direction: str
+    depth: int
+    nodes: list[Asset] = field(default_factory=list)
+    edges: list[LineageEdge] = field(default_factory=list)
+
+
+class CatalogStore:
+    """Asset and lineage store. All writes go through the Lua scripts in ``_scripts``."""
+
+    def __init__(self, redis: aredis.Redis, keys: CatalogKeys | None = None) -> None:
+        self.redis = redis
+        self.keys = keys or CatalogKeys()
+        self._upsert = redis.register_script(_scripts.UPSERT)
+        self._delete = redis.register_script(_scripts.DELETE)
+        self._link = redis.register_script(_scripts.LINK)
+
+    @staticmethod
+    def _event(op: str, **data: object) -> str:
+        return json.dumps({"op": op, "ts": time.time(), **data}, sort_keys=True)
+
+    async def upsert(self, asset: Asset) -> Literal["created", "updated", "unchanged"]:
+        """Create or replace ``asset``; moves it between index sets as its type, tags or health change."""
+        now = time.time()
+        if asset.discovered_at is None:
+            previous = await self.get(asset.id)
+            asset = asset.model_copy(update={"discovered_at": previous.discovered_at if previous else now})
+        stored = asset.model_copy(update={"updated_at": now})
+        result = await self._upsert(
+            args=[
+                self.keys.prefix,
+                asset.id,
+                stored.model_dump_json(),
+                asset.type,
+                asset.owner,
+                asset.namespace,
+                asset.health.status.value,
+                json.dumps(asset.tags),
+                json.dumps(asset_words(asset)),
+                now,
+                digest(asset),
+                self._event("upsert", id=asset.id, type=asset.type),
+            ]
+        )
+        return result  # type: ignore[no-any-return]
+
+    async def delete(self, asset_id: str) -> bool:
+        """Delete an asset, its index entries and its lineage edges; False when it did not exist."""
+        removed = int(await self._delete(args=[self.keys.prefix, asset_id, self._event("delete", id=asset_id)]))
+        return removed >= 0
+
+    async def link(self, edge: LineageEdge) -> bool:
+        """Record a lineage edge (True when new). Both assets must exist."""
+        result = int(
+            await self._link(
+                args=[
+                    self.keys.prefix,
+                    edge.upstream,
+                    edge.downstream,
+                    edge.relation,
+                    edge.model_dump_json(),
+                    self._event("link", upstream=edge.upstream, downstream=edge.downstream, relation=edge.relation),
+                ]
+            )
+        )
+        if result < 0:
+            raise AssetNotFound(edge.upstream if result == -1 else edge.downstream)
+        return result == 1
+
+    async def get(self, asset_id: str) -> Asset | None:
+        """The asset, or None."""
+        raw = await self.redis.get(self.keys.asset(asset_id))
+        return Asset.model_validate_json(raw) if raw else None
+
+    async def get_many(self, ids: Iterable[str]) -> list[Asset]:
+        """The assets that exist among ``ids``, in the given order."""
+        ids = list(ids)
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.keys.asset(i) for i in ids])
+        return [Asset.model_validate_json(r) for r in raws if r]
+
+    async def list_assets(
+        self,
+        filters: dict[str, str] | None = None,
+        *,
+        q: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Assets matching every filter (and every word of ``q``), ordered by id, after ``cursor``."""
+        sets = [self.keys.index(kind, value) for kind, value in sorted((filters or {}).items())]
+        sets += [self.keys.index("word", w) for w in words(q or "")]
+        if sets:
+            ids = sorted(await self.redis.sinter(sets))
+            if cursor:
+                ids = [i for i in ids if i > cursor]
+            chosen = ids[: limit + 1]
+        else:
+            start = f"({cursor}" if cursor else "-"
+            chosen = await self.redis.zrangebylex(self.keys.all, start, "+", start=0, num=limit + 1)
+        more = len(chosen) > limit
+        items = await self.get_many(chosen[:limit])
+        return Page(items=items, next_cursor=items[-1].id if more and items else None)
+
+    async def search(self, q: str, *, limit: int = 20) -> list[Asset]:
+        """Assets having every word of ``q``, most recently updated first."""
+        terms = words(q)
+        if not terms:
+            return []
+        ids = await self.redis.sinter([self.keys.index("word", w) for w in terms])
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.zscore(self.keys.updated, i)
+        scores = await pipe.execute()
+        ranked = sorted(zip(ids, scores, strict=True), key=lambda x: (-(x[1] or 0), x[0]))[:limit]
+        return await self.get_many(i for i, _ in ranked)
+
+    async def lineage(self, asset_id: str, *, direction: Direction = "both", depth: int = 1) -> Lineage:
+        """Breadth-first walk of the lineage graph from ``asset_id``, one pipelined round trip per hop."""
+        if not await self.redis.exists(self.keys.asset(asset_id)):
+            raise AssetNotFound(asset_id)
+        ways = ["upstream", "downstream"] if direction == "both" else [direction]
+        seen = {asset_id}
+        frontier = [asset_id]
+        edge_keys: set[str] = set()
+        for _ in range(depth):
+            if not frontier:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for node in frontier:
+                for way in ways:
+                    pipe.smembers(self.keys.upstream(node) if way == "upstream" else self.keys.downstream(node))
+            replies = iter(await pipe.execute())
+            nxt = []
+            for node in frontier:
+                for way in ways:
+                    for member in sorted(next(replies)):
+                        relation, other = member.split("|", 1)
+                        up, down = (other, node) if way == "upstream" else (node, other)
+                        edge_keys.add(self.keys.edge(up, relation, down))
+                        if other not in seen:
+                            seen.add(other)
+                            nxt.append(other)
+            frontier = nxt
+        raws = await self.redis.mget(sorted(edge_keys)) if edge_keys else []
+        edges = [LineageEdge.model_validate_json(r) for r in raws if r]
+        nodes = await self.get_many(sorted(seen))
+        return Lineage(root=asset_id, direction=direction, depth=depth, nodes=nodes, edges=edges)
+
+    async def stats(self) -> dict[str, object]:
+        """Asset counts in all and by type, health, namespace and owner; the number of lineage edges."""
+        out: dict[str, object] = {
+            "assets": await self.redis.zcard(self.keys.all),
+            "edges": int(await self.redis.get(self.keys.edges) or 0),
+        }
+        for kind in ("type", "health", "namespace", "owner"):
+            values = sorted(await self.redis.smembers(self.keys.values(kind)))
+            pipe = self.redis.pipeline(transaction=False)
+            for v in values:
+                pipe.scard(self.keys.index(kind, v))
+            out[f"by_{kind}"] = dict(zip(values, await pipe.execute(), strict=True))
+        return out

@@ -143,7 +143,7 @@ async def test_delete_removes_lineage_on_both_sides(redis: aredis.Redis) -> None
     assert await store.delete("image")
     assert await redis.smembers(store.keys.downstream("repo")) == set()
     assert await redis.smembers(store.keys.upstream("pod")) == set()
-    assert (await store.stats())["edges"] == 0
+    assert (await store.stats()).edges == 0
     assert not await store.delete("image")
     with pytest.raises(AssetNotFound):
         await store.link(LineageEdge(upstream="repo", downstream="image", relation="builds"))

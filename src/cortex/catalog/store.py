@@ -68,6 +68,18 @@ class Lineage:
     edges: list[LineageEdge] = field(default_factory=list)
 
 
+@dataclass
+class Stats:
+    """Counts of the catalog."""
+
+    assets: int
+    edges: int
+    by_type: dict[str, int]
+    by_health: dict[str, int]
+    by_namespace: dict[str, int]
+    by_owner: dict[str, int]
+
+
 class CatalogStore:
     """Asset and lineage store. All writes go through the Lua scripts in ``_scripts``."""
 
@@ -213,16 +225,20 @@ class CatalogStore:
         nodes = await self.get_many(sorted(seen))
         return Lineage(root=asset_id, direction=direction, depth=depth, nodes=nodes, edges=edges)
 
-    async def stats(self) -> dict[str, object]:
+    async def stats(self) -> Stats:
         """Asset counts in all and by type, health, namespace and owner; the number of lineage edges."""
-        out: dict[str, object] = {
-            "assets": await self.redis.zcard(self.keys.all),
-            "edges": int(await self.redis.get(self.keys.edges) or 0),
-        }
+        counts: dict[str, dict[str, int]] = {}
         for kind in ("type", "health", "namespace", "owner"):
             values = sorted(await self.redis.smembers(self.keys.values(kind)))
             pipe = self.redis.pipeline(transaction=False)
             for v in values:
                 pipe.scard(self.keys.index(kind, v))
-            out[f"by_{kind}"] = dict(zip(values, await pipe.execute(), strict=True))
-        return out
+            counts[kind] = dict(zip(values, await pipe.execute(), strict=True))
+        return Stats(
+            assets=int(await self.redis.zcard(self.keys.all)),
+            edges=int(await self.redis.get(self.keys.edges) or 0),
+            by_type=counts["type"],
+            by_health=counts["health"],
+            by_namespace=counts["namespace"],
+            by_owner=counts["owner"],
+        )

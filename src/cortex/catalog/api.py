@@ -1,0 +1,335 @@
+"""The catalog service: REST (FastAPI) and GraphQL (strawberry, see ``graphql.py``) over the Redis store.
+
+Errors are always answered with a status and a reason: 400 bad filter or limit, 401/403 auth, 404 unknown id,
+413 body too large, 422 invalid body (with the field path), 503 Redis unavailable. Nothing answers 500 on
+purpose; a schemathesis run in the test suite checks that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import redis.asyncio as aredis
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from cortex.catalog.auth import AuthError, Principal, identify, require
+from cortex.catalog.config import CatalogConfig
+from cortex.catalog.store import FILTERS, AssetNotFound, CatalogStore
+from cortex.coord.keys import CatalogKeys
+from cortex.models.assets import ASSET_ID, Asset, LineageEdge
+
+AssetId = Annotated[str, Path(pattern=ASSET_ID, description="Asset id, e.g. repo:payments-api")]
+
+
+class ApiError(Exception):
+    """An error answered with ``status`` and ``{"detail": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class Page(BaseModel):
+    """A page of assets; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[Asset]
+    next_cursor: str | None
+
+
+class LineageOut(BaseModel):
+    """Assets and edges reachable from ``root``."""
+
+    root: str
+    direction: str
+    depth: int
+    nodes: list[Asset]
+    edges: list[LineageEdge]
+
+
+class UpsertOut(BaseModel):
+    """What an upsert did."""
+
+    result: Literal["created", "updated", "unchanged"]
+    asset: Asset
+
+
+class Metrics:
+    """Request metrics of the service, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cortex_catalog_requests_total",
+            "Requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cortex_catalog_request_seconds",
+            "Server-side request time",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
+        )
+
+
+# ---------------------------------------------------------------- dependencies
+def get_config(request: Request) -> CatalogConfig:
+    """The service configuration."""
+    return request.app.state.config  # type: ignore[no-any-return]
+
+
+Config = Annotated[CatalogConfig, Depends(get_config)]
+
+
+def get_principal(config: Config, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller, from the bearer token."""
+    return identify(config, authorization)
+
+
+def can_read(config: Config, who: Annotated[Principal, Depends(get_principal)]) -> None:
+    """Allow the request only with the read scope (or open reads)."""
+    require(config, who, "read")
+
+
+def can_write(config: Config, who: Annotated[Principal, Depends(get_principal)]) -> None:
+    """Allow the request only with the write scope."""
+    require(config, who, "write")
+
+
+def get_store(request: Request) -> CatalogStore:
+    """The Redis store."""
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+Store = Annotated[CatalogStore, Depends(get_store)]
+
+
+def only(request: Request, allowed: set[str]) -> None:
+    """400 for query parameters the route does not know (a typo must not silently widen a filter)."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def check_limit(config: CatalogConfig, limit: int) -> None:
+    """400 for a page larger than configured."""
+    if limit > config.max_limit:
+        raise ApiError(400, f"limit {limit} is over the maximum of {config.max_limit}")
+
+
+probes = APIRouter(tags=["probes"])
+reads = APIRouter(dependencies=[Depends(can_read)])
+writes = APIRouter(dependencies=[Depends(can_write)])
+
+
+# ---------------------------------------------------------------------- probes
+@probes.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@probes.get("/readyz", responses={503: {"description": "Redis unreachable"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: Redis answers."""
+    try:
+        await request.app.state.redis.ping()
+    except (RedisError, OSError) as exc:
+        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+@probes.get("/metrics", response_class=PlainTextResponse)
+async def prometheus(request: Request) -> Response:
+    """Prometheus metrics in the text format."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# ----------------------------------------------------------------------- reads
+@reads.get("/assets", tags=["assets"])
+async def list_assets(
+    request: Request,
+    s: Store,
+    config: Config,
+    type: str | None = None,
+    owner: str | None = None,
+    namespace: str | None = None,
+    tag: str | None = None,
+    health: str | None = None,
+    q: Annotated[str | None, Query(max_length=256)] = None,
+    cursor: Annotated[str | None, Query(max_length=256)] = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+) -> Page:
+    """Assets matching every filter, ordered by id; ``cursor`` continues from a previous page."""
+    only(request, {*FILTERS, "q", "cursor", "limit"})
+    check_limit(config, limit)
+    given = {"type": type, "owner": owner, "namespace": namespace, "tag": tag, "health": health}
+    page = await s.list_assets({k: v for k, v in given.items() if v}, q=q, cursor=cursor, limit=limit)
+    return Page(items=page.items, next_cursor=page.next_cursor)
+
+
+@reads.get("/assets/{asset_id:path}", tags=["assets"], responses={404: {}})
+async def get_asset(asset_id: AssetId, s: Store) -> Asset:
+    """One asset."""
+    found = await s.get(asset_id)
+    if found is None:
+        raise AssetNotFound(asset_id)
+    return found
+
+
+@reads.get("/search", tags=["assets"])
+async def search(
+    request: Request,
+    s: Store,
+    config: Config,
+    q: Annotated[str, Query(min_length=1, max_length=256)],
+    limit: Annotated[int, Query(ge=1)] = 20,
+) -> list[Asset]:
+    """Assets having every word of ``q``, most recently updated first."""
+    only(request, {"q", "limit"})
+    check_limit(config, limit)
+    return await s.search(q, limit=limit)
+
+
+@reads.get("/lineage/{asset_id:path}", tags=["lineage"], responses={400: {}, 404: {}})
+async def lineage(
+    request: Request,
+    asset_id: AssetId,
+    s: Store,
+    config: Config,
+    direction: Literal["upstream", "downstream", "both"] = "both",
+    depth: Annotated[int, Query(ge=1)] = 1,
+) -> LineageOut:
+    """Assets upstream, downstream or both of an asset, to ``depth`` hops."""
+    only(request, {"direction", "depth"})
+    if depth > config.max_depth:
+        raise ApiError(400, f"depth {depth} is over the maximum of {config.max_depth}")
+    found = await s.lineage(asset_id, direction=direction, depth=depth)
+    return LineageOut(
+        root=found.root, direction=found.direction, depth=found.depth, nodes=found.nodes, edges=found.edges
+    )
+
+
+@reads.get("/stats", tags=["assets"])
+async def stats(s: Store) -> dict[str, Any]:
+    """Counts of assets by type, health, namespace and owner, and of lineage edges."""
+    return dataclasses.asdict(await s.stats())
+
+
+@reads.get("/events", tags=["events"], response_class=StreamingResponse)
+async def events(request: Request, config: Config) -> StreamingResponse:
+    """Server-sent events: one ``change`` event per catalog change, as it happens."""
+    redis: aredis.Redis = request.app.state.redis
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(CatalogKeys(config.prefix).channel)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield ": subscribed\n\n"
+            while not await request.is_disconnected():
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None:
+                    yield f"event: change\ndata: {json.dumps(json.loads(msg['data']))}\n\n"
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await pubsub.aclose()
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+# ---------------------------------------------------------------------- writes
+@writes.put("/assets/{asset_id:path}", tags=["assets"], responses={400: {}, 413: {}})
+async def put_asset(asset_id: AssetId, asset: Asset, s: Store, response: Response) -> UpsertOut:
+    """Create or replace an asset (the body's id must equal the path's)."""
+    if asset.id != asset_id:
+        raise ApiError(400, f"body id {asset.id!r} differs from path id {asset_id!r}")
+    result = await s.upsert(asset)
+    response.status_code = 201 if result == "created" else 200
+    stored = await s.get(asset_id)
+    if stored is None:  # deleted by someone else in between
+        raise AssetNotFound(asset_id)
+    return UpsertOut(result=result, asset=stored)
+
+
+@writes.delete("/assets/{asset_id:path}", tags=["assets"], status_code=204, responses={404: {}})
+async def delete_asset(asset_id: AssetId, s: Store) -> Response:
+    """Delete an asset and every lineage edge that touches it."""
+    if not await s.delete(asset_id):
+        raise AssetNotFound(asset_id)
+    return Response(status_code=204)
+
+
+@writes.post("/lineage", tags=["lineage"], status_code=201, responses={404: {}})
+async def add_edge(edge: LineageEdge, s: Store, response: Response) -> LineageEdge:
+    """Record a lineage edge between two existing assets (200 when it already existed)."""
+    if not await s.link(edge):
+        response.status_code = 200
+    return edge
+
+
+# ------------------------------------------------------------------------- app
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status, headers=headers or None)
+
+
+def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
+    """The catalog application. Redis is connected when the app starts and closed when it stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = aredis.Redis.from_url(redis_url, decode_responses=True)
+        app.state.store = CatalogStore(app.state.redis, CatalogKeys(config.prefix))
+        yield
+        await app.state.redis.aclose()
+
+    app = FastAPI(title="Cortex catalog", version="1", lifespan=lifespan)
+    app.state.config = config
+    app.state.metrics = metrics = Metrics()
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        response: Response
+        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
+            response = _error(413, f"body over {config.max_body_bytes} bytes")
+        else:
+            response = await call_next(request)
+        name = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(request.method, name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    handlers: dict[type[Exception], Callable[[Exception], JSONResponse]] = {
+        ApiError: lambda e: _error(e.status, str(e)),  # type: ignore[attr-defined]
+        AuthError: lambda e: _error(e.status, str(e), **{"WWW-Authenticate": "Bearer"}),  # type: ignore[attr-defined]
+        AssetNotFound: lambda e: _error(404, str(e)),
+        RedisError: lambda e: _error(503, f"catalog storage unavailable: {type(e).__name__}"),
+    }
+    for exc_type, make in handlers.items():
+
+        async def handle(
+            request: Request, exc: Exception, make: Callable[[Exception], JSONResponse] = make
+        ) -> JSONResponse:
+            return make(exc)
+
+        app.add_exception_handler(exc_type, handle)
+
+    for router in (probes, reads, writes):
+        app.include_router(router)
+    from cortex.catalog.graphql import graphql_router
+
+    app.include_router(graphql_router(config), prefix="/graphql")
+    return app

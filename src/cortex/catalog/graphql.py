@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from pydantic import ValidationError
@@ -159,8 +159,8 @@ def to_type(a: Asset) -> AssetType:
         owner=a.owner,
         tags=a.tags,
         sensitivity=a.sensitivity.value,
-        health=HealthType(status=h.status.value, signals=h.signals, checked_at=h.checked_at),
-        metadata=a.metadata,
+        health=HealthType(status=h.status.value, signals=cast(JSON, h.signals), checked_at=h.checked_at),
+        metadata=cast(JSON, a.metadata),
         source=a.source,
         checksum=a.checksum,
         discovered_at=a.discovered_at,

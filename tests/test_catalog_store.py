@@ -63,6 +63,7 @@ ops = st.lists(
         ),
         st.tuples(st.just("delete"), ids),
         st.tuples(st.just("link"), ids, ids),
+        st.tuples(st.just("unlink"), ids, ids),
     ),
     max_size=25,
 )
@@ -95,6 +96,8 @@ def test_indexes_always_equal_a_full_scan(redis_server: EmbeddedRedis, sequence:
             elif op[0] == "delete":
                 assert await store.delete(op[1]) == (op[1] in live)
                 live.discard(op[1])
+            elif op[0] == "unlink":
+                await store.unlink(op[1], op[2], "feeds")
             elif op[1] in live and op[2] in live:
                 await store.link(LineageEdge(upstream=op[1], downstream=op[2], relation="feeds"))
         assert await actual_indexes(redis, keys) == await expected_indexes(redis, keys)

@@ -112,3 +112,20 @@ end
 return added
 """
 )
+
+# ARGV: prefix, upstream, downstream, relation, event. Returns 1 when removed, 0 when there was no such edge.
+UNLINK = (
+    _HELPERS
+    + """
+local down = ARGV[3]
+local rel = ARGV[4]
+local removed = redis.call('SREM', p .. ':down:' .. id, rel .. '|' .. down)
+redis.call('SREM', p .. ':up:' .. down, rel .. '|' .. id)
+redis.call('DEL', p .. ':edge:' .. id .. '|' .. rel .. '|' .. down)
+if removed == 1 then
+  redis.call('DECR', p .. ':edges')
+  emit(ARGV[5])
+end
+return removed
+"""
+)

@@ -89,6 +89,7 @@ class CatalogStore:
         self._upsert = redis.register_script(_scripts.UPSERT)
         self._delete = redis.register_script(_scripts.DELETE)
         self._link = redis.register_script(_scripts.LINK)
+        self._unlink = redis.register_script(_scripts.UNLINK)
 
     @staticmethod
     def _event(op: str, **data: object) -> str:
@@ -141,6 +142,11 @@ class CatalogStore:
         if result < 0:
             raise AssetNotFound(edge.upstream if result == -1 else edge.downstream)
         return result == 1
+
+    async def unlink(self, upstream: str, downstream: str, relation: str) -> bool:
+        """Remove a lineage edge; False when it did not exist."""
+        event = self._event("unlink", upstream=upstream, downstream=downstream, relation=relation)
+        return bool(await self._unlink(args=[self.keys.prefix, upstream, downstream, relation, event]))
 
     async def get(self, asset_id: str) -> Asset | None:
         """The asset, or None."""

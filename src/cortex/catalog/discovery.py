@@ -69,11 +69,14 @@ def _slug(text: str) -> str:
 
 
 def interesting(repo: Path) -> list[Path]:
-    """Files discovery reads in a repository."""
+    """Files discovery reads in a repository: manifests, Dockerfiles, and YAML outside the test folders."""
     out = []
     for path in walk_files(repo):
-        rel = path.relative_to(repo)
-        if path.name in MANIFESTS or path.name.startswith("requirements") and path.suffix == ".txt" or path.name == "Dockerfile" or path.name.startswith("Dockerfile.") or path.suffix in (".yml", ".yaml") and rel.parts[:1] not in (("tests",), ("test",)):
+        top = path.relative_to(repo).parts[0]
+        manifest = path.name in MANIFESTS or (path.name.startswith("requirements") and path.suffix == ".txt")
+        dockerfile = path.name == "Dockerfile" or path.name.startswith("Dockerfile.")
+        yaml_file = path.suffix in (".yml", ".yaml") and top not in ("tests", "test")
+        if manifest or dockerfile or yaml_file:
             out.append(path)
     return out
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from cortex.catalog.cli import catalog_app
 from cortex.errors import CortexError
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cortex: plan-first multi-agent orchestration.")
 console = Console()
 err = Console(stderr=True)
+
+app.add_typer(catalog_app, name="catalog")
 
 StateDir = Annotated[
     Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR or .cortex)")

@@ -7,11 +7,13 @@ nothing reachable from the network) and writes an append-only file so a restart 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import util
 from pathlib import Path
 from types import TracebackType
@@ -117,3 +119,22 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def shared_embedded(directory: Path) -> Iterator[str]:
+    """A persistent embedded server in ``directory``: attach to it when another process already runs it,
+    otherwise start it (append-only file, so the data outlives the process) and stop it at exit."""
+    socket = directory / "redis.sock"
+    if socket.exists():
+        probe = redis.Redis(unix_socket_path=str(socket))
+        try:
+            if probe.ping():
+                yield f"unix://{socket}"
+                return
+        except (redis.ConnectionError, OSError):
+            pass  # a stale socket left by a killed server: start a new one
+        finally:
+            probe.close()
+    with EmbeddedRedis(directory) as server:
+        yield server.url

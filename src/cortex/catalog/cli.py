@@ -1,0 +1,214 @@
+"""``cortex catalog ...``: serve the API, discover the fleet, and query the catalog (``--json`` for scripts)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+catalog_app = typer.Typer(no_args_is_help=True, help="The asset catalog: serve, discover, query.")
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR)")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def parse_every(text: str) -> float:
+    """``30s``, ``15m`` or ``2h`` in seconds."""
+    m = re.fullmatch(r"(\d+)([smh])", text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise _fail(f"--every {text!r}: use a positive number with s, m or h, e.g. 15m")
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+@contextlib.contextmanager
+def _redis_url(state_dir: Path | None) -> Iterator[str]:
+    from cortex.config import Settings
+    from cortex.coord.server import shared_embedded
+
+    settings = Settings()
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    with shared_embedded((state_dir or settings.state_dir).resolve() / "catalog-redis") as url:
+        yield url
+
+
+def _with_store(state_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from cortex.catalog.store import CatalogStore
+
+    async def run(url: str) -> T:
+        client = aredis.Redis.from_url(url, decode_responses=True)
+        try:
+            return await fn(CatalogStore(client))
+        finally:
+            await client.aclose()
+
+    with _redis_url(state_dir) as url:
+        return asyncio.run(run(url))
+
+
+def _print_assets(assets: list[Any], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([json.loads(a.model_dump_json()) for a in assets]))
+        return
+    table = Table("id", "type", "namespace", "health", "tags")
+    for a in assets:
+        table.add_row(a.id, a.type, a.namespace, a.health.status.value, ", ".join(a.tags))
+    console.print(table)
+
+
+@catalog_app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="Catalog YAML (tokens, limits)")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    read_open: Annotated[bool, typer.Option("--read-open", help="Allow reads without a token")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Serve the REST and GraphQL API (uvicorn)."""
+    from cortex.catalog.config import CatalogConfig
+    from cortex.catalog.server import serve as run_server
+    from cortex.errors import CortexError
+    from cortex.roster import load_model
+
+    try:
+        cfg = load_model(CatalogConfig, config) if config else CatalogConfig()
+    except CortexError as exc:
+        raise _fail(str(exc)) from exc
+    if read_open:
+        cfg = cfg.model_copy(update={"read_open": True})
+    if not cfg.tokens:
+        err.print("no tokens configured: writes are refused; create one with `cortex catalog token NAME`")
+    with _redis_url(state_dir) as url:
+        run_server(cfg, url, host, port)
+
+
+@catalog_app.command()
+def token(name: str, scope: Annotated[list[str], typer.Option("--scope")] = ["read"]) -> None:  # noqa: B006
+    """Make a bearer token; prints it once, and the config entry (its SHA-256 digest) to paste under tokens."""
+    from cortex.catalog.config import new_token
+
+    bad = sorted(set(scope) - {"read", "write"})
+    if bad:
+        raise _fail(f"--scope {bad[0]!r}: use read or write")
+    secret, spec = new_token(name, sorted(set(scope)))  # type: ignore[arg-type]
+    console.print(f"token (shown once): {secret}")
+    console.print("config entry:")
+    console.print_json(spec.model_dump_json())
+
+
+@catalog_app.command()
+def discover(
+    paths: Annotated[list[Path], typer.Argument(help="Directories of repositories")],
+    every: Annotated[str | None, typer.Option("--every", help="Repeat on a schedule, e.g. 15m")] = None,
+    state_dir: StateDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Discover assets and lineage under PATHS; incremental (unchanged files are skipped)."""
+    import dataclasses
+
+    from cortex.catalog.discovery import discover as run_discovery
+
+    missing = [p for p in paths if not p.is_dir()]
+    if missing:
+        raise _fail(f"{missing[0]}: not a directory")
+    period = parse_every(every) if every else None
+    while True:
+        started = time.monotonic()
+        result = _with_store(state_dir, lambda store: run_discovery(store, paths))
+        data = {**dataclasses.asdict(result), "writes": result.writes}
+        if as_json:
+            console.print_json(json.dumps(data))
+        else:
+            console.print(", ".join(f"{k} {v}" for k, v in data.items()))
+        if period is None:
+            return
+        time.sleep(max(0.0, period - (time.monotonic() - started)))  # the schedule's wait between passes
+
+
+@catalog_app.command()
+def get(asset_id: str, state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """Show one asset."""
+    found = _with_store(state_dir, lambda store: store.get(asset_id))
+    if found is None:
+        raise _fail(f"no asset {asset_id!r}", 1)
+    if as_json:
+        console.print_json(found.model_dump_json())
+    else:
+        _print_assets([found], False)
+
+
+@catalog_app.command()
+def search(q: str, limit: int = 20, state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """Assets having every word of Q."""
+    _print_assets(_with_store(state_dir, lambda store: store.search(q, limit=limit)), as_json)
+
+
+@catalog_app.command()
+def lineage(
+    asset_id: str,
+    direction: Annotated[str, typer.Option(help="upstream, downstream or both")] = "both",
+    depth: int = 1,
+    state_dir: StateDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Lineage of an asset."""
+    from cortex.catalog.store import AssetNotFound
+
+    if direction not in ("upstream", "downstream", "both") or not 1 <= depth <= 50:
+        raise _fail("--direction must be upstream, downstream or both; --depth between 1 and 50")
+
+    async def walk(store: Any) -> Any:
+        return await store.lineage(asset_id, direction=direction, depth=depth)
+
+    try:
+        found = _with_store(state_dir, walk)
+    except AssetNotFound as exc:
+        raise _fail(str(exc), 1) from exc
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "root": found.root,
+                    "nodes": [n.id for n in found.nodes],
+                    "edges": [json.loads(e.model_dump_json()) for e in found.edges],
+                }
+            )
+        )
+        return
+    for e in found.edges:
+        console.print(f"{e.upstream} --{e.relation}--> {e.downstream}")
+
+
+@catalog_app.command()
+def stats(state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """Counts of assets and lineage edges."""
+    import dataclasses
+
+    s = _with_store(state_dir, lambda store: store.stats())
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(s)))
+        return
+    console.print(f"assets {s.assets}, edges {s.edges}")
+    for kind in ("by_type", "by_health", "by_namespace"):
+        console.print(f"{kind}: " + ", ".join(f"{k} {v}" for k, v in getattr(s, kind).items()))

@@ -194,3 +194,48 @@ async def test_search_needs_every_word(redis: aredis.Redis) -> None:
     assert [a.id for a in await store.search("payments python")] == ["repo:payments-api"]
     assert await store.search("payments node") == []
     assert json.loads((await store.get("repo:web")).model_dump_json())["name"] == "web-frontend"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("intersect_max", "walk_budget"),
+    [(10_000, 10_000), (10, 10_000), (10, 40)],
+    ids=["intersect", "walk", "walk-then-intersect"],
+)
+async def test_every_query_path_agrees_with_a_scan(redis: aredis.Redis, intersect_max: int, walk_budget: int) -> None:
+    store = CatalogStore(redis)
+    store.intersect_max, store.walk_budget = intersect_max, walk_budget
+    n = 300
+    for lo in range(0, n, 100):
+        await asyncio.gather(
+            *(
+                store.upsert(
+                    asset(
+                        f"b{i:04d}",
+                        "image" if i % 3 == 0 else "package",
+                        ["bulk", "even" if i % 2 == 0 else "odd"] + (["rare"] if i % 97 == 5 else []),
+                    )
+                )
+                for i in range(lo, lo + 100)
+            )
+        )
+    scan = {f"b{i:04d}": (i % 3 == 0, i % 2 == 0, i % 97 == 5) for i in range(n)}
+    cases = [
+        ({"tag": "bulk", "type": "image"}, lambda v: v[0]),
+        ({"tag": "even", "type": "package"}, lambda v: v[1] and not v[0]),
+        ({"tag": "rare", "type": "image"}, lambda v: v[2] and v[0]),  # tiny intersection of large sets
+        ({"tag": "odd"}, lambda v: not v[1]),
+    ]
+    for filters, keep in cases:
+        seen, cursor = [], None
+        while True:
+            ids, cursor = await store.list_ids(filters, cursor=cursor, limit=17)
+            seen += ids
+            if cursor is None:
+                break
+        assert seen == sorted(i for i, v in scan.items() if keep(v)), filters
+    recent = await store.search("bulk even", limit=20)
+    times = [a.updated_at for a in recent]
+    assert len(recent) == 20 and times == sorted(times, reverse=True)  # type: ignore[type-var]
+    assert all("even" in a.tags for a in recent)
+    newest_even = [i for i in await redis.zrevrange(store.keys.updated, 0, -1) if not int(i[1:]) % 2][:20]
+    assert [a.id for a in recent] == newest_even

@@ -152,6 +152,8 @@ def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settin
             model=settings.model,
             metrics_port=metrics_port,
             connect_attempts=settings.redis_connect_attempts,
+            catalog_url=settings.catalog_url,
+            catalog_token=settings.catalog_token,
             on_update=lambda s: live.update(_progress_table(s)),
         )
         try:
@@ -278,9 +280,9 @@ def worker(
     prefetch: int = 1,
 ) -> None:
     """Run one worker process (what a supervisor or a Kubernetes pod starts)."""
-    from cortex.runtime.worker import run_worker
+    from cortex.runtime.worker import WorkerServices, run_worker
 
-    _asyncio_run(run_worker(_require_url(), run, id, type, prefetch=prefetch))
+    _asyncio_run(run_worker(_require_url(), run, id, type, prefetch=prefetch, services=WorkerServices.from_settings()))
 
 
 @app.command()

@@ -22,5 +22,11 @@ class Settings(BaseSettings):
     model: str | None = None
     """LLM as ``provider:model``. Unset: tasks that need a model are skipped with the reason."""
 
+    catalog_url: str | None = None
+    """Catalog API the run reads and writes (``http://host:port``). Unset: the run works without a catalog."""
+
+    catalog_token: str | None = None
+    """Bearer token for the catalog API (needs the write scope for discovery to record assets)."""
+
     redis_connect_attempts: int = 5
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""

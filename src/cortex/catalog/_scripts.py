@@ -129,3 +129,99 @@ end
 return removed
 """
 )
+
+# Queries. KEYS: filter sets (at least one). ARGV: prefix, order ('id' or 'recent'), limit, cursor ('' = start),
+# intersect_max (intersect when the smallest set is at most this), walk_budget (candidates before giving up).
+# Returns up to ``limit`` matching ids in order (by id after ``cursor``, or most recently updated first).
+# Small filter sets are intersected (SINTER) and the result ordered. Large ones are met by walking the ordered
+# index (ids lexicographically, or by update time) and testing membership, which stops as soon as the page is
+# full; if ``walk_budget`` candidates yield less than a page, the intersection must be small, so the walk gives up and
+# intersects after all. Either way a page never costs a sort of a large set or a scan of the whole catalog.
+QUERY = """
+local p, order, limit, cursor = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local intersect_max, walk_budget = tonumber(ARGV[5]), tonumber(ARGV[6])
+local smallest = redis.call('SCARD', KEYS[1])
+for i = 2, #KEYS do smallest = math.min(smallest, redis.call('SCARD', KEYS[i])) end
+
+local function intersect()
+  local ids = {}
+  for _, id in ipairs(redis.call('SINTER', unpack(KEYS))) do
+    if order ~= 'id' or id > cursor then ids[#ids + 1] = id end
+  end
+  if order == 'id' then
+    table.sort(ids)
+  else
+    local score = {}
+    for _, id in ipairs(ids) do score[id] = tonumber(redis.call('ZSCORE', p .. ':updated', id)) or 0 end
+    table.sort(ids, function(a, b) if score[a] ~= score[b] then return score[a] > score[b] end return a < b end)
+  end
+  local out = {}
+  for i = 1, math.min(limit, #ids) do out[i] = ids[i] end
+  return out
+end
+
+if smallest <= intersect_max then return intersect() end
+
+local out, visited, start, chunk, from = {}, 0, 0, math.min(512, walk_budget), cursor
+while #out < limit do
+  local batch
+  if order == 'id' then
+    local lo = '-'
+    if from ~= '' then lo = '(' .. from end
+    batch = redis.call('ZRANGEBYLEX', p .. ':all', lo, '+', 'LIMIT', 0, chunk)
+    if #batch > 0 then from = batch[#batch] end
+  else
+    batch = redis.call('ZREVRANGE', p .. ':updated', start, start + chunk - 1)
+    start = start + chunk
+  end
+  if #batch == 0 then break end
+  for _, id in ipairs(batch) do
+    local ok = true
+    for i = 1, #KEYS do
+      if redis.call('SISMEMBER', KEYS[i], id) == 0 then ok = false; break end
+    end
+    if ok then
+      out[#out + 1] = id
+      if #out == limit then return out end
+    end
+  end
+  visited = visited + #batch
+  if visited >= walk_budget then return intersect() end
+end
+return out
+"""
+
+# Lineage walk. ARGV: prefix, root, direction ('upstream'|'downstream'|'both'), depth, max nodes.
+# Returns {node ids, edge keys}: breadth-first, at most ``max nodes`` nodes.
+LINEAGE = """
+local p, root, direction, depth, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local seen, nodes, edges, edge_seen = {[root] = true}, {root}, {}, {}
+local frontier = {root}
+for _ = 1, depth do
+  local nxt = {}
+  for _, node in ipairs(frontier) do
+    for _, way in ipairs({'up', 'down'}) do
+      local wanted = direction == 'both' or (way == 'up' and direction == 'upstream')
+      wanted = wanted or (way == 'down' and direction == 'downstream')
+      if wanted then
+        for _, m in ipairs(redis.call('SMEMBERS', p .. ':' .. way .. ':' .. node)) do
+          local rel, other = string.match(m, '^([^|]*)|(.*)$')
+          local key
+          if way == 'up' then key = p .. ':edge:' .. other .. '|' .. rel .. '|' .. node
+          else key = p .. ':edge:' .. node .. '|' .. rel .. '|' .. other end
+          if not seen[other] and #nodes >= cap then return {nodes, edges} end
+          if not edge_seen[key] then edge_seen[key] = true; edges[#edges + 1] = key end
+          if not seen[other] then
+            seen[other] = true
+            nodes[#nodes + 1] = other
+            nxt[#nxt + 1] = other
+          end
+        end
+      end
+    end
+  end
+  frontier = nxt
+  if #frontier == 0 then break end
+end
+return {nodes, edges}
+"""

@@ -34,6 +34,8 @@ class CatalogConfig(BaseModel):
     """Larger request bodies get 413."""
     max_depth: int = Field(default=5, ge=1, le=50)
     """Deepest lineage walk allowed; deeper gets 400."""
+    max_nodes: int = Field(default=1000, ge=1)
+    """Most assets a lineage answer holds; the walk stops there."""
     max_limit: int = Field(default=500, ge=1)
     """Largest page size allowed; larger gets 400."""
     prefix: str = "cortex:catalog"

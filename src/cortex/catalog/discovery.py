@@ -181,6 +181,19 @@ def produce(repo: Path, path: Path) -> Produced:
     return out
 
 
+def repository_records(repo: Path) -> Produced:
+    """Everything one repository yields (the repository, then each file's assets and edges), not incremental:
+    what the inventory master's discovery task records in the catalog through the client."""
+    files = interesting(repo)
+    sums = sorted((str(p), _sha(p)) for p in files)
+    out = Produced(assets=[repository_asset(repo, hashlib.sha256(json.dumps(sums).encode()).hexdigest())])
+    for path in files:
+        part = produce(repo, path)
+        out.assets += part.assets
+        out.edges += part.edges
+    return out
+
+
 async def discover(store: CatalogStore, roots: list[Path], prov: Provenance | None = None) -> DiscoveryResult:
     """One incremental pass over every repository under ``roots``."""
     prov = prov or Provenance()

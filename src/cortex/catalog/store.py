@@ -83,6 +83,11 @@ class Stats:
 class CatalogStore:
     """Asset and lineage store. All writes go through the Lua scripts in ``_scripts``."""
 
+    intersect_max = 4000
+    """Queries intersect filter sets when the smallest has at most this many members (see ``_scripts.QUERY``)."""
+    walk_budget = 5000
+    """Otherwise they walk the ordered index for at most this many candidates before intersecting."""
+
     def __init__(self, redis: aredis.Redis, keys: CatalogKeys | None = None) -> None:
         self.redis = redis
         self.keys = keys or CatalogKeys()
@@ -90,6 +95,8 @@ class CatalogStore:
         self._delete = redis.register_script(_scripts.DELETE)
         self._link = redis.register_script(_scripts.LINK)
         self._unlink = redis.register_script(_scripts.UNLINK)
+        self._query = redis.register_script(_scripts.QUERY)
+        self._walk = redis.register_script(_scripts.LINEAGE)
 
     @staticmethod
     def _event(op: str, **data: object) -> str:
@@ -148,18 +155,46 @@ class CatalogStore:
         event = self._event("unlink", upstream=upstream, downstream=downstream, relation=relation)
         return bool(await self._unlink(args=[self.keys.prefix, upstream, downstream, relation, event]))
 
+    async def get_raw(self, asset_id: str) -> str | None:
+        """The stored JSON of an asset (written by this store from a validated ``Asset``), or None."""
+        raw: str | None = await self.redis.get(self.keys.asset(asset_id))
+        return raw
+
     async def get(self, asset_id: str) -> Asset | None:
         """The asset, or None."""
-        raw = await self.redis.get(self.keys.asset(asset_id))
+        raw = await self.get_raw(asset_id)
         return Asset.model_validate_json(raw) if raw else None
 
-    async def get_many(self, ids: Iterable[str]) -> list[Asset]:
-        """The assets that exist among ``ids``, in the given order."""
+    async def get_many_raw(self, ids: Iterable[str]) -> list[str]:
+        """Stored JSON of the assets that exist among ``ids``, in the given order."""
         ids = list(ids)
         if not ids:
             return []
-        raws = await self.redis.mget([self.keys.asset(i) for i in ids])
-        return [Asset.model_validate_json(r) for r in raws if r]
+        return [r for r in await self.redis.mget([self.keys.asset(i) for i in ids]) if r]
+
+    async def get_many(self, ids: Iterable[str]) -> list[Asset]:
+        """The assets that exist among ``ids``, in the given order."""
+        return [Asset.model_validate_json(r) for r in await self.get_many_raw(ids)]
+
+    async def list_ids(
+        self,
+        filters: dict[str, str] | None = None,
+        *,
+        q: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[str], str | None]:
+        """Ids matching every filter (and every word of ``q``) in id order after ``cursor``, and the next cursor."""
+        sets = [self.keys.index(kind, value) for kind, value in sorted((filters or {}).items())]
+        sets += [self.keys.index("word", w) for w in words(q or "")]
+        if sets:
+            args = [self.keys.prefix, "id", limit + 1, cursor or "", self.intersect_max, self.walk_budget]
+            ids = await self._query(keys=sets, args=args)
+        else:
+            start = f"({cursor}" if cursor else "-"
+            ids = await self.redis.zrangebylex(self.keys.all, start, "+", start=0, num=limit + 1)
+        page = list(ids[:limit])
+        return page, page[-1] if len(ids) > limit and page else None
 
     async def list_assets(
         self,
@@ -170,66 +205,45 @@ class CatalogStore:
         limit: int = 50,
     ) -> Page:
         """Assets matching every filter (and every word of ``q``), ordered by id, after ``cursor``."""
-        sets = [self.keys.index(kind, value) for kind, value in sorted((filters or {}).items())]
-        sets += [self.keys.index("word", w) for w in words(q or "")]
-        if sets:
-            ids = sorted(await self.redis.sinter(sets))
-            if cursor:
-                ids = [i for i in ids if i > cursor]
-            chosen = ids[: limit + 1]
-        else:
-            start = f"({cursor}" if cursor else "-"
-            chosen = await self.redis.zrangebylex(self.keys.all, start, "+", start=0, num=limit + 1)
-        more = len(chosen) > limit
-        items = await self.get_many(chosen[:limit])
-        return Page(items=items, next_cursor=items[-1].id if more and items else None)
+        ids, nxt = await self.list_ids(filters, q=q, cursor=cursor, limit=limit)
+        return Page(items=await self.get_many(ids), next_cursor=nxt)
 
-    async def search(self, q: str, *, limit: int = 20) -> list[Asset]:
-        """Assets having every word of ``q``, most recently updated first."""
+    async def search_ids(self, q: str, *, limit: int = 20) -> list[str]:
+        """Ids of assets having every word of ``q``, most recently updated first."""
         terms = words(q)
         if not terms:
             return []
-        ids = await self.redis.sinter([self.keys.index("word", w) for w in terms])
-        if not ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for i in ids:
-            pipe.zscore(self.keys.updated, i)
-        scores = await pipe.execute()
-        ranked = sorted(zip(ids, scores, strict=True), key=lambda x: (-(x[1] or 0), x[0]))[:limit]
-        return await self.get_many(i for i, _ in ranked)
+        sets = [self.keys.index("word", w) for w in terms]
+        args = [self.keys.prefix, "recent", limit, "", self.intersect_max, self.walk_budget]
+        return list(await self._query(keys=sets, args=args))
 
-    async def lineage(self, asset_id: str, *, direction: Direction = "both", depth: int = 1) -> Lineage:
-        """Breadth-first walk of the lineage graph from ``asset_id``, one pipelined round trip per hop."""
+    async def search(self, q: str, *, limit: int = 20) -> list[Asset]:
+        """Assets having every word of ``q``, most recently updated first."""
+        return await self.get_many(await self.search_ids(q, limit=limit))
+
+    async def lineage_raw(
+        self, asset_id: str, *, direction: Direction = "both", depth: int = 1, max_nodes: int = 1000
+    ) -> tuple[list[str], list[str]]:
+        """Stored JSON of the nodes and edges within ``depth`` hops (one Lua walk, then two MGETs)."""
         if not await self.redis.exists(self.keys.asset(asset_id)):
             raise AssetNotFound(asset_id)
-        ways = ["upstream", "downstream"] if direction == "both" else [direction]
-        seen = {asset_id}
-        frontier = [asset_id]
-        edge_keys: set[str] = set()
-        for _ in range(depth):
-            if not frontier:
-                break
-            pipe = self.redis.pipeline(transaction=False)
-            for node in frontier:
-                for way in ways:
-                    pipe.smembers(self.keys.upstream(node) if way == "upstream" else self.keys.downstream(node))
-            replies = iter(await pipe.execute())
-            nxt = []
-            for node in frontier:
-                for way in ways:
-                    for member in sorted(next(replies)):
-                        relation, other = member.split("|", 1)
-                        up, down = (other, node) if way == "upstream" else (node, other)
-                        edge_keys.add(self.keys.edge(up, relation, down))
-                        if other not in seen:
-                            seen.add(other)
-                            nxt.append(other)
-            frontier = nxt
-        raws = await self.redis.mget(sorted(edge_keys)) if edge_keys else []
-        edges = [LineageEdge.model_validate_json(r) for r in raws if r]
-        nodes = await self.get_many(sorted(seen))
-        return Lineage(root=asset_id, direction=direction, depth=depth, nodes=nodes, edges=edges)
+        nodes, edge_keys = await self._walk(args=[self.keys.prefix, asset_id, direction, depth, max_nodes])
+        edges = [r for r in await self.redis.mget(edge_keys) if r] if edge_keys else []
+        return await self.get_many_raw(sorted(nodes)), edges
+
+    async def lineage(self, asset_id: str, *, direction: Direction = "both", depth: int = 1) -> Lineage:
+        """Assets and edges within ``depth`` hops of ``asset_id``, upstream, downstream or both."""
+        nodes, edges = await self.lineage_raw(asset_id, direction=direction, depth=depth)
+        return Lineage(
+            root=asset_id,
+            direction=direction,
+            depth=depth,
+            nodes=[Asset.model_validate_json(n) for n in nodes],
+            edges=sorted(
+                (LineageEdge.model_validate_json(e) for e in edges),
+                key=lambda e: (e.upstream, e.relation, e.downstream),
+            ),
+        )
 
     async def stats(self) -> Stats:
         """Asset counts in all and by type, health, namespace and owner; the number of lineage edges."""

@@ -86,6 +86,8 @@ class Coordinator:
         metrics_port: int | None = None,
         run_id: str | None = None,
         connect_attempts: int = 5,
+        catalog_url: str | None = None,
+        catalog_token: str | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.plan = plan
@@ -93,6 +95,8 @@ class Coordinator:
         self.state_dir = state_dir
         self.model = model
         self.connect_attempts = connect_attempts
+        self.catalog_url = catalog_url
+        self.catalog_token = catalog_token
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.keys = RunKeys(self.run_id)
         self.metrics = RunMetrics()
@@ -199,7 +203,7 @@ class Coordinator:
                 f"process per node using {sys.executable}",
             )
         )
-        self.checks.append(Check("catalog", True, "absent: the catalog service is not part of this version"))
+        self.checks.append(Check("catalog", True, await self._catalog_check()))
         needs_model = sum(1 for t in self.plan.tasks if t.requires_model)
         self.checks.append(
             Check(
@@ -237,6 +241,24 @@ class Coordinator:
         if self.lease_lost:
             raise LeadershipLost(f"lost the leadership lease of run {self.run_id}; stepping down")
 
+    async def _catalog_check(self) -> str:
+        """Catalog availability; never fatal: a run without a catalog still runs, and says so."""
+        if not self.catalog_url:
+            return "absent: CORTEX_CATALOG_URL is not set; discovery results stay in the report"
+        from cortex.catalog.client import CatalogClient
+
+        client = CatalogClient(self.catalog_url, self.state_dir / "catalog-cache", token=self.catalog_token)
+        try:
+            state = await client.availability()
+        finally:
+            await client.aclose()
+        detail = {
+            "reachable": "reachable",
+            "degraded": "degraded: API down, reads from the cache, writes queued",
+            "absent": "absent: API down and no cache",
+        }[state]
+        return f"{detail} ({self.catalog_url})"
+
     async def _setup(self) -> None:
         """Store the plan, create the streams' consumer groups and allocate the ledger."""
         await self.redis.set(self.keys.plan, self.plan.model_dump_json())
@@ -256,7 +278,11 @@ class Coordinator:
         """Phases 1 and 2: start the supervisors of the nodes hosting masters (or the rest), wait for heartbeats."""
         master_nodes = {m.node for m in self.plan.masters}
         nodes = sorted(master_nodes) if masters else sorted({w.node for w in self.plan.workers} - master_nodes)
-        env = {**os.environ, "CORTEX_REDIS_URL": self.url}
+        env = {**os.environ, "CORTEX_REDIS_URL": self.url, "CORTEX_STATE_DIR": str(self.state_dir)}
+        if self.catalog_url:  # workers record what they discover in the catalog
+            env["CORTEX_CATALOG_URL"] = self.catalog_url
+            if self.catalog_token:
+                env["CORTEX_CATALOG_TOKEN"] = self.catalog_token
         for node in nodes:
             argv = [sys.executable, "-m", "cortex", "supervisor", "--run", self.run_id, "--node", node]
             # Popen returns at once (fork/exec); the supervisor outlives this call and is waited on at cleanup.

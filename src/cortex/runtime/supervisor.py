@@ -55,7 +55,7 @@ def _children(plan: Plan, node: str) -> list[Child]:
 def _child_main(url: str, run_id: str, child_id: str, kind: str, worker_type: str | None) -> None:
     """Body of a forked child: the same coroutine ``cortex master`` or ``cortex worker`` runs."""
     from cortex.runtime.master import run_master
-    from cortex.runtime.worker import run_worker
+    from cortex.runtime.worker import WorkerServices, run_worker
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers are not the child's
@@ -63,7 +63,7 @@ def _child_main(url: str, run_id: str, child_id: str, kind: str, worker_type: st
         asyncio.run(run_master(url, run_id, child_id.removeprefix("master-")))
     else:
         assert worker_type is not None
-        asyncio.run(run_worker(url, run_id, child_id, worker_type))
+        asyncio.run(run_worker(url, run_id, child_id, worker_type, services=WorkerServices.from_settings()))
 
 
 class Supervisor:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from cortex.runtime.process import ensure_group, heartbeat, stop_on_signals
 from cortex.toolset.registry import TaskContext, handler_for
 
 
-async def execute(redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str]) -> dict[str, Any]:
+async def execute(
+    redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run one task message; the result fields for the results stream (never raises for task errors)."""
     task = Task.model_validate_json(fields["task"])
     attempt = int(fields["attempt"])
@@ -49,6 +52,7 @@ async def execute(redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: di
             worker_id=worker_id,
             redis=redis,
             keys=keys,
+            extra=extra or {},
         )
         async with asyncio.timeout(task.timeout_s):
             output = await handler(ctx)
@@ -71,7 +75,32 @@ SLOW_FLUSH_S = 0.01
 """Results are sent at once after a task that took longer than this, so no finished work waits on a batch."""
 
 
-async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *, prefetch: int = 1) -> None:
+@dataclass
+class WorkerServices:
+    """Services a worker offers its tasks, built at the process edge from settings."""
+
+    catalog_url: str | None = None
+    catalog_token: str | None = None
+    state_dir: Path = Path(".cortex")
+
+    @classmethod
+    def from_settings(cls) -> WorkerServices:
+        """From ``CORTEX_*`` variables (what the supervisor passes down)."""
+        from cortex.config import Settings
+
+        s = Settings()
+        return cls(catalog_url=s.catalog_url, catalog_token=s.catalog_token, state_dir=s.state_dir)
+
+
+async def run_worker(
+    url: str,
+    run_id: str,
+    worker_id: str,
+    worker_type: str,
+    *,
+    prefetch: int = 1,
+    services: WorkerServices | None = None,
+) -> None:
     """Serve the queue of ``worker_type`` as consumer ``worker_id`` until SIGTERM.
 
     Prefetch adapts: while tasks finish in under ``QUICK_TASK_S`` the worker claims up to ``MAX_PREFETCH``
@@ -83,6 +112,14 @@ async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *,
     stop = asyncio.Event()
     stop_on_signals(stop)
     queue = keys.queue(worker_type)
+    services = services or WorkerServices()
+    extra: dict[str, Any] = {}
+    if services.catalog_url:
+        from cortex.catalog.client import CatalogClient
+
+        # one cache and write queue per worker: no two processes append to the same file
+        cache = services.state_dir / "catalog-cache" / worker_id
+        extra["catalog"] = CatalogClient(services.catalog_url, cache, token=services.catalog_token)
     await ensure_group(redis, queue, GROUP_WORKERS)
     beat = asyncio.create_task(heartbeat(redis, keys, worker_id, stop))
     cursor = "0"  # first our own unacknowledged entries (after a restart), then new ones
@@ -101,7 +138,7 @@ async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *,
             pipe = redis.pipeline(transaction=True)
             quick = True
             for entry_id, fields in entries:
-                result = await execute(redis, keys, worker_id, fields)
+                result = await execute(redis, keys, worker_id, fields, extra)
                 pipe.xadd(keys.results, {k: str(v) for k, v in result.items()})
                 pipe.hdel(keys.running, ids[entry_id])
                 pipe.xack(queue, GROUP_WORKERS, entry_id)
@@ -114,4 +151,6 @@ async def run_worker(url: str, run_id: str, worker_id: str, worker_type: str, *,
     finally:
         stop.set()
         await beat
+        if "catalog" in extra:
+            await extra["catalog"].aclose()
         await redis.aclose()

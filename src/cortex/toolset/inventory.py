@@ -154,8 +154,31 @@ def discover(root: Path) -> Output:
 
 @task_kind("inventory.discover")
 async def discover_task(ctx: TaskContext) -> Output:
-    """Asset discovery over the task's repository."""
-    return await asyncio.to_thread(discover, ctx.require_target())
+    """Asset discovery over the task's repository; recorded in the catalog when the run has one."""
+    root = ctx.require_target()
+    result = await asyncio.to_thread(discover, root)
+    result["catalog"] = await record_in_catalog(ctx, root)
+    return result
+
+
+async def record_in_catalog(ctx: TaskContext, root: Path) -> dict[str, Any] | str:
+    """Send the repository's assets and lineage to the catalog (queued if the API is down), with provenance."""
+    client = ctx.extra.get("catalog")
+    if client is None:
+        return "not configured"
+    from cortex.catalog.discovery import repository_records
+    from cortex.models.assets import LineageEdge
+
+    produced = await asyncio.to_thread(repository_records, root)
+    outcomes: Counter[str] = Counter()
+    for asset in {a.id: a for a in produced.assets}.values():
+        outcomes[await client.upsert(asset)] += 1
+    for up, down, relation in sorted(set(produced.edges)):
+        edge = LineageEdge(
+            upstream=up, downstream=down, relation=relation, run_id=ctx.run_id, task_id=ctx.task.id, agent=ctx.worker_id
+        )
+        outcomes[await client.link(edge)] += 1
+    return {"sent": outcomes["sent"], "queued": outcomes["queued"]}
 
 
 _BRANCHES = (

@@ -1,0 +1,81 @@
+"""A run whose inventory tasks record the fleet in a running catalog, and the pre-flight's catalog report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cortex.coord.server import EmbeddedRedis
+from cortex.models import Roster
+from cortex.planner import build_plan
+from cortex.runtime.coordinator import Coordinator
+
+from .conftest import FLEET
+from .test_catalog_api import make_catalog
+from .test_run import small_cluster
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def inventory_roster() -> Roster:
+    return Roster.model_validate(
+        {
+            "masters": [
+                {"name": "coordinator", "role": "c", "base_budget": 10, "worker_pool": 10},
+                {
+                    "name": "inventory",
+                    "role": "i",
+                    "keywords": ["inventory"],
+                    "base_budget": 10,
+                    "worker_pool": 10,
+                    "playbook": [{"name": "discover", "kind": "inventory.discover", "worker_type": "catalog"}],
+                },
+            ],
+            "worker_types": [{"name": "catalog", "master": "inventory", "count": 2, "budget": 5}],
+        }
+    )
+
+
+async def test_inventory_tasks_record_assets_with_provenance(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    server, cat = make_catalog(redis_server)
+    plan = build_plan("inventory of the fleet", FLEET, inventory_roster(), small_cluster())
+    try:
+        with EmbeddedRedis() as run_redis:
+            coord = Coordinator(
+                plan,
+                run_redis.url,
+                tmp_path / "state",
+                catalog_url=cat.url,
+                catalog_token=cat.writer["Authorization"].removeprefix("Bearer "),
+            )
+            result = await coord.run()
+        report = json.loads(result.report_json.read_text())
+        check = next(c for c in report["checks"] if c["name"] == "catalog")
+        assert check["detail"].startswith("reachable")
+        outputs = {t["id"]: t["output"] for t in report["tasks"]}
+        assert all(o["catalog"]["queued"] == 0 and o["catalog"]["sent"] > 0 for o in outputs.values())
+        async with httpx.AsyncClient(base_url=cat.url, headers=cat.reader, timeout=10) as c:
+            stats = (await c.get("/stats")).json()
+            assert stats["by_type"]["repository"] == 4 and stats["edges"] > 0
+            lineage = (await c.get("/lineage/repo:payments-api", params={"direction": "upstream"})).json()
+            edge = next(e for e in lineage["edges"] if e["upstream"] == "pkg:pypi:requests")
+            assert edge["run_id"] == result.run_id
+            assert edge["task_id"] == "inventory.discover:payments-api"
+            assert edge["agent"].startswith("catalog-worker-")
+    finally:
+        server.stop()
+
+
+async def test_preflight_reports_an_unreachable_catalog_and_the_run_goes_on(tmp_path: Path) -> None:
+    plan = build_plan("inventory of the fleet", FLEET, inventory_roster(), small_cluster())
+    with EmbeddedRedis() as run_redis:
+        result = await Coordinator(plan, run_redis.url, tmp_path / "state", catalog_url="http://127.0.0.1:9").run()
+    report = json.loads(result.report_json.read_text())
+    check = next(c for c in report["checks"] if c["name"] == "catalog")
+    assert check["detail"].startswith("absent: API down and no cache")
+    assert result.status == "succeeded"
+    queued = [t["output"]["catalog"]["queued"] for t in report["tasks"]]
+    assert all(q > 0 for q in queued)  # writes wait in each worker's queue for the catalog to come back

@@ -43,3 +43,15 @@ def test_catalog_cli_bad_input(tmp_path: Path) -> None:
     assert scope.returncode == 2 and "--scope 'admin'" in scope.stderr
     made = cortex("catalog", "token", "ci", "--scope", "write", cwd=tmp_path)
     assert made.returncode == 0 and '"sha256"' in made.stdout
+
+
+def test_discover_every_repeats_on_schedule(tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    proc = cortex("catalog", "discover", str(FLEET), "--every", "1s", "--passes", "2", "--json", *state, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    decoder, text, passes = json.JSONDecoder(), proc.stdout.strip(), []
+    while text:
+        obj, end = decoder.raw_decode(text)
+        passes.append(obj)
+        text = text[end:].strip()
+    assert [p["writes"] > 0 for p in passes] == [True, False]  # the second pass found nothing changed

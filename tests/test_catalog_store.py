@@ -239,3 +239,22 @@ async def test_every_query_path_agrees_with_a_scan(redis: aredis.Redis, intersec
     assert all("even" in a.tags for a in recent)
     newest_even = [i for i in await redis.zrevrange(store.keys.updated, 0, -1) if not int(i[1:]) % 2][:20]
     assert [a.id for a in recent] == newest_even
+
+
+async def test_lineage_of_a_hub_with_thousands_of_edges(redis: aredis.Redis) -> None:
+    store = CatalogStore(redis)
+    await store.upsert(asset("hub"))
+    n = 4100  # 8,200 edges: more than one Lua unpack() can take
+    for lo in range(0, n, 50):  # batches within the client's connection pool
+        await asyncio.gather(*(store.upsert(asset(f"leaf{i:05d}")) for i in range(lo, lo + 50)))
+        await asyncio.gather(
+            *(
+                store.link(LineageEdge(upstream="hub", downstream=f"leaf{i:05d}", relation=r))
+                for i in range(lo, lo + 50)
+                for r in ("feeds", "owns")
+            )
+        )
+    nodes, edges = await store.lineage_raw("hub", direction="downstream", depth=1, max_nodes=5000)
+    assert len(nodes) == n + 1 and len(edges) == 2 * n  # fetched in chunks
+    capped, _ = await store.lineage_raw("hub", direction="downstream", depth=1, max_nodes=100)
+    assert len(capped) == 100

@@ -140,8 +140,11 @@ return removed
 QUERY = """
 local p, order, limit, cursor = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local intersect_max, walk_budget = tonumber(ARGV[5]), tonumber(ARGV[6])
-local smallest = redis.call('SCARD', KEYS[1])
-for i = 2, #KEYS do smallest = math.min(smallest, redis.call('SCARD', KEYS[i])) end
+-- order the sets smallest first: membership tests then fail as early as possible
+local sets, size = {}, {}
+for i = 1, #KEYS do sets[i] = KEYS[i]; size[KEYS[i]] = redis.call('SCARD', KEYS[i]) end
+table.sort(sets, function(a, b) return size[a] < size[b] end)
+local smallest = size[sets[1]]
 
 local function intersect()
   local ids = {}
@@ -177,8 +180,8 @@ while #out < limit do
   if #batch == 0 then break end
   for _, id in ipairs(batch) do
     local ok = true
-    for i = 1, #KEYS do
-      if redis.call('SISMEMBER', KEYS[i], id) == 0 then ok = false; break end
+    for i = 1, #sets do
+      if redis.call('SISMEMBER', sets[i], id) == 0 then ok = false; break end
     end
     if ok then
       out[#out + 1] = id
@@ -192,9 +195,27 @@ return out
 """
 
 # Lineage walk. ARGV: prefix, root, direction ('upstream'|'downstream'|'both'), depth, max nodes.
-# Returns {node ids, edge keys}: breadth-first, at most ``max nodes`` nodes.
+# Returns {node JSON..., edge JSON...} as two arrays (nodes sorted by id), breadth-first, at most ``max nodes``
+# nodes; or -1 when the root does not exist. One round trip for the whole answer.
 LINEAGE = """
 local p, root, direction, depth, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('EXISTS', p .. ':asset:' .. root) == 0 then return -1 end
+local function mget(keys)
+  -- in chunks: unpack() of thousands of values would overflow Lua's stack
+  local out = {}
+  for lo = 1, #keys, 1000 do
+    for _, d in ipairs(redis.call('MGET', unpack(keys, lo, math.min(#keys, lo + 999)))) do
+      if d then out[#out + 1] = d end
+    end
+  end
+  return out
+end
+local function answer(nodes, edges)
+  table.sort(nodes)
+  local keys = {}
+  for i, id in ipairs(nodes) do keys[i] = p .. ':asset:' .. id end
+  return {mget(keys), mget(edges)}
+end
 local seen, nodes, edges, edge_seen = {[root] = true}, {root}, {}, {}
 local frontier = {root}
 for _ = 1, depth do
@@ -209,7 +230,7 @@ for _ = 1, depth do
           local key
           if way == 'up' then key = p .. ':edge:' .. other .. '|' .. rel .. '|' .. node
           else key = p .. ':edge:' .. node .. '|' .. rel .. '|' .. other end
-          if not seen[other] and #nodes >= cap then return {nodes, edges} end
+          if not seen[other] and #nodes >= cap then return answer(nodes, edges) end
           if not edge_seen[key] then edge_seen[key] = true; edges[#edges + 1] = key end
           if not seen[other] then
             seen[other] = true
@@ -223,5 +244,5 @@ for _ = 1, depth do
   frontier = nxt
   if #frontier == 0 then break end
 end
-return {nodes, edges}
+return answer(nodes, edges)
 """

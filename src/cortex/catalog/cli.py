@@ -121,6 +121,7 @@ def token(name: str, scope: Annotated[list[str], typer.Option("--scope")] = ["re
 def discover(
     paths: Annotated[list[Path], typer.Argument(help="Directories of repositories")],
     every: Annotated[str | None, typer.Option("--every", help="Repeat on a schedule, e.g. 15m")] = None,
+    passes: Annotated[int | None, typer.Option("--passes", min=1, help="With --every: stop after N passes")] = None,
     state_dir: StateDir = None,
     as_json: AsJson = False,
 ) -> None:
@@ -133,6 +134,7 @@ def discover(
     if missing:
         raise _fail(f"{missing[0]}: not a directory")
     period = parse_every(every) if every else None
+    done = 0
     while True:
         started = time.monotonic()
         result = _with_store(state_dir, lambda store: run_discovery(store, paths))
@@ -141,7 +143,8 @@ def discover(
             console.print_json(json.dumps(data))
         else:
             console.print(", ".join(f"{k} {v}" for k, v in data.items()))
-        if period is None:
+        done += 1
+        if period is None or (passes is not None and done >= passes):
             return
         time.sleep(max(0.0, period - (time.monotonic() - started)))  # the schedule's wait between passes
 

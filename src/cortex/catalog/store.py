@@ -85,7 +85,7 @@ class CatalogStore:
 
     intersect_max = 4000
     """Queries intersect filter sets when the smallest has at most this many members (see ``_scripts.QUERY``)."""
-    walk_budget = 5000
+    walk_budget = 2000
     """Otherwise they walk the ordered index for at most this many candidates before intersecting."""
 
     def __init__(self, redis: aredis.Redis, keys: CatalogKeys | None = None) -> None:
@@ -224,12 +224,12 @@ class CatalogStore:
     async def lineage_raw(
         self, asset_id: str, *, direction: Direction = "both", depth: int = 1, max_nodes: int = 1000
     ) -> tuple[list[str], list[str]]:
-        """Stored JSON of the nodes and edges within ``depth`` hops (one Lua walk, then two MGETs)."""
-        if not await self.redis.exists(self.keys.asset(asset_id)):
+        """Stored JSON of the nodes (by id) and edges within ``depth`` hops: one Lua walk, one round trip."""
+        reply = await self._walk(args=[self.keys.prefix, asset_id, direction, depth, max_nodes])
+        if reply == -1:
             raise AssetNotFound(asset_id)
-        nodes, edge_keys = await self._walk(args=[self.keys.prefix, asset_id, direction, depth, max_nodes])
-        edges = [r for r in await self.redis.mget(edge_keys) if r] if edge_keys else []
-        return await self.get_many_raw(sorted(nodes)), edges
+        nodes, edges = reply
+        return list(nodes), list(edges)
 
     async def lineage(self, asset_id: str, *, direction: Direction = "both", depth: int = 1) -> Lineage:
         """Assets and edges within ``depth`` hops of ``asset_id``, upstream, downstream or both."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -157,11 +157,18 @@ def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settin
             on_update=lambda s: live.update(_progress_table(s)),
         )
         try:
-            result = _asyncio_run(coord.run())
+            result = _run_interruptible(coord.run(), coord.request_stop)
         except PreflightFailed as exc:
             for c in exc.checks:
                 err.print(f"  {'ok ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
             raise
+        except Interrupted:
+            interrupted = True
+        else:
+            interrupted = False
+    if interrupted:  # processes and the embedded server are stopped by now (the blocks above have closed)
+        err.print(f"interrupted: run {coord.run_id} aborted; state in {state_dir}")
+        raise typer.Exit(130)
     console.print()
     console.print(f"run {result.run_id} {result.status}")
     console.print(f"report:  {result.report_md}")
@@ -299,6 +306,45 @@ def supervisor(run: Annotated[str, typer.Option("--run")], node: Annotated[str, 
     from cortex.runtime.supervisor import run_supervisor
 
     run_supervisor(_require_url(), run, node)
+
+
+class Interrupted(Exception):
+    """The run was stopped by SIGINT or SIGTERM, after its cleanup finished."""
+
+
+def _run_interruptible(coro: Any, request_stop: Callable[[], None]) -> Any:
+    """Run ``coro``; the first SIGINT/SIGTERM asks it to stop and cancels it (its cleanup runs), later ones only
+    say so. Python's default handler would raise KeyboardInterrupt anywhere, including in the middle of that
+    cleanup; and a cancellation alone can be absorbed inside a client library, hence the flag too."""
+    import asyncio
+    import signal
+
+    from cortex.runtime.coordinator import RunInterrupted
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if task.cancelling():
+                err.print("still stopping processes...")
+            else:
+                request_stop()
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await task
+        except (asyncio.CancelledError, RunInterrupted):
+            # Cleanup is done; let nothing cut the exit short. The loop's handlers are removed first, or closing
+            # the loop would put Python's KeyboardInterrupt handler back over SIG_IGN.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+            raise Interrupted from None
+
+    return asyncio.run(main())
 
 
 def _asyncio_run(coro: Any) -> Any:

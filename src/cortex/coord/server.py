@@ -79,7 +79,11 @@ class EmbeddedRedis:
             "--logfile",
             str(self.directory / "redis.log"),
         ]
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # A session of its own: Ctrl-C in a terminal signals the whole foreground group, and the server must
+        # outlive that long enough for the run to clean up; it is stopped by ``stop`` instead.
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(unix_socket_path=str(self.socket))
         try:

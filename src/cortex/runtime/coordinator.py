@@ -64,6 +64,12 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+class RunInterrupted(CortexError):
+    """The run was asked to stop (SIGINT/SIGTERM); its cleanup has run."""
+
+    exit_code = 130
+
+
 class PreflightFailed(CortexError):
     """A pre-flight check failed; nothing was started."""
 
@@ -118,6 +124,7 @@ class Coordinator:
         self._processes: dict[str, str] = {}
         self.report_paths: dict[str, Path] = {}
         self.lease_lost = False
+        self.stop_requested = False
         self._keeper: asyncio.Task[None] | None = None
         self._running: dict[str, str] = {}
         self.redis: aredis.Redis
@@ -141,9 +148,12 @@ class Coordinator:
             aggregate = await self._aggregate()
             await self._enter(5)
             return await self._finish(aggregate, "succeeded" if self._all_required_ok() else "failed")
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 self._write_state("aborted")
+            if self.stop_requested and not isinstance(exc, RunInterrupted):
+                # whatever broke while stopping (a child hit by the same Ctrl-C) is part of the interruption
+                raise RunInterrupted(f"run {self.run_id} interrupted") from exc
             raise
         finally:
             self._stop_nodes()
@@ -152,10 +162,11 @@ class Coordinator:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._keeper
             with contextlib.suppress(Exception):
-                await self.lease.release()
+                await asyncio.wait_for(self.lease.release(), 2)  # best effort: the lease expires by itself
             await self.redis.aclose()
 
     async def _enter(self, phase: int) -> None:
+        self._check_stop()
         now = time.time()
         self.phase_times[PHASES[phase][1]] = now
         self.phase = phase
@@ -237,6 +248,14 @@ class Coordinator:
                 self.lease_lost = True
                 return
 
+    def request_stop(self) -> None:
+        """Ask the run to stop at its next step (safe to call from a signal handler on the loop)."""
+        self.stop_requested = True
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise RunInterrupted(f"run {self.run_id} interrupted")
+
     def _check_lease(self) -> None:
         if self.lease_lost:
             raise LeadershipLost(f"lost the leadership lease of run {self.run_id}; stepping down")
@@ -285,8 +304,11 @@ class Coordinator:
                 env["CORTEX_CATALOG_TOKEN"] = self.catalog_token
         for node in nodes:
             argv = [sys.executable, "-m", "cortex", "supervisor", "--run", self.run_id, "--node", node]
-            # Popen returns at once (fork/exec); the supervisor outlives this call and is waited on at cleanup.
-            self.supervisors[node] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)  # noqa: ASYNC220
+            # Popen returns at once (fork/exec); the supervisor is waited on at cleanup. Its own session keeps a
+            # terminal's Ctrl-C away from it: the coordinator stops it, and it stops itself if the coordinator dies.
+            self.supervisors[node] = subprocess.Popen(  # noqa: ASYNC220
+                argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         expected = (
             [f"master-{m.master}" for m in self.plan.masters]
             if masters
@@ -294,6 +316,7 @@ class Coordinator:
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
+            self._check_stop()
             alive = await self._alive(expected)
             self._write_state("running")
             if len(alive) == len(expected):
@@ -321,6 +344,7 @@ class Coordinator:
         last_state = last_reap = 0.0
         while not self.graph.done:
             now = time.monotonic()
+            self._check_stop()
             self._check_lease()
             while self._retry_heap and self._retry_heap[0][0] <= time.time():
                 _, task_id = heapq.heappop(self._retry_heap)

@@ -28,5 +28,9 @@ class Settings(BaseSettings):
     catalog_token: str | None = None
     """Bearer token for the catalog API (needs the write scope for discovery to record assets)."""
 
+    osv_path: Path | None = None
+    """OSV advisories for the dependency audit: a directory or an osv.dev ecosystem zip. Unset: the small
+    subset bundled for the demo fleet."""
+
     redis_connect_attempts: int = 5
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""

@@ -82,6 +82,7 @@ class WorkerServices:
     catalog_url: str | None = None
     catalog_token: str | None = None
     state_dir: Path = Path(".cortex")
+    osv_path: Path | None = None
 
     @classmethod
     def from_settings(cls) -> WorkerServices:
@@ -89,7 +90,7 @@ class WorkerServices:
         from cortex.config import Settings
 
         s = Settings()
-        return cls(catalog_url=s.catalog_url, catalog_token=s.catalog_token, state_dir=s.state_dir)
+        return cls(catalog_url=s.catalog_url, catalog_token=s.catalog_token, state_dir=s.state_dir, osv_path=s.osv_path)
 
 
 async def run_worker(
@@ -113,7 +114,7 @@ async def run_worker(
     stop_on_signals(stop)
     queue = keys.queue(worker_type)
     services = services or WorkerServices()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"osv_path": services.osv_path}
     if services.catalog_url:
         from cortex.catalog.client import CatalogClient
 

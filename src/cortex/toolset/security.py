@@ -1,0 +1,206 @@
+"""Security tools: dependency audit against an OSV-format vulnerability database (a directory or the zip
+osv.dev publishes per ecosystem). Version ranges are evaluated per ecosystem with a library: PEP 440
+(``packaging``) for PyPI, semantic versioning (``semver``) for npm; never by string comparison."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import semver
+import yaml
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from cortex.errors import TaskFailed
+from cortex.toolset import inventory
+from cortex.toolset.registry import Output, TaskContext, task_kind
+
+BUNDLED = Path(__file__).parent / "osv"
+"""The small real subset shipped for the demo fleet (see its README)."""
+SEVERITY_ORDER = ["critical", "high", "medium", "low", "unknown"]
+
+
+def _key(ecosystem: str, name: str) -> tuple[str, str]:
+    eco = ecosystem.lower()
+    return eco, canonicalize_name(name) if eco == "pypi" else name.lower()
+
+
+def _records(source: Path) -> Iterator[dict[str, Any]]:
+    if source.is_file() and source.suffix == ".zip":
+        with zipfile.ZipFile(source) as zf:
+            for name in zf.namelist():
+                if name.endswith(".json"):
+                    yield json.loads(zf.read(name))
+        return
+    for path in sorted(source.rglob("*")):
+        if path.suffix == ".json":
+            yield json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix in (".yaml", ".yml"):
+            yield yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class OsvIndex:
+    """Advisories by (ecosystem, package)."""
+
+    source: str
+    by_package: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def advisories(self) -> int:
+        """How many advisory entries were loaded (one per affected package)."""
+        return sum(len(v) for v in self.by_package.values())
+
+
+@cache
+def load_osv(source: Path) -> OsvIndex:
+    """Index an OSV directory or zip (cached per process: workers audit many targets against one database)."""
+    if not source.exists():
+        raise TaskFailed(f"OSV database {source} does not exist (set CORTEX_OSV_PATH)", retryable=False)
+    index = OsvIndex(str(source))
+    for record in _records(source):
+        for affected in record.get("affected", []):
+            pkg = affected.get("package", {})
+            if pkg.get("ecosystem") and pkg.get("name"):
+                index.by_package.setdefault(_key(pkg["ecosystem"], pkg["name"]), []).append(
+                    {**record, "affected": [affected]}
+                )
+    return index
+
+
+def _parse(ecosystem: str, version: str) -> Any:
+    if ecosystem == "pypi":
+        return Version(version)
+    return semver.Version.parse(version.lstrip("v"))
+
+
+def affected_by(record: dict[str, Any], ecosystem: str, version: str) -> str | None:
+    """If ``version`` is affected by the record, the first fixed version after it ('' when none); else None."""
+    aff = record["affected"][0]
+    if version in aff.get("versions", []):
+        fixes = [
+            e["fixed"]
+            for r in aff.get("ranges", [])
+            if r.get("type") in ("ECOSYSTEM", "SEMVER")
+            for e in r.get("events", [])
+            if "fixed" in e
+        ]
+        return _first_fix(ecosystem, version, fixes)
+    try:
+        v = _parse(ecosystem, version)
+    except (InvalidVersion, ValueError):
+        return None
+    for rng in aff.get("ranges", []):
+        if rng.get("type") not in ("ECOSYSTEM", "SEMVER"):
+            continue  # GIT ranges name commits, not releases
+        inside, fix = False, None
+        for event in rng.get("events", []):
+            if "introduced" in event:
+                start = event["introduced"]
+                inside = start == "0" or _parse(ecosystem, start) <= v
+            elif "fixed" in event and inside and v >= _parse(ecosystem, event["fixed"]):
+                inside = False
+            elif "fixed" in event and inside:
+                fix = event["fixed"]
+                break
+            elif "last_affected" in event and inside and v > _parse(ecosystem, event["last_affected"]):
+                inside = False
+        if inside:
+            return fix or ""
+    return None
+
+
+def _first_fix(ecosystem: str, version: str, fixes: list[str]) -> str:
+    try:
+        v = _parse(ecosystem, version)
+        later = sorted((f for f in fixes if _parse(ecosystem, f) > v), key=lambda f: _parse(ecosystem, f))
+    except (InvalidVersion, ValueError):
+        return ""  # a version the ecosystem's scheme cannot order: affected, fix unknown
+    return later[0] if later else ""
+
+
+def severity(record: dict[str, Any]) -> str:
+    """The advisory's own severity: GitHub's label, else a CVSS vector's base score, else 'unknown'."""
+    label = str(record.get("database_specific", {}).get("severity", "")).lower()
+    if label:
+        return {"moderate": "medium"}.get(label, label)
+    for item in record.get("severity", []):
+        if str(item.get("type", "")).startswith("CVSS_V3"):
+            from cvss import CVSS3
+
+            score = CVSS3(item["score"]).scores()[0]
+            return "critical" if score >= 9 else "high" if score >= 7 else "medium" if score >= 4 else "low"
+    return "unknown"
+
+
+def pinned_version(pkg: dict[str, str]) -> str | None:
+    """The exact version in use: a PyPI ``==`` pin or an npm lock-file version; None when only a range is known."""
+    if pkg["ecosystem"] == "npm":
+        return pkg.get("locked")
+    spec = pkg["spec"]
+    if spec.startswith("==") and "," not in spec and "*" not in spec:
+        return spec[2:]
+    return None
+
+
+def audit(root: Path, index: OsvIndex) -> Output:
+    """Findings for every pinned package of the repository, one per advisory group (aliases merged)."""
+    findings: dict[tuple[str, str], dict[str, Any]] = {}
+    unresolved: list[str] = []
+    packages = inventory.python_packages(root) + inventory.node_packages(root)
+    for pkg in packages:
+        version = pinned_version(pkg)
+        if version is None:
+            unresolved.append(f"{pkg['name']}{pkg['spec']}")
+            continue
+        eco = pkg["ecosystem"].lower()
+        for record in index.by_package.get(_key(eco, pkg["name"]), []):
+            fix = affected_by(record, eco, version)
+            if fix is None:
+                continue
+            ids = {record["id"], *record.get("aliases", [])}
+            same = next((k for k, f in findings.items() if k[0] == pkg["name"] and ids & set(f["ids"])), None)
+            if same:  # the same vulnerability under another database's id: one finding
+                findings[same]["ids"] = sorted(set(findings[same]["ids"]) | ids)
+                continue
+            text = record.get("summary") or record.get("details", "")
+            findings[(pkg["name"], record["id"])] = {
+                "tool": "osv",
+                "id": record["id"],
+                "ids": sorted(ids),
+                "package": pkg["name"],
+                "ecosystem": pkg["ecosystem"],
+                "version": version,
+                "fixed": fix,
+                "severity": severity(record),
+                "summary": text.strip().split("\n")[0][:240],
+                "source": pkg["source"],
+            }
+    ordered = sorted(findings.values(), key=lambda f: (SEVERITY_ORDER.index(f["severity"]), f["package"], f["id"]))
+    by_severity: dict[str, int] = {}
+    for f in ordered:
+        by_severity[f["severity"]] = by_severity.get(f["severity"], 0) + 1
+    return {
+        "repository": root.name,
+        "database": index.source,
+        "advisories_loaded": index.advisories,
+        "packages": len(packages),
+        "unresolved": sorted(unresolved),
+        "findings": ordered,
+        "by_severity": by_severity,
+    }
+
+
+@task_kind("security.dependency-audit")
+async def dependency_audit_task(ctx: TaskContext) -> Output:
+    """Audit the target's pinned dependencies against the OSV database (``params.osv`` or the bundled subset)."""
+    source = Path(ctx.task.params.get("osv") or ctx.extra.get("osv_path") or BUNDLED)
+    index = await asyncio.to_thread(load_osv, source)
+    return await asyncio.to_thread(audit, ctx.require_target(), index)

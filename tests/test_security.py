@@ -1,0 +1,108 @@
+"""Dependency audit: OSV range semantics per ecosystem, database loading, alias merging, and the exact findings
+for the demo fleet against the bundled advisories."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cortex.toolset.security import BUNDLED, affected_by, audit, load_osv, severity
+
+from .conftest import FLEET
+
+
+def record(ecosystem: str, events: list[dict[str, str]], kind: str = "ECOSYSTEM", **extra: object) -> dict:  # type: ignore[type-arg]
+    return {
+        "id": "X-1",
+        "affected": [{"package": {"name": "p", "ecosystem": ecosystem}, "ranges": [{"type": kind, "events": events}]}],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("1.9", None),
+        ("2.0", "2.5"),
+        ("2.4.9", "2.5"),
+        ("2.5", None),
+        ("2.10", None),  # 2.10 > 2.5 (not a string)
+        ("3.0rc1", "3.1"),
+        ("3.1", None),
+    ],
+)
+def test_pypi_ranges_follow_pep_440(version: str, expected: str | None) -> None:
+    rec = record("PyPI", [{"introduced": "2.0"}, {"fixed": "2.5"}, {"introduced": "3.0rc1"}, {"fixed": "3.1"}])
+    assert affected_by(rec, "pypi", version) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("4.17.9", ""),
+        ("4.17.15", ""),
+        ("4.17.16", None),
+        ("4.9.0", ""),
+        ("1.0.0", None),
+    ],
+)
+def test_npm_ranges_follow_semver_with_last_affected(version: str, expected: str | None) -> None:
+    rec = record("npm", [{"introduced": "4.0.0"}, {"last_affected": "4.17.15"}], kind="SEMVER")
+    assert affected_by(rec, "npm", version) == expected  # 4.9.0 < 4.17.15 numerically, not as strings
+
+
+def test_explicit_versions_and_git_ranges() -> None:
+    rec = record("PyPI", [{"introduced": "0"}, {"fixed": "abc123"}], kind="GIT")
+    rec["affected"][0]["versions"] = ["1.0"]
+    assert affected_by(rec, "pypi", "1.0") == ""  # listed explicitly; the GIT range names commits
+    assert affected_by(rec, "pypi", "1.1") is None
+
+
+def test_severity_from_label_or_cvss_vector() -> None:
+    assert severity({"database_specific": {"severity": "MODERATE"}}) == "medium"
+    vector = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
+    assert severity({"severity": [{"type": "CVSS_V3", "score": vector}]}) == "critical"
+    assert severity({}) == "unknown"
+
+
+def test_zip_database_and_alias_merging(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "requirements.txt").write_text("pkg==1.0\n")
+    a = {**record("PyPI", [{"introduced": "0"}, {"fixed": "1.1"}]), "id": "PYSEC-1", "aliases": ["CVE-1"]}
+    b = {**record("PyPI", [{"introduced": "0"}, {"fixed": "1.1"}]), "id": "GHSA-1", "aliases": ["CVE-1"]}
+    for r in (a, b):
+        r["affected"][0]["package"]["name"] = "pkg"
+    db = tmp_path / "PyPI.zip"
+    with zipfile.ZipFile(db, "w") as zf:
+        zf.writestr("PYSEC-1.json", json.dumps(a))
+        zf.writestr("GHSA-1.json", json.dumps(b))
+    out = audit(repo, load_osv(db))
+    assert len(out["findings"]) == 1
+    assert out["findings"][0]["ids"] == ["CVE-1", "GHSA-1", "PYSEC-1"]
+    assert out["findings"][0]["fixed"] == "1.1"
+
+
+def test_fleet_findings_against_the_bundled_advisories() -> None:
+    index = load_osv(BUNDLED)
+    found = {}
+    for repo in ("payments-api", "inventory-service", "auth-lib", "web-frontend"):
+        out = audit(FLEET / repo, index)
+        found[repo] = {(f["package"], f["version"], f["id"], f["fixed"]) for f in out["findings"]}
+    assert found == {
+        "payments-api": {
+            ("requests", "2.19.0", "PYSEC-2018-28", "2.20.0"),
+            ("requests", "2.19.0", "PYSEC-2023-74", "2.31.0"),
+            ("pyyaml", "5.3", "PYSEC-2021-142", "5.4"),
+        },  # not PYSEC-2020-176: 5.1 up to 5.2b1
+        "inventory-service": {
+            ("jinja2", "2.10", "PYSEC-2019-217", "2.10.1"),
+            ("jinja2", "2.10", "PYSEC-2021-66", "2.11.3"),
+        },
+        "auth-lib": {("pyjwt", "1.7.1", "PYSEC-2022-202", "2.4.0")},  # cryptography 3.3.1 is past the 3.2.1 fix
+        "web-frontend": set(),  # no npm advisories are bundled
+    }
+    assert audit(FLEET / "payments-api", index)["unresolved"] == ["flask<3,>=2.0", "pytest>=7"]

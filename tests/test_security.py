@@ -106,3 +106,62 @@ def test_fleet_findings_against_the_bundled_advisories() -> None:
         "web-frontend": set(),  # no npm advisories are bundled
     }
     assert audit(FLEET / "payments-api", index)["unresolved"] == ["flask<3,>=2.0", "pytest>=7"]
+
+
+def _run(kind: str, repo: str) -> dict:  # type: ignore[type-arg]
+    import asyncio
+
+    from cortex.coord.keys import RunKeys
+    from cortex.models.task import Estimate, Task
+    from cortex.toolset.registry import TaskContext, handler_for
+
+    task = Task(
+        id="t", master="security", kind=kind, worker_type="scan", estimate=Estimate(seconds=1, tokens=0), timeout_s=120
+    )
+    ctx = TaskContext(
+        task=task,
+        attempt=1,
+        target_path=FLEET / repo,
+        run_id="r",
+        worker_id="w",
+        redis=None,  # type: ignore[arg-type]
+        keys=RunKeys("r"),
+    )
+    handler = handler_for(kind)
+    assert handler is not None
+    return asyncio.run(handler(ctx))
+
+
+@pytest.mark.timeout(120)
+def test_bandit_finds_the_planted_shell_call_and_nothing_in_tests() -> None:
+    out = _run("security.static-analysis", "payments-api")
+    assert {(f["id"], f["severity"], f["file"], f["line"]) for f in out["findings"]} == {
+        ("B602", "high", "src/payments/receipts.py", 12),
+        ("B404", "low", "src/payments/receipts.py", 7),
+    }
+    assert _run("security.static-analysis", "auth-lib")["findings"] == []
+
+
+@pytest.mark.timeout(120)
+def test_detect_secrets_reports_the_planted_key_without_its_value() -> None:
+    out = _run("security.secrets", "payments-api")
+    assert [(f["id"], f["file"], f["line"]) for f in out["findings"]] == [
+        ("AWS Access Key", "src/payments/settings.py", 7)
+    ]
+    assert "AKIA" not in json.dumps(out)
+    assert _run("security.secrets", "web-frontend")["findings"] == []
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_or_failing_tool_fails_the_task_with_its_own_error(tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    from cortex.errors import TaskFailed
+    from cortex.toolset.security import _tool_json
+
+    with pytest.raises(TaskFailed, match="not found"):
+        asyncio.run(_tool_json([str(tmp_path / "no-such-tool"), "-m", "x"], tmp_path, 10, {0}))
+    with pytest.raises(TaskFailed, match="exited with 3: boom"):
+        argv = [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
+        asyncio.run(_tool_json(argv, tmp_path, 10, {0}))

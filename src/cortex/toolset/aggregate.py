@@ -31,10 +31,11 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         agg["assets"].update(result.get("assets", {}))
         for f in result.get("findings", []):
             agg["findings"][f.get("severity", "unknown")] += 1
-        for key in ("tests", "passed", "failures", "errors", "skipped"):
-            if key in result:
-                agg["tests"][key] += int(result[key])
-        agg["code_lines"] += int(result.get("code_lines", 0))
+        if rec["kind"] == "testing.pytest":  # other tools use some of the same words ("errors") for other things
+            for key in ("tests", "passed", "failures", "errors", "skipped"):
+                agg["tests"][key] += int(result.get(key, 0))
+        if rec["kind"] == "inventory.metrics":
+            agg["code_lines"] += int(result.get("code_lines", 0))
     return {m: {k: dict(v) if isinstance(v, Counter) else v for k, v in a.items()} for m, a in sorted(out.items())}
 
 

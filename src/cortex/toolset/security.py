@@ -204,3 +204,71 @@ async def dependency_audit_task(ctx: TaskContext) -> Output:
     source = Path(ctx.task.params.get("osv") or ctx.extra.get("osv_path") or BUNDLED)
     index = await asyncio.to_thread(load_osv, source)
     return await asyncio.to_thread(audit, ctx.require_target(), index)
+
+
+async def _tool_json(argv: list[str], cwd: Path, timeout_s: float, ok_codes: set[int]) -> Any:
+    """Run a tool that prints JSON; its own error (or exit code) fails the task, nothing is invented."""
+    from cortex.toolset.builtin import run_argv
+
+    try:
+        code, out, err = await run_argv(argv, str(cwd), timeout_s)
+    except FileNotFoundError as exc:
+        raise TaskFailed(f"{argv[0]} not found", retryable=False) from exc
+    except TimeoutError as exc:
+        raise TaskFailed(f"{argv[2]} timed out after {timeout_s:.0f} s") from exc
+    if code not in ok_codes:
+        raise TaskFailed(f"{argv[2]} exited with {code}: {(err or out).strip()[-500:]}")
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise TaskFailed(f"{argv[2]} printed no JSON: {out.strip()[:200]}") from exc
+
+
+@task_kind("security.static-analysis")
+async def bandit_task(ctx: TaskContext) -> Output:
+    """bandit over the target's Python code (test folders excluded: asserts there are the point)."""
+    import sys
+
+    root = ctx.require_target()
+    excluded = ",".join(str(root / d) for d in ("tests", "test", ".venv", "venv", "node_modules"))
+    argv = [sys.executable, "-m", "bandit", "-r", str(root), "-f", "json", "-q", "-x", excluded]
+    data = await _tool_json(argv, root, ctx.task.timeout_s, {0, 1})  # 1 = issues found
+    findings = [
+        {
+            "tool": "bandit",
+            "id": r["test_id"],
+            "rule": r["test_name"],
+            "severity": r["issue_severity"].lower(),
+            "confidence": r["issue_confidence"].lower(),
+            "file": str(Path(r["filename"]).relative_to(root)),
+            "line": r["line_number"],
+            "summary": r["issue_text"],
+        }
+        for r in data.get("results", [])
+    ]
+    findings.sort(key=lambda f: (SEVERITY_ORDER.index(f["severity"]), f["file"], f["line"]))
+    return {"repository": root.name, "findings": findings, "errors": data.get("errors", [])}
+
+
+@task_kind("security.secrets")
+async def secrets_task(ctx: TaskContext) -> Output:
+    """detect-secrets over every file of the target. Only the secret's type, file and line are reported: the
+    tool keeps a hash, never the value, and so does every output of Cortex."""
+    import sys
+
+    root = ctx.require_target()
+    argv = [sys.executable, "-m", "detect_secrets", "scan", "--all-files", "."]
+    data = await _tool_json(argv, root, ctx.task.timeout_s, {0})
+    findings = [
+        {
+            "tool": "detect-secrets",
+            "id": item["type"],
+            "severity": "high",
+            "file": file,
+            "line": item["line_number"],
+            "summary": f"{item['type']} in {file}:{item['line_number']} (value redacted)",
+        }
+        for file, items in sorted(data.get("results", {}).items())
+        for item in items
+    ]
+    return {"repository": root.name, "findings": findings}

@@ -1,0 +1,64 @@
+"""The README's main job: the default roster and cluster over examples/fleet, end to end, with the exact
+results each master's tools must report for the fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cortex.coord.server import EmbeddedRedis
+from cortex.planner import build_plan
+from cortex.roster import load_cluster, load_roster
+from cortex.runtime.coordinator import Coordinator
+
+from .conftest import FLEET
+
+pytestmark = pytest.mark.timeout(240)
+
+
+async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
+    plan = build_plan("Run the full catalog toolset across the fleet", FLEET, load_roster(), load_cluster())
+    with EmbeddedRedis() as server:
+        result = await Coordinator(plan, server.url, tmp_path / "state").run()
+    report = json.loads(result.report_json.read_text())
+    assert result.status == "succeeded"
+    assert {p["node"] for p in report["processes"].values() if p["kind"] == "worker"} == {
+        f"k3s-worker0{i}" for i in range(1, 5)
+    }
+    outputs = {t["id"]: t["output"] for t in report["tasks"]}
+
+    def found(prefix: str) -> set[tuple[str, str, str]]:
+        return {
+            (task.split(":")[1], f["tool"], f["id"])
+            for task, out in outputs.items()
+            if task.startswith(prefix)
+            for f in out.get("findings", [])
+        }
+
+    assert found("security.dependency-audit") == {
+        ("payments-api", "osv", "PYSEC-2018-28"),
+        ("payments-api", "osv", "PYSEC-2023-74"),
+        ("payments-api", "osv", "PYSEC-2021-142"),
+        ("inventory-service", "osv", "PYSEC-2019-217"),
+        ("inventory-service", "osv", "PYSEC-2021-66"),
+        ("auth-lib", "osv", "PYSEC-2022-202"),
+    }
+    assert found("security.static-analysis") == {("payments-api", "bandit", "B602"), ("payments-api", "bandit", "B404")}
+    assert found("security.secrets") == {("payments-api", "detect-secrets", "AWS Access Key")}
+    failing = {t for out in outputs.values() for t in out.get("failing", [])}
+    assert failing == {"tests.test_money::test_apply_fee_rounds_to_nearest_cent"}
+    workflow_rules = {
+        (task.split(":")[1], f["rule"])
+        for task, out in outputs.items()
+        if task.startswith("cicd.")
+        for f in out["findings"]
+    }
+    assert ("inventory-service", "permissions") in workflow_rules
+    assert ("payments-api", "needless-sequence") in workflow_rules
+    assert ("web-frontend", "no-dependency-cache") in workflow_rules
+    results = report["results"]
+    assert results["inventory"]["assets"]["repository"] == 4
+    assert results["testing"]["tests"] == {"tests": 8, "passed": 7, "failures": 1, "errors": 0, "skipped": 0}
+    assert report["handoffs"][0]["task"] == "development.fix-tests:payments-api"

@@ -12,6 +12,7 @@ from cortex.coord.server import EmbeddedRedis
 from cortex.planner import build_plan
 from cortex.roster import load_cluster, load_roster
 from cortex.runtime.coordinator import Coordinator
+from cortex.toolset.fleet import working_copy
 
 from .conftest import FLEET
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.timeout(240)
 
 
 async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
-    plan = build_plan("Run the full catalog toolset across the fleet", FLEET, load_roster(), load_cluster())
+    fleet = working_copy(FLEET, tmp_path / "fleet")
+    plan = build_plan("Run the full catalog toolset across the fleet", fleet, load_roster(), load_cluster())
     with EmbeddedRedis() as server:
         result = await Coordinator(plan, server.url, tmp_path / "state").run()
     report = json.loads(result.report_json.read_text())
@@ -48,7 +50,14 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert found("security.static-analysis") == {("payments-api", "bandit", "B602"), ("payments-api", "bandit", "B404")}
     assert found("security.secrets") == {("payments-api", "detect-secrets", "AWS Access Key")}
     failing = {t for out in outputs.values() for t in out.get("failing", [])}
-    assert failing == {"tests.test_money::test_apply_fee_rounds_to_nearest_cent"}
+    assert failing == {"tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"}
+    flaky = {t for out in outputs.values() for t in out.get("flaky", [])}
+    assert flaky == {"tests/test_cache.py::test_warehouse_cache_is_warm"}
+    coverage = {
+        task.split(":")[1]: out["coverage_percent"] for task, out in outputs.items() if task.startswith("testing.")
+    }
+    assert set(coverage) == {"payments-api", "inventory-service", "auth-lib"}
+    assert coverage["auth-lib"] == 100.0 and all(0 < c <= 100 for c in coverage.values())
     workflow_rules = {
         (task.split(":")[1], f["rule"])
         for task, out in outputs.items()
@@ -60,5 +69,5 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert ("web-frontend", "no-dependency-cache") in workflow_rules
     results = report["results"]
     assert results["inventory"]["assets"]["repository"] == 4
-    assert results["testing"]["tests"] == {"tests": 8, "passed": 7, "failures": 1, "errors": 0, "skipped": 0}
+    assert results["testing"]["tests"] == {"tests": 9, "passed": 7, "failures": 2, "errors": 0, "skipped": 0}
     assert report["handoffs"][0]["task"] == "development.fix-tests:payments-api"

@@ -17,6 +17,7 @@ from cortex.coord.server import EmbeddedRedis
 from cortex.models import Cluster, Roster
 from cortex.planner import build_plan
 from cortex.runtime.coordinator import Coordinator
+from cortex.toolset.fleet import working_copy
 
 from .conftest import FLEET
 
@@ -128,7 +129,8 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     data = roster.model_dump()
     flaky = data["masters"][1]["playbook"][1]
     flaky["params"]["argv"][-1] = str(marker_dir / "payments-api")
-    plan = build_plan("survey the fleet", FLEET, Roster.model_validate(data), small_cluster())
+    fleet = working_copy(FLEET, tmp_path / "fleet")  # the test tasks run the fleet's suites, which write
+    plan = build_plan("survey the fleet", fleet, Roster.model_validate(data), small_cluster())
     flaky_ids = [t.id for t in plan.tasks if t.id.startswith("inventory.flaky")]
     assert flaky_ids  # docker targets exist in the fleet
     state = tmp_path / "state"
@@ -180,7 +182,12 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     handoff = next(h for h in report["handoffs"] if h["source_task"] == "inventory.tests:payments-api")
     assert handoff["to"] == "development" and handoff["decision"].startswith("rejected")  # no development master
     assert tasks["inventory.tests:payments-api"]["output"]["failures"] == 1
-    assert "tests.test_money::test_apply_fee_rounds_to_nearest_cent" in str(tasks["inventory.tests:payments-api"])
+    assert tasks["inventory.tests:payments-api"]["output"]["failing"] == [
+        "tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"
+    ]
+    assert tasks["inventory.tests:inventory-service"]["output"]["flaky"] == [
+        "tests/test_cache.py::test_warehouse_cache_is_warm"
+    ]
     # metrics served during the run
     assert 'cortex_tasks_total{master="inventory",outcome="failed"} 1.0' in metrics
     assert "cortex_task_duration_seconds_bucket" in metrics and "cortex_phase 5.0" in metrics

@@ -209,11 +209,18 @@ def run(
 def demo(
     state_dir: StateDir = None, metrics_port: Annotated[int | None, typer.Option("--metrics-port")] = None
 ) -> None:
-    """Plan and run the full catalog toolset over examples/fleet (run from the repository root)."""
-    fleet = Path("examples/fleet")
-    if not fleet.is_dir():
+    """Plan and run the full catalog toolset over a working copy of examples/fleet (from the repository root)."""
+    from cortex.toolset.fleet import working_copy
+
+    source = Path("examples/fleet")
+    if not source.is_dir():
         raise _fail(CortexError("examples/fleet not found: run the demo from the repository root"))
     settings = _settings()
+    try:
+        fleet = working_copy(source, _state_dir(state_dir, settings) / "fleet")
+    except CortexError as exc:
+        raise _fail(exc) from exc
+    console.print(f"working copy of {source}: {fleet} (git repositories; the checkout is never modified)")
     goal = "Run the full catalog toolset across the fleet"
     console.print(f'$ cortex plan "{goal}" --targets {fleet} --out plans/full')
     plan(goal, targets=fleet, out=Path("plans/full"))

@@ -5,6 +5,7 @@ Failing tests are handed to the development master (a run-time handoff) as a fix
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import xml.etree.ElementTree as ET  # noqa: S405  (parses the XML our own pytest run just wrote)
@@ -17,6 +18,14 @@ from cortex.toolset.registry import Output, TaskContext, task_kind
 
 # pytest exit codes: 0 all passed, 1 some failed, 5 none collected; the rest mean the run itself broke.
 _RAN = {0, 1, 5}
+
+
+def _node_id(case: ET.Element) -> str:
+    """pytest's node id of a JUnit test case (xunit1 reports carry the file)."""
+    file, classname, name = case.get("file", ""), case.get("classname", ""), case.get("name", "")
+    module = Path(file).with_suffix("").as_posix().replace("/", ".")
+    cls = classname.removeprefix(module).strip(".")
+    return "::".join(p for p in (file, cls, name) if p)
 
 
 def parse_junit(path: Path) -> dict[str, Any]:
@@ -32,7 +41,7 @@ def parse_junit(path: Path) -> dict[str, Any]:
         duration += float(suite.get("time", 0))
         for case in suite.iter("testcase"):
             if case.find("failure") is not None or case.find("error") is not None:
-                failing.append(f"{case.get('classname')}::{case.get('name')}")
+                failing.append(_node_id(case))
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
     return {**counts, "passed": passed, "duration_s": round(duration, 3), "failing": failing}
 
@@ -61,37 +70,69 @@ def pytest_config(root: Path, scratch: Path) -> Path:
     return empty
 
 
+def _pytest_argv(root: Path, config: Path, *extra: str) -> list[str]:
+    return ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}", "-c", str(config), *extra]
+
+
+async def _coverage(root: Path, scratch: Path, timeout_s: float) -> float | None:
+    """Line coverage of the last run, from coverage's JSON report (None when there was nothing to measure)."""
+    data, report = scratch / ".coverage", scratch / "coverage.json"
+    argv = [sys.executable, "-m", "coverage", "json", f"--data-file={data}", "-o", str(report), "-q"]
+    code, _, _ = await run_argv(argv, str(root), timeout_s)
+    if code != 0 or not report.exists():
+        return None
+    return round(float(json.loads(report.read_text())["totals"]["percent_covered"]), 2)
+
+
+async def _rerun(root: Path, config: Path, node_id: str, times: int, timeout_s: float) -> int:
+    """How many of ``times`` re-runs of one failing test passed."""
+    passed = 0
+    for _ in range(times):
+        code, _, _ = await run_argv(
+            [sys.executable, *_pytest_argv(root, config, node_id)],
+            str(root),
+            timeout_s,
+            env={"PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        passed += code == 0
+    return passed
+
+
 @task_kind("testing.pytest")
 async def pytest_task(ctx: TaskContext) -> Output:
-    """Run the target's tests with pytest; fails only when the suite could not run."""
+    """Run the target's tests under coverage; re-run failures ``params.reruns`` times (default 2): a test that
+    passes on a re-run is flaky, one that never does is failing. Fails only when the suite could not run."""
     root = ctx.require_target()
-    with tempfile.TemporaryDirectory(prefix="cortex-junit-") as tmp:
-        junit = Path(tmp) / "junit.xml"
-        config = pytest_config(root, Path(tmp))
+    reruns = int(ctx.task.params.get("reruns", 2))
+    budget = max(ctx.task.timeout_s - 5, 1)
+    with tempfile.TemporaryDirectory(prefix="cortex-tests-") as tmp:
+        scratch = Path(tmp)
+        junit = scratch / "junit.xml"
+        config = pytest_config(root, scratch)
+        omit = ",".join(str(root / d / "*") for d in ("tests", "test"))
         argv = [
             sys.executable,
             "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--rootdir={root}",
-            "-c",
-            str(config),
-            f"--junitxml={junit}",
+            "coverage",
+            "run",
+            f"--data-file={scratch / '.coverage'}",
+            f"--source={root}",
+            f"--omit={omit}",
+            *_pytest_argv(root, config, f"--junitxml={junit}", "-o", "junit_family=xunit1"),
         ]
         try:
-            code, out, err = await run_argv(
-                argv, str(root), max(ctx.task.timeout_s - 5, 1), env={"PYTHONDONTWRITEBYTECODE": "1"}
-            )
+            code, out, err = await run_argv(argv, str(root), budget, env={"PYTHONDONTWRITEBYTECODE": "1"})
         except TimeoutError as exc:
-            raise TaskFailed(f"pytest timed out after {ctx.task.timeout_s:.0f} s") from exc
+            raise TaskFailed(f"pytest timed out after {budget:.0f} s") from exc
         if code not in _RAN:
             raise TaskFailed(f"pytest exited with {code}: {(err or out).strip()[-500:]}")
         result: dict[str, Any] = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failing": []}
-    failing: list[str] = list(result["failing"])
-    result["repository"] = root.name
-    result["exit_code"] = code
+        result["coverage_percent"] = await _coverage(root, scratch, budget)
+        flaky: list[str] = []
+        failing: list[str] = []
+        for node_id in result["failing"]:
+            (flaky if await _rerun(root, config, node_id, reruns, budget) else failing).append(node_id)
+    result.update(repository=root.name, exit_code=code, failing=failing, flaky=flaky, reruns=reruns)
     if failing:
         result["handoffs"] = [
             {

@@ -69,5 +69,14 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert ("web-frontend", "no-dependency-cache") in workflow_rules
     results = report["results"]
     assert results["inventory"]["assets"]["repository"] == 4
-    assert results["testing"]["tests"] == {"tests": 9, "passed": 7, "failures": 2, "errors": 0, "skipped": 0}
+    assert results["testing"]["tests"] == {
+        "tests": 9,
+        "passed": 7,
+        "failures": 2,
+        "errors": 0,
+        "skipped": 0,
+        "failing_after_reruns": 1,
+        "flaky": 1,
+    }
+    assert results["testing"]["coverage"] == coverage
     assert report["handoffs"][0]["task"] == "development.fix-tests:payments-api"

@@ -20,11 +20,13 @@ def test_working_copy_is_one_committed_git_repository_per_target(tmp_path: Path)
     repos = sorted(p.name for p in copy.iterdir())
     assert repos == ["auth-lib", "inventory-service", "payments-api", "web-frontend"]
     for repo in repos:
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=copy / repo, capture_output=True, text=True,
-                                check=True, timeout=30)
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=copy / repo, capture_output=True, text=True, check=True, timeout=30
+        )
         assert status.stdout == ""  # everything committed
-        log = subprocess.run(["git", "log", "--oneline"], cwd=copy / repo, capture_output=True, text=True,
-                             check=True, timeout=30)
+        log = subprocess.run(
+            ["git", "log", "--oneline"], cwd=copy / repo, capture_output=True, text=True, check=True, timeout=30
+        )
         assert len(log.stdout.splitlines()) == 1
     (copy / "auth-lib" / "scratch.txt").write_text("x")
     again = working_copy(FLEET, tmp_path / "fleet")  # a new copy replaces the old one

@@ -133,9 +133,15 @@ def write(
         "report_json": str(run_dir / "report.json"),
         "archive": str(archive),
     }
-    md = env.get_template("report.md.j2").render(r=data, plan=plan)
+    report_json = write_json(run_dir / "report.json", data)  # first: it is the record; the Markdown is a view
+    try:
+        md = env.get_template("report.md.j2").render(r=data, plan=plan)
+    except Exception as exc:  # a rendering bug must not cost the run its report and archive
+        md = (
+            f"# Cortex execution report `{data['run_id']}`\n\nRendering failed ({type(exc).__name__}: {exc}); "
+            f"every figure is in `report.json`.\n"
+        )
     report_md = write_atomic(run_dir / "report.md", md)
-    report_json = write_json(run_dir / "report.json", data)
     staging = archive.with_name(archive.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -34,6 +34,10 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if rec["kind"] == "testing.pytest":  # other tools use some of the same words ("errors") for other things
             for key in ("tests", "passed", "failures", "errors", "skipped"):
                 agg["tests"][key] += int(result.get(key, 0))
+            agg["tests"]["failing_after_reruns"] += len(result.get("failing", []))
+            agg["tests"]["flaky"] += len(result.get("flaky", []))
+            if result.get("coverage_percent") is not None:
+                agg.setdefault("coverage", {})[str(result.get("repository"))] = result["coverage_percent"]
         if rec["kind"] == "inventory.metrics":
             agg["code_lines"] += int(result.get("code_lines", 0))
     return {m: {k: dict(v) if isinstance(v, Counter) else v for k, v in a.items()} for m, a in sorted(out.items())}

@@ -80,3 +80,7 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     }
     assert results["testing"]["coverage"] == coverage
     assert report["handoffs"][0]["task"] == "development.fix-tests:payments-api"
+    monitoring = outputs["monitoring.dashboards:payments-api"]
+    assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
+    assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
+    assert results["monitoring"]["written"] == {"dashboards": 1, "alerts": 4}

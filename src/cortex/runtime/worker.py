@@ -114,7 +114,7 @@ async def run_worker(
     stop_on_signals(stop)
     queue = keys.queue(worker_type)
     services = services or WorkerServices()
-    extra: dict[str, Any] = {"osv_path": services.osv_path}
+    extra: dict[str, Any] = {"osv_path": services.osv_path, "state_dir": services.state_dir}
     if services.catalog_url:
         from cortex.catalog.client import CatalogClient
 

@@ -21,6 +21,7 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 "assets": Counter(),
                 "findings": Counter(),
                 "tests": Counter(),
+                "written": Counter(),
                 "code_lines": 0,
             },
         )
@@ -29,6 +30,9 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if rec["state"] != "succeeded":
             continue
         agg["assets"].update(result.get("assets", {}))
+        if rec["kind"] == "monitoring.dashboards":
+            agg["written"].update({"dashboards": result["dashboards"], "alerts": result["alerts"]})
+            agg.setdefault("files", []).extend(result["files"])
         for f in result.get("findings", []):
             agg["findings"][f.get("severity", "unknown")] += 1
         if rec["kind"] == "testing.pytest":  # other tools use some of the same words ("errors") for other things

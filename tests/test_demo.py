@@ -84,3 +84,12 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
     assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
     assert results["monitoring"]["written"] == {"dashboards": 1, "alerts": 4}
+    # the archive's lineage graph links each finding to the task, master, worker and target that produced it
+    lineage = json.loads((result.archive / "lineage.json").read_text())  # noqa: ASYNC240
+    edges = {(e["from"], e["relation"], e["to"]) for e in lineage["edges"]}
+    secret = next(n["id"] for n in lineage["nodes"] if n["kind"] == "finding" and "AWS Access Key" in n["id"])
+    assert ("task:security.secrets:payments-api", "found", secret) in edges
+    assert ("master:security", "owns", "task:security.secrets:payments-api") in edges
+    assert ("task:security.secrets:payments-api", "examined", "target:payments-api") in edges
+    assert any(e[0] == "task:security.secrets:payments-api" and e[1] == "ran_on" for e in edges)
+    assert (result.archive / "lineage.mmd").read_text().startswith("flowchart LR")  # noqa: ASYNC240

@@ -6,6 +6,7 @@ plan's estimate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import statistics
@@ -44,6 +45,64 @@ def actual_critical_path(records: dict[str, Any]) -> list[str]:
         deps = [d for d in records[cursor].task.depends_on if d in done]
         cursor = max(deps, key=lambda d: (done[d].finished_at, d)) if deps else None
     return path[::-1]
+
+
+def lineage_graph(records: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """What produced what in this run: master -> task -> worker, task -> target, task -> findings and assets,
+    and the dependencies between tasks. Only tasks that succeeded contribute outputs."""
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, str]] = []
+    node_of = {w.worker_id: w.node for w in plan.workers}
+
+    def node(nid: str, kind: str, **attrs: Any) -> str:
+        nodes.setdefault(nid, {"id": nid, "kind": kind, **attrs})
+        return nid
+
+    for rec in sorted(records.values(), key=lambda r: r.task.id):
+        t = node(f"task:{rec.task.id}", "task", state=rec.state.value, task_kind=rec.task.kind)
+        edges.append({"from": node(f"master:{rec.task.master}", "master"), "to": t, "relation": "owns"})
+        if rec.task.target:
+            edges.append({"from": t, "to": node(f"target:{rec.task.target}", "target"), "relation": "examined"})
+        if rec.worker:
+            w = node(f"worker:{rec.worker}", "worker", node=node_of.get(rec.worker, ""))
+            edges.append({"from": t, "to": w, "relation": "ran_on"})
+        edges += [{"from": f"task:{d}", "to": t, "relation": "before"} for d in rec.task.depends_on]
+        out = rec.output if rec.state.value == "succeeded" else {}
+        for f in out.get("findings", []):
+            where = f.get("file", f.get("package", f.get("where", "")))
+            fid = node(
+                f"finding:{rec.task.target}:{f.get('tool', 'cicd')}:{f.get('id', f.get('rule'))}:{where}",
+                "finding",
+                severity=f.get("severity"),
+            )
+            edges.append({"from": t, "to": fid, "relation": "found"})
+        for kind, count in out.get("assets", {}).items():
+            edges.append(
+                {
+                    "from": t,
+                    "to": node(f"assets:{rec.task.target}:{kind}", "assets", count=count),
+                    "relation": "discovered",
+                }
+            )
+    return {"nodes": list(nodes.values()), "edges": edges}
+
+
+def lineage_mermaid(graph: dict[str, Any]) -> str:
+    """The lineage graph as a Mermaid flowchart; findings are drawn as one count per task."""
+
+    def mid(text: str) -> str:
+        return "n" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
+
+    lines = ["flowchart LR"]
+    found: dict[str, int] = {}
+    for e in graph["edges"]:
+        if e["relation"] == "found":
+            found[e["from"]] = found.get(e["from"], 0) + 1
+        elif e["relation"] != "discovered":
+            lines.append(f'  {mid(e["from"])}["{e["from"]}"] -->|{e["relation"]}| {mid(e["to"])}["{e["to"]}"]')
+    for task, n in sorted(found.items()):
+        lines.append(f'  {mid(task)} -->|found| {mid(task + "#findings")}(["{n} finding(s)"])')
+    return "\n".join(lines) + "\n"
 
 
 def build(
@@ -106,6 +165,7 @@ def build(
         "processes": procs,
         "results": aggregate,
         "success_criteria": criteria,
+        "lineage": lineage_graph(records, plan),
     }
 
 
@@ -149,6 +209,8 @@ def write(
     for name, doc in state_docs.items():
         write_json(staging / name, doc)
     write_atomic(staging / "events.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in event_log))
+    write_json(staging / "lineage.json", data["lineage"])
+    write_atomic(staging / "lineage.mmd", lineage_mermaid(data["lineage"]))
     shutil.copyfile(report_md, staging / "report.md")
     shutil.copyfile(report_json, staging / "report.json")
     staging.rename(archive)  # the archive appears whole or not at all

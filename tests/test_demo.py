@@ -67,6 +67,16 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert ("inventory-service", "permissions") in workflow_rules
     assert ("payments-api", "needless-sequence") in workflow_rules
     assert ("web-frontend", "no-dependency-cache") in workflow_rules
+    zizmor = {
+        task.split(":")[1]: set(out["by_rule"])
+        for task, out in outputs.items()
+        if task.startswith("cicd.workflow-security")
+    }
+    assert zizmor == {
+        "payments-api": {"artipacked", "excessive-permissions", "unpinned-uses"},
+        "inventory-service": {"artipacked", "unpinned-uses"},
+        "web-frontend": {"artipacked", "excessive-permissions", "unpinned-uses"},
+    }
     results = report["results"]
     assert results["inventory"]["assets"]["repository"] == 4
     assert results["testing"]["tests"] == {

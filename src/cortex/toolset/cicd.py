@@ -4,6 +4,7 @@ chained with ``needs`` that use nothing of the job they wait for."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,63 @@ def audit(root: Path) -> Output:
 async def workflows_task(ctx: TaskContext) -> Output:
     """Workflow analysis over the task's repository."""
     return await asyncio.to_thread(audit, ctx.require_target())
+
+
+def zizmor_findings(report: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
+    """zizmor's JSON findings as Cortex findings (the first location: file, line, the YAML it points at)."""
+    out = []
+    for item in report:
+        loc = (item.get("locations") or [{}])[0]
+        key = loc.get("symbolic", {}).get("key", {}).get("Local", {}).get("verbatim_path", "")
+        concrete = loc.get("concrete", {})
+        det = item.get("determinations", {})
+        out.append(
+            {
+                "tool": "zizmor",
+                "rule": item.get("ident", ""),
+                "id": item.get("ident", ""),
+                "severity": str(det.get("severity", "unknown")).lower(),
+                "confidence": str(det.get("confidence", "")).lower(),
+                "where": f"{key}:{concrete.get('location', {}).get('start_point', {}).get('row', -1) + 1}",
+                "feature": concrete.get("feature", ""),
+                "message": item.get("desc", ""),
+            }
+        )
+    return sorted(out, key=lambda f: (f["where"], f["rule"]))
+
+
+@task_kind("cicd.workflow-security")
+async def zizmor_task(ctx: TaskContext) -> Output:
+    """zizmor (offline) over the target's workflows: unpinned actions, excessive permissions, credential
+    persistence and the rest of its audits. Its exit code encodes the worst severity found, so success is
+    judged by whether it printed a JSON report."""
+    import shutil
+    import sys
+
+    from cortex.toolset.builtin import run_argv
+
+    root = ctx.require_target()
+    files = sorted(str(p.relative_to(root)) for p in (root / ".github" / "workflows").glob("*.y*ml"))
+    if not files:
+        raise TaskFailed("no workflows under .github/workflows", retryable=False)
+    exe = shutil.which("zizmor", path=str(Path(sys.executable).parent)) or shutil.which("zizmor")
+    if exe is None:
+        raise TaskFailed("zizmor not found (it is a dependency of cortex: reinstall the project)", retryable=False)
+    try:
+        code, out, err = await run_argv([exe, "--offline", "--format", "json", *files], str(root), ctx.task.timeout_s)
+    except TimeoutError as exc:
+        raise TaskFailed(f"zizmor timed out after {ctx.task.timeout_s:.0f} s") from exc
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise TaskFailed(f"zizmor exited with {code}: {(err or out).strip()[-500:]}") from exc
+    findings = zizmor_findings(report, root)
+    by_rule: dict[str, int] = {}
+    for f in findings:
+        by_rule[f["rule"]] = by_rule.get(f["rule"], 0) + 1
+    return {
+        "repository": root.name,
+        "workflows": len(files),
+        "findings": findings,
+        "by_rule": dict(sorted(by_rule.items())),
+    }

@@ -94,6 +94,9 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
     assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
     assert results["monitoring"]["written"] == {"dashboards": 1, "alerts": 4}
+    patches = [p for task, out in outputs.items() if task.startswith("cicd.workflow-audit") for p in out["patches"]]
+    assert sorted(Path(p["patch"]).name for p in patches) == ["build.patch", "ci.patch", "test.patch"]
+    assert results["cicd"]["written"]["workflow_patches"] == 3
     # the archive's lineage graph links each finding to the task, master, worker and target that produced it
     lineage = json.loads((result.archive / "lineage.json").read_text())  # noqa: ASYNC240
     edges = {(e["from"], e["relation"], e["to"]) for e in lineage["edges"]}

@@ -30,6 +30,9 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if rec["state"] != "succeeded":
             continue
         agg["assets"].update(result.get("assets", {}))
+        if rec["kind"] == "cicd.workflows":
+            agg["written"]["workflow_patches"] += len(result.get("patches", []))
+            agg["written"]["workflow_improvements"] += int(result.get("improvements", 0))
         if rec["kind"] == "monitoring.dashboards":
             agg["written"].update({"dashboards": result["dashboards"], "alerts": result["alerts"]})
             agg.setdefault("files", []).extend(result["files"])

@@ -102,8 +102,23 @@ def audit(root: Path) -> Output:
 
 @task_kind("cicd.workflows")
 async def workflows_task(ctx: TaskContext) -> Output:
-    """Workflow analysis over the task's repository."""
-    return await asyncio.to_thread(audit, ctx.require_target())
+    """Workflow analysis over the task's repository, and a proposed patch per workflow written under the run's
+    directory (nothing in the repository changes)."""
+    root = ctx.require_target()
+    result = await asyncio.to_thread(audit, root)
+    out_dir = Path(ctx.extra.get("state_dir") or ".cortex") / "runs" / ctx.run_id / "cicd" / root.name
+    patches = []
+    for path in sorted((root / ".github" / "workflows").glob("*.y*ml")):
+        rel = str(path.relative_to(root))
+        diff, changes = await asyncio.to_thread(propose_patch, path, rel)
+        if diff:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            target = out_dir / f"{path.stem}.patch"
+            target.write_text(diff)
+            patches.append({"workflow": rel, "patch": str(target), "changes": changes})
+    result["patches"] = patches
+    result["improvements"] = sum(len([c for c in p["changes"] if not c.startswith("note:")]) for p in patches)
+    return result
 
 
 def zizmor_findings(report: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
@@ -164,3 +179,67 @@ async def zizmor_task(ctx: TaskContext) -> Output:
         "findings": findings,
         "by_rule": dict(sorted(by_rule.items())),
     }
+
+
+def propose_patch(path: Path, rel: str) -> tuple[str, list[str]]:
+    """A unified diff that fixes what can be fixed offline, and the list of changes (and notes) it makes.
+
+    Round-trips the YAML with ruamel so comments and layout survive; the edited text must still parse.
+    """
+    import difflib
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    y = YAML()
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)  # the usual layout of GitHub workflows
+    original = path.read_text(encoding="utf-8")
+    doc = y.load(original)
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
+        return "", []
+    changes: list[str] = []
+    if doc.get("permissions") in (None, "write-all"):
+        doc["permissions"] = CommentedMap([("contents", "read")])
+        changes.append("permissions: contents: read (least privilege)")
+    jobs = doc["jobs"]
+    if "concurrency" not in doc and not all(isinstance(j, dict) and "concurrency" in j for j in jobs.values()):
+        doc["concurrency"] = CommentedMap(
+            [("group", "${{ github.workflow }}-${{ github.ref }}"), ("cancel-in-progress", True)]
+        )
+        changes.append("concurrency group cancelling superseded runs")
+    for name, job in jobs.items():
+        if not isinstance(job, dict):
+            continue
+        if "timeout-minutes" not in job:
+            job["timeout-minutes"] = 30
+            changes.append(f"jobs.{name}: timeout-minutes: 30")
+        needs = job.get("needs")
+        if isinstance(needs, str) and f"needs.{needs}." not in yaml.safe_dump(json.loads(json.dumps(job))):
+            del job["needs"]
+            changes.append(f"jobs.{name}: no longer waits for {needs} (uses none of its outputs)")
+        steps = [s for s in job.get("steps", []) or [] if isinstance(s, dict)]
+        setups = [s for s in steps if str(s.get("uses", "")).startswith(_SETUP_WITH_CACHE)]
+        installs = any(re.search(r"\b(pip|npm|yarn|pnpm) (install|ci)\b", str(s.get("run", ""))) for s in steps)
+        if installs and not setups:
+            changes.append(f"note: jobs.{name} installs without a setup action to cache for; add one with cache")
+        for step in steps:
+            uses = str(step.get("uses", ""))
+            cache = {"actions/setup-python": "pip", "actions/setup-node": "npm"}.get(uses.split("@")[0])
+            if cache and not (isinstance(step.get("with"), dict) and step["with"].get("cache")):
+                step.setdefault("with", CommentedMap())["cache"] = cache
+                changes.append(f"jobs.{name}: {uses.split('@')[0]} caches {cache} downloads")
+            if uses and not uses.startswith("./") and not _SHA.search(uses):
+                changes.append(f"note: pin {uses} to a commit SHA (resolving the tag needs the network)")
+    buffer = io.StringIO()
+    y.dump(doc, buffer)
+    edited = buffer.getvalue()
+    yaml.safe_load(edited)  # the proposal must still be a valid workflow document
+    diff = "".join(
+        difflib.unified_diff(
+            original.splitlines(keepends=True), edited.splitlines(keepends=True), fromfile=f"a/{rel}", tofile=f"b/{rel}"
+        )
+    )
+    return diff, changes

@@ -4,6 +4,7 @@ results each master's tools must report for the fleet."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,12 @@ from cortex.toolset.fleet import working_copy
 from .conftest import FLEET
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
 
 
 async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
@@ -89,7 +96,7 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         "flaky": 1,
     }
     assert results["testing"]["coverage"] == coverage
-    assert report["handoffs"][0]["task"] == "development.fix-tests:payments-api"
+    assert "development.fix-tests:payments-api" in {h["task"] for h in report["handoffs"]}
     monitoring = outputs["monitoring.dashboards:payments-api"]
     assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
     assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
@@ -97,6 +104,40 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     patches = [p for task, out in outputs.items() if task.startswith("cicd.workflow-audit") for p in out["patches"]]
     assert sorted(Path(p["patch"]).name for p in patches) == ["build.patch", "ci.patch", "test.patch"]
     assert results["cicd"]["written"]["workflow_patches"] == 3
+    # security handed each fixable pin to development, which made a branch in the working copy
+    bumps = {t.split(":", 1)[1]: out for t, out in outputs.items() if t.startswith("development.bump-pin")}
+    assert {k: (o["from"], o["to"]) for k, o in bumps.items()} == {
+        "payments-api:requests": ("2.19.0", "2.31.0"),
+        "payments-api:pyyaml": ("5.3", "5.4"),
+        "inventory-service:jinja2": ("2.10", "2.11.3"),
+        "auth-lib:pyjwt": ("1.7.1", "2.4.0"),
+    }
+    import subprocess
+
+    repo = fleet / "payments-api"
+    changed = subprocess.run(
+        ["git", "diff", "--name-only", "main", "cortex/fix-requests-2.31.0"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
+    assert changed == ["pyproject.toml"]
+    title = subprocess.run(
+        ["git", "log", "-1", "--format=%s", "cortex/fix-requests-2.31.0"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    assert title == "Bump requests from 2.19.0 to 2.31.0 (PYSEC-2018-28, PYSEC-2023-74)"
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    assert status == ""  # the branch was made in a separate worktree
+    assert results["development"]["written"]["fix_branches"] == 4
     # the archive's lineage graph links each finding to the task, master, worker and target that produced it
     lineage = json.loads((result.archive / "lineage.json").read_text())  # noqa: ASYNC240
     edges = {(e["from"], e["relation"], e["to"]) for e in lineage["edges"]}
@@ -106,3 +147,23 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert ("task:security.secrets:payments-api", "examined", "target:payments-api") in edges
     assert any(e[0] == "task:security.secrets:payments-api" and e[1] == "ran_on" for e in edges)
     assert (result.archive / "lineage.mmd").read_text().startswith("flowchart LR")  # noqa: ASYNC240
+
+
+def test_fix_branch_bumps_only_the_pin_and_describes_itself(tmp_path: Path) -> None:
+    from cortex.toolset.development import bump, pr_message
+
+    assert bump('deps = ["a==1.0", "pyjwt==1.7.1"]', "PyJWT", "1.7.1", "2.4.0") == 'deps = ["a==1.0", "pyjwt==2.4.0"]'
+    assert bump("jinja2==2.10\nx==2.10\n", "jinja2", "2.10", "2.11.3") == "jinja2==2.11.3\nx==2.10\n"
+    with pytest.raises(Exception, match="no pin jinja2==2.10 found"):
+        bump("jinja2==2.10.1\n", "jinja2", "2.10", "2.11.3")  # 2.10.1 is not 2.10
+    message = pr_message(
+        "pkg",
+        "1.0",
+        "1.2",
+        "requirements.txt",
+        [{"id": "GHSA-1", "severity": "critical", "summary": "bad"}],
+        "3 passed",
+        True,
+    )
+    assert message.startswith("Bump pkg from 1.0 to 1.2 (GHSA-1)\n\n")
+    assert "NEEDS HUMAN REVIEW" in message and "not pushed" in message

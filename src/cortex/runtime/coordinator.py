@@ -419,7 +419,7 @@ class Coordinator:
             decision = f"rejected: {to} budget {line.base + line.worker_pool:,} cannot cover {committed + tokens:,}"
         else:
             decision = "admitted"
-        task_id = f"{kind}:{source.task.target or 'run'}"
+        task_id = f"{kind}:{source.task.target or 'run'}" + (f":{h['key']}" if h.get("key") else "")
         record = {
             "from": source.task.master,
             "to": to,

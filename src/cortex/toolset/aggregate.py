@@ -30,6 +30,10 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if rec["state"] != "succeeded":
             continue
         agg["assets"].update(result.get("assets", {}))
+        if rec["kind"] == "development.bump-pin":
+            agg["written"]["fix_branches"] += 1
+            agg["written"]["needing_human_review"] += int(bool(result.get("needs_human_review")))
+            agg.setdefault("branches", []).append(f"{result['repository']}:{result['branch']}")
         if rec["kind"] == "cicd.workflows":
             agg["written"]["workflow_patches"] += len(result.get("patches", []))
             agg["written"]["workflow_improvements"] += int(result.get("improvements", 0))

@@ -59,7 +59,16 @@ def task_kind(name: str) -> Callable[[Handler], Handler]:
 def handler_for(kind: str) -> Handler | None:
     """The handler of ``kind``, importing the toolset modules on first use."""
     if not _HANDLERS:
-        from cortex.toolset import aggregate, builtin, cicd, inventory, monitoring, security, testing  # noqa: F401
+        from cortex.toolset import (  # noqa: F401  (importing registers the handlers)
+            aggregate,
+            builtin,
+            cicd,
+            development,
+            inventory,
+            monitoring,
+            security,
+            testing,
+        )
     return _HANDLERS.get(kind)
 
 

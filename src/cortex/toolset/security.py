@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import textwrap
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,7 +181,7 @@ def audit(root: Path, index: OsvIndex) -> Output:
                 "version": version,
                 "fixed": fix,
                 "severity": severity(record),
-                "summary": text.strip().split("\n")[0][:240],
+                "summary": textwrap.shorten(" ".join(text.split()), width=240, placeholder="…"),
                 "source": pkg["source"],
             }
     ordered = sorted(findings.values(), key=lambda f: (SEVERITY_ORDER.index(f["severity"]), f["package"], f["id"]))
@@ -195,7 +196,41 @@ def audit(root: Path, index: OsvIndex) -> Output:
         "unresolved": sorted(unresolved),
         "findings": ordered,
         "by_severity": by_severity,
+        "handoffs": fix_handoffs(ordered),
     }
+
+
+def fix_handoffs(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One handoff to development per vulnerable PyPI pin whose advisories all have a fixed version: bump to the
+    lowest version that fixes every one of them."""
+    by_pin: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for f in findings:
+        if f["ecosystem"] == "PyPI":
+            by_pin.setdefault((f["package"], f["version"], f["source"]), []).append(f)
+    out = []
+    for (package, version, source), group in sorted(by_pin.items()):
+        if any(not f["fixed"] for f in group):
+            continue  # an advisory without a fix: a bump cannot help, a person must decide
+        target = max((f["fixed"] for f in group), key=Version)
+        out.append(
+            {
+                "to": "development",
+                "kind": "development.bump-pin",
+                "worker_type": "implementation",
+                "key": canonicalize_name(package),
+                "estimate_tokens": 0,
+                "estimate_seconds": 5,
+                "reason": f"{package} {version} has {len(group)} advisory(ies) fixed in {target}",
+                "params": {
+                    "package": package,
+                    "from": version,
+                    "to": target,
+                    "file": source,
+                    "advisories": [{"id": f["id"], "severity": f["severity"], "summary": f["summary"]} for f in group],
+                },
+            }
+        )
+    return out
 
 
 @task_kind("security.dependency-audit")

@@ -23,6 +23,8 @@ _RAN = {0, 1, 5}
 def _node_id(case: ET.Element) -> str:
     """pytest's node id of a JUnit test case (xunit1 reports carry the file)."""
     file, classname, name = case.get("file", ""), case.get("classname", ""), case.get("name", "")
+    if not file:  # xunit2 reports carry no file: the dotted class name is the best id there is
+        return f"{classname}::{name}"
     module = Path(file).with_suffix("").as_posix().replace("/", ".")
     cls = classname.removeprefix(module).strip(".")
     return "::".join(p for p in (file, cls, name) if p)

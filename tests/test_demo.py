@@ -112,31 +112,11 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         "inventory-service:jinja2": ("2.10", "2.11.3"),
         "auth-lib:pyjwt": ("1.7.1", "2.4.0"),
     }
-    import subprocess
-
     repo = fleet / "payments-api"
-    changed = subprocess.run(
-        ["git", "diff", "--name-only", "main", "cortex/fix-requests-2.31.0"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.split()
-    assert changed == ["pyproject.toml"]
-    title = subprocess.run(
-        ["git", "log", "-1", "--format=%s", "cortex/fix-requests-2.31.0"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    assert git_out(repo, "diff", "--name-only", "main", "cortex/fix-requests-2.31.0").split() == ["pyproject.toml"]
+    title = git_out(repo, "log", "-1", "--format=%s", "cortex/fix-requests-2.31.0")
     assert title == "Bump requests from 2.19.0 to 2.31.0 (PYSEC-2018-28, PYSEC-2023-74)"
-    status = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True, timeout=30
-    ).stdout
-    assert status == ""  # the branch was made in a separate worktree
+    assert git_out(repo, "status", "--porcelain") == ""  # the branch was made in a separate worktree
     assert results["development"]["written"]["fix_branches"] == 4
     # the archive's lineage graph links each finding to the task, master, worker and target that produced it
     lineage = json.loads((result.archive / "lineage.json").read_text())  # noqa: ASYNC240

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from cortex.errors import TaskFailed
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.registry import Output, TaskContext, count_by, task_kind
 
 _SHA = re.compile(r"@[0-9a-f]{40}$")
 _SETUP_WITH_CACHE = ("actions/setup-python", "actions/setup-node", "actions/setup-java", "actions/setup-go")
@@ -88,15 +88,12 @@ def audit(root: Path) -> Output:
         found, n = audit_workflow(path, str(path.relative_to(root)))
         findings += found
         jobs += n
-    by_rule: dict[str, int] = {}
-    for item in findings:
-        by_rule[item["rule"]] = by_rule.get(item["rule"], 0) + 1
     return {
         "repository": root.name,
         "workflows": len(files),
         "jobs": jobs,
         "findings": findings,
-        "by_rule": dict(sorted(by_rule.items())),
+        "by_rule": count_by(findings, "rule"),
     }
 
 
@@ -170,14 +167,11 @@ async def zizmor_task(ctx: TaskContext) -> Output:
     except json.JSONDecodeError as exc:
         raise TaskFailed(f"zizmor exited with {code}: {(err or out).strip()[-500:]}") from exc
     findings = zizmor_findings(report, root)
-    by_rule: dict[str, int] = {}
-    for f in findings:
-        by_rule[f["rule"]] = by_rule.get(f["rule"], 0) + 1
     return {
         "repository": root.name,
         "workflows": len(files),
         "findings": findings,
-        "by_rule": dict(sorted(by_rule.items())),
+        "by_rule": count_by(findings, "rule"),
     }
 
 

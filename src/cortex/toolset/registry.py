@@ -78,6 +78,14 @@ def known_kinds() -> list[str]:
     return sorted(_HANDLERS)
 
 
+def count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:
+    """How many items have each value of ``key``, by value."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[str(item[key])] = counts.get(str(item[key]), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def walk_files(root: Path) -> Iterator[Path]:
     """Files under ``root`` in sorted order, skipping vendored and VCS directories and any symlink (a link
     could lead outside the target, and tools stay confined to it)."""

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from cortex.errors import TaskFailed
 from cortex.toolset import inventory
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.registry import Output, TaskContext, count_by, task_kind
 
 BUNDLED = Path(__file__).parent / "osv"
 """The small real subset shipped for the demo fleet (see its README)."""
@@ -185,9 +185,6 @@ def audit(root: Path, index: OsvIndex) -> Output:
                 "source": pkg["source"],
             }
     ordered = sorted(findings.values(), key=lambda f: (SEVERITY_ORDER.index(f["severity"]), f["package"], f["id"]))
-    by_severity: dict[str, int] = {}
-    for f in ordered:
-        by_severity[f["severity"]] = by_severity.get(f["severity"], 0) + 1
     return {
         "repository": root.name,
         "database": index.source,
@@ -195,7 +192,7 @@ def audit(root: Path, index: OsvIndex) -> Output:
         "packages": len(packages),
         "unresolved": sorted(unresolved),
         "findings": ordered,
-        "by_severity": by_severity,
+        "by_severity": count_by(ordered, "severity"),
         "handoffs": fix_handoffs(ordered),
     }
 

@@ -66,14 +66,31 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert set(coverage) == {"payments-api", "inventory-service", "auth-lib"}
     assert coverage["auth-lib"] == 100.0 and all(0 < c <= 100 for c in coverage.values())
     workflow_rules = {
-        (task.split(":")[1], f["rule"])
+        (task.split(":")[1], f["rule"], f["where"].split(".github/workflows/")[1])
         for task, out in outputs.items()
-        if task.startswith("cicd.")
+        if task.startswith("cicd.workflow-audit")
         for f in out["findings"]
     }
-    assert ("inventory-service", "permissions") in workflow_rules
-    assert ("payments-api", "needless-sequence") in workflow_rules
-    assert ("web-frontend", "no-dependency-cache") in workflow_rules
+    ci, build, test = "ci.yml", "build.yaml", "test.yml"
+    assert workflow_rules == {
+        ("payments-api", "permissions", ci),
+        ("payments-api", "concurrency", f"{ci}:jobs.test"),
+        ("payments-api", "concurrency", f"{ci}:jobs.lint"),
+        ("payments-api", "job-timeout", f"{ci}:jobs.test"),
+        ("payments-api", "job-timeout", f"{ci}:jobs.lint"),
+        ("payments-api", "needless-sequence", f"{ci}:jobs.lint"),
+        ("payments-api", "no-dependency-cache", f"{ci}:jobs.test"),
+        ("payments-api", "no-dependency-cache", f"{ci}:jobs.lint"),
+        ("payments-api", "unpinned-action", f"{ci}:jobs.test"),
+        ("payments-api", "unpinned-action", f"{ci}:jobs.lint"),
+        ("inventory-service", "permissions", build),
+        ("inventory-service", "unpinned-action", f"{build}:jobs.build"),
+        ("web-frontend", "permissions", test),
+        ("web-frontend", "concurrency", f"{test}:jobs.unit"),
+        ("web-frontend", "job-timeout", f"{test}:jobs.unit"),
+        ("web-frontend", "no-dependency-cache", f"{test}:jobs.unit"),
+        ("web-frontend", "unpinned-action", f"{test}:jobs.unit"),
+    }
     zizmor = {
         task.split(":")[1]: set(out["by_rule"])
         for task, out in outputs.items()

@@ -65,6 +65,13 @@ async def test_inventory_tasks_record_assets_with_provenance(redis_server: Embed
             assert edge["run_id"] == result.run_id
             assert edge["task_id"] == "inventory.discover:payments-api"
             assert edge["agent"].startswith("catalog-worker-")
+            repo = (await c.get("/assets/repo:payments-api")).json()
+            assert repo["metadata"]["recorded_by"] == {
+                "run_id": result.run_id,
+                "master": "inventory",
+                "task_id": "inventory.discover:payments-api",
+                "worker": edge["agent"],
+            }
     finally:
         server.stop()
 

@@ -171,8 +171,10 @@ async def record_in_catalog(ctx: TaskContext, root: Path) -> dict[str, Any] | st
 
     produced = await asyncio.to_thread(repository_records, root)
     outcomes: Counter[str] = Counter()
+    recorded_by = {"run_id": ctx.run_id, "task_id": ctx.task.id, "worker": ctx.worker_id, "master": ctx.task.master}
     for asset in {a.id: a for a in produced.assets}.values():
-        outcomes[await client.upsert(asset)] += 1
+        stamped = asset.model_copy(update={"metadata": {**asset.metadata, "recorded_by": recorded_by}})
+        outcomes[await client.upsert(stamped)] += 1
     for up, down, relation in sorted(set(produced.edges)):
         edge = LineageEdge(
             upstream=up, downstream=down, relation=relation, run_id=ctx.run_id, task_id=ctx.task.id, agent=ctx.worker_id

@@ -103,9 +103,12 @@ def test_fleet_findings_against_the_bundled_advisories() -> None:
             ("jinja2", "2.10", "PYSEC-2021-66", "2.11.3"),
         },
         "auth-lib": {("pyjwt", "1.7.1", "PYSEC-2022-202", "2.4.0")},  # cryptography 3.3.1 is past the 3.2.1 fix
-        "web-frontend": set(),  # no npm advisories are bundled
+        "web-frontend": {("lodash", "4.17.15", "GHSA-p6mc-m468-83gw", "4.17.20")},  # from the lock file
     }
     assert audit(FLEET / "payments-api", index)["unresolved"] == ["flask<3,>=2.0", "pytest>=7"]
+    lodash = audit(FLEET / "web-frontend", index)["findings"][0]
+    assert lodash["severity"] == "high"  # GitHub's label (its CVSS vector scores 7.4: high as well)
+    assert audit(FLEET / "web-frontend", index)["handoffs"] == []  # npm bumps go through the lock file: not automated
 
 
 def _run(kind: str, repo: str) -> dict:  # type: ignore[type-arg]

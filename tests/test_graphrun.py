@@ -97,3 +97,24 @@ def test_backoff_grows_exponentially_within_jitter_and_cap() -> None:
     for attempt, nominal in [(1, 1), (2, 2), (3, 4), (4, 5), (9, 5)]:
         delay = backoff_delay(policy, attempt, rng)
         assert nominal * 0.75 <= delay <= nominal * 1.25
+
+
+def test_a_handler_skip_ends_the_task_skipped_with_its_reason_and_settles_dependents() -> None:
+    g = GraphRun([_t("a"), _t("b", ["a"])], RetryPolicy(max_attempts=3), model_configured=True)
+    _release(g, g.initial().release)
+    rec = g.records["a"]
+    out = g.apply(
+        "a",
+        rec.attempt,
+        False,
+        worker="w",
+        started=1,
+        finished=2,
+        output={},
+        error="npm not here",
+        retryable=False,
+        now=0,
+        skipped=True,
+    )
+    assert rec.state is TaskState.skipped and rec.reason == "npm not here" and g.retries == 0
+    assert [r.task.id for r in out.ended] == ["a", "b"]  # b needed a to succeed

@@ -65,6 +65,11 @@ class BudgetExceeded(CortexError):
         super().__init__(f"reservation of {requested} tokens exceeds {level} ({remaining} remaining)")
 
 
+class TaskSkipped(Exception):
+    """Raised by a task handler when its task cannot apply here (a tool that is optional by design is absent):
+    the task ends ``skipped`` with the reason, not failed, and is not retried."""
+
+
 class TaskFailed(Exception):
     """Raised by a task handler to fail its task with a message; the retry policy decides what happens next."""
 

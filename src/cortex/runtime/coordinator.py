@@ -396,6 +396,7 @@ class Coordinator:
             error=f.get("error", ""),
             retryable=f.get("retryable") == "1",
             now=time.time(),
+            skipped=f["ok"] == "skip",
         )
         self._dirty.add(f["task_id"])
         if out.retry_at is not None:

@@ -114,8 +114,10 @@ class GraphRun:
         error: str,
         retryable: bool,
         now: float,
+        skipped: bool = False,
     ) -> Outcome:
-        """Apply one result. The first result of the current attempt wins; anything else is a duplicate."""
+        """Apply one result. The first result of the current attempt wins; anything else is a duplicate.
+        ``skipped``: the handler found the task does not apply here (``TaskSkipped``); ``error`` says why."""
         out = Outcome()
         rec = self.records.get(task_id)
         if rec is None or rec.state is not TaskState.released or attempt != rec.attempt:
@@ -125,6 +127,9 @@ class GraphRun:
         rec.worker, rec.started_at, rec.finished_at = worker, started, finished
         if rec.released_at is not None:
             rec.dispatch_latency_s.append(max(0.0, started - rec.released_at))
+        if skipped:
+            self.skip(rec, error, out)
+            return out
         if ok:
             rec.move(TaskState.succeeded)
             rec.output, rec.error = dict(output), None

@@ -18,7 +18,7 @@ import redis.asyncio as aredis
 
 from cortex.coord.connection import connect
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
-from cortex.errors import TaskFailed
+from cortex.errors import TaskFailed, TaskSkipped
 from cortex.models.task import Task
 from cortex.runtime.process import ensure_group, heartbeat, stop_on_signals
 from cortex.toolset.registry import TaskContext, handler_for
@@ -57,6 +57,8 @@ async def execute(
         async with asyncio.timeout(task.timeout_s):
             output = await handler(ctx)
         result.update(ok="1", output=json.dumps(output, default=str), error="")
+    except TaskSkipped as exc:
+        result.update(ok="skip", output="{}", error=str(exc), retryable="0")
     except TaskFailed as exc:
         result.update(ok="0", output="{}", error=str(exc), retryable="1" if exc.retryable else "0")
     except TimeoutError:

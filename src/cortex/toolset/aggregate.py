@@ -42,7 +42,10 @@ def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             agg.setdefault("files", []).extend(result["files"])
         for f in result.get("findings", []):
             agg["findings"][f.get("severity", "unknown")] += 1
-        if rec["kind"] == "testing.pytest":  # other tools use some of the same words ("errors") for other things
+        if rec["kind"] in (
+            "testing.pytest",
+            "testing.npm",
+        ):  # other tools use some of the same words ("errors") for other things
             for key in ("tests", "passed", "failures", "errors", "skipped"):
                 agg["tests"][key] += int(result.get(key, 0))
             agg["tests"]["failing_after_reruns"] += len(result.get("failing", []))

@@ -34,6 +34,19 @@ def parse_junit(path: Path) -> dict[str, Any]:
     """Counts and failing test ids from a JUnit XML report."""
     root = ET.parse(path).getroot()  # noqa: S314
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    if not suites:  # node's reporter lists test cases directly under <testsuites>, without counts
+        cases = list(root.iter("testcase"))
+        bad = [_node_id(c) for c in cases if c.find("failure") is not None or c.find("error") is not None]
+        skipped = sum(1 for c in cases if c.find("skipped") is not None)
+        return {
+            "tests": len(cases),
+            "failures": len(bad),
+            "errors": 0,
+            "skipped": skipped,
+            "passed": len(cases) - len(bad) - skipped,
+            "duration_s": 0.0,
+            "failing": bad,
+        }
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     failing: list[str] = []
     duration = 0.0
@@ -147,4 +160,33 @@ async def pytest_task(ctx: TaskContext) -> Output:
                 "reason": f"{len(failing)} failing test(s) in {root.name}",
             }
         ]
+    return result
+
+
+@task_kind("testing.npm")
+async def npm_test_task(ctx: TaskContext) -> Output:
+    """The package's own test script (``npm test``), when npm and node are installed; skipped otherwise, since
+    Cortex itself needs only Python. Results come from node's JUnit reporter (asked for through NODE_OPTIONS,
+    which reaches the node process the script starts)."""
+    import shutil
+
+    from cortex.errors import TaskSkipped
+
+    root = ctx.require_target()
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise TaskSkipped("npm and node are not installed here; Node test suites need them")
+    with tempfile.TemporaryDirectory(prefix="cortex-npm-") as tmp:
+        junit = Path(tmp) / "junit.xml"
+        env = {"NODE_OPTIONS": f"--test-reporter=junit --test-reporter-destination={junit}", "CI": "true"}
+        try:
+            code, out, err = await run_argv(
+                [npm, "test", "--silent"], str(root), max(ctx.task.timeout_s - 5, 1), env=env
+            )
+        except TimeoutError as exc:
+            raise TaskFailed(f"npm test timed out after {ctx.task.timeout_s:.0f} s") from exc
+        if not junit.exists():
+            raise TaskFailed(f"npm test exited with {code} and wrote no test report: {(err or out).strip()[-500:]}")
+        result: dict[str, Any] = parse_junit(junit)
+    result.update(repository=root.name, exit_code=code, runner="npm test (node --test)", flaky=[])
     return result

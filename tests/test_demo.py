@@ -94,6 +94,9 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         ("web-frontend", "job-timeout", f"{test}:jobs.unit"),
         ("web-frontend", "no-dependency-cache", f"{test}:jobs.unit"),
         ("web-frontend", "unpinned-action", f"{test}:jobs.unit"),
+        ("payments-api", "no-test-matrix", f"{ci}:jobs.test"),
+        ("inventory-service", "no-test-matrix", f"{build}:jobs.build"),
+        ("web-frontend", "no-test-matrix", f"{test}:jobs.unit"),
     }
     zizmor = {
         task.split(":")[1]: set(out["by_rule"])

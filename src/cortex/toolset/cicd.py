@@ -41,6 +41,12 @@ def _job_findings(file: str, name: str, job: dict[str, Any], top_concurrency: bo
     installs = any(re.search(r"\b(pip|npm|yarn|pnpm) (install|ci)\b", str(s.get("run", ""))) for s in steps)
     if installs and not cached:
         out.append(_finding("no-dependency-cache", where, "dependencies are installed without a cache"))
+    runs_tests = any(
+        re.search(r"\b(pytest|tox|nox|npm test|npm run test|go test|cargo test)\b", str(s.get("run", "")))
+        for s in steps
+    )
+    if runs_tests and not (isinstance(job.get("strategy"), dict) and job["strategy"].get("matrix")):
+        out.append(_finding("no-test-matrix", where, "tests run on one version only: no strategy.matrix", "low"))
     return out
 
 
@@ -175,6 +181,38 @@ async def zizmor_task(ctx: TaskContext) -> Output:
     }
 
 
+def _patch_job(name: str, job: Any, rel: str) -> list[str]:
+    """Edit one job of a round-tripped workflow in place; the changes (and notes) made."""
+    from ruamel.yaml.comments import CommentedMap
+
+    changes = []
+    if "timeout-minutes" not in job:
+        job["timeout-minutes"] = 30
+        changes.append(f"jobs.{name}: timeout-minutes: 30")
+    needs = job.get("needs")
+    if isinstance(needs, str) and f"needs.{needs}." not in yaml.safe_dump(json.loads(json.dumps(job))):
+        del job["needs"]
+        changes.append(f"jobs.{name}: no longer waits for {needs} (uses none of its outputs)")
+    steps = [s for s in job.get("steps", []) or [] if isinstance(s, dict)]
+    if any(f["rule"] == "no-test-matrix" for f in _job_findings(rel, name, dict(job), True)):
+        changes.append(
+            f"note: jobs.{name} runs tests on one version; add a strategy.matrix of the versions you support"
+        )
+    setups = [s for s in steps if str(s.get("uses", "")).startswith(_SETUP_WITH_CACHE)]
+    installs = any(re.search(r"\b(pip|npm|yarn|pnpm) (install|ci)\b", str(s.get("run", ""))) for s in steps)
+    if installs and not setups:
+        changes.append(f"note: jobs.{name} installs without a setup action to cache for; add one with cache")
+    for step in steps:
+        uses = str(step.get("uses", ""))
+        cache = {"actions/setup-python": "pip", "actions/setup-node": "npm"}.get(uses.split("@")[0])
+        if cache and not (isinstance(step.get("with"), dict) and step["with"].get("cache")):
+            step.setdefault("with", CommentedMap())["cache"] = cache
+            changes.append(f"jobs.{name}: {uses.split('@')[0]} caches {cache} downloads")
+        if uses and not uses.startswith("./") and not _SHA.search(uses):
+            changes.append(f"note: pin {uses} to a commit SHA (resolving the tag needs the network)")
+    return changes
+
+
 def propose_patch(path: Path, rel: str) -> tuple[str, list[str]]:
     """A unified diff that fixes what can be fixed offline, and the list of changes (and notes) it makes.
 
@@ -205,28 +243,8 @@ def propose_patch(path: Path, rel: str) -> tuple[str, list[str]]:
         )
         changes.append("concurrency group cancelling superseded runs")
     for name, job in jobs.items():
-        if not isinstance(job, dict):
-            continue
-        if "timeout-minutes" not in job:
-            job["timeout-minutes"] = 30
-            changes.append(f"jobs.{name}: timeout-minutes: 30")
-        needs = job.get("needs")
-        if isinstance(needs, str) and f"needs.{needs}." not in yaml.safe_dump(json.loads(json.dumps(job))):
-            del job["needs"]
-            changes.append(f"jobs.{name}: no longer waits for {needs} (uses none of its outputs)")
-        steps = [s for s in job.get("steps", []) or [] if isinstance(s, dict)]
-        setups = [s for s in steps if str(s.get("uses", "")).startswith(_SETUP_WITH_CACHE)]
-        installs = any(re.search(r"\b(pip|npm|yarn|pnpm) (install|ci)\b", str(s.get("run", ""))) for s in steps)
-        if installs and not setups:
-            changes.append(f"note: jobs.{name} installs without a setup action to cache for; add one with cache")
-        for step in steps:
-            uses = str(step.get("uses", ""))
-            cache = {"actions/setup-python": "pip", "actions/setup-node": "npm"}.get(uses.split("@")[0])
-            if cache and not (isinstance(step.get("with"), dict) and step["with"].get("cache")):
-                step.setdefault("with", CommentedMap())["cache"] = cache
-                changes.append(f"jobs.{name}: {uses.split('@')[0]} caches {cache} downloads")
-            if uses and not uses.startswith("./") and not _SHA.search(uses):
-                changes.append(f"note: pin {uses} to a commit SHA (resolving the tag needs the network)")
+        if isinstance(job, dict):
+            changes += _patch_job(str(name), job, rel)
     buffer = io.StringIO()
     y.dump(doc, buffer)
     edited = buffer.getvalue()

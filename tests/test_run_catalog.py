@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from cortex.coord.server import EmbeddedRedis
-from cortex.models import Roster
+from cortex.models import Plan, Roster
 from cortex.planner import build_plan
-from cortex.runtime.coordinator import Coordinator
+from cortex.runtime.coordinator import Coordinator, RunResult
 
 from .conftest import FLEET
-from .test_catalog_api import make_catalog
+from .test_catalog_api import Catalog, make_catalog
 from .test_run import small_cluster
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,19 +39,18 @@ def inventory_roster() -> Roster:
     )
 
 
+async def run_with_catalog(plan: Plan, cat: Catalog, state: Path) -> RunResult:
+    """Run ``plan`` on a private Redis, recording into the catalog ``cat`` with its write token."""
+    token = cat.writer["Authorization"].removeprefix("Bearer ")
+    with EmbeddedRedis() as run_redis:
+        return await Coordinator(plan, run_redis.url, state, catalog_url=cat.url, catalog_token=token).run()
+
+
 async def test_inventory_tasks_record_assets_with_provenance(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     server, cat = make_catalog(redis_server)
     plan = build_plan("inventory of the fleet", FLEET, inventory_roster(), small_cluster())
     try:
-        with EmbeddedRedis() as run_redis:
-            coord = Coordinator(
-                plan,
-                run_redis.url,
-                tmp_path / "state",
-                catalog_url=cat.url,
-                catalog_token=cat.writer["Authorization"].removeprefix("Bearer "),
-            )
-            result = await coord.run()
+        result = await run_with_catalog(plan, cat, tmp_path / "state")
         report = json.loads(result.report_json.read_text())
         check = next(c for c in report["checks"] if c["name"] == "catalog")
         assert check["detail"].startswith("reachable")
@@ -142,15 +141,7 @@ async def test_open_findings_reach_the_repositorys_catalog_health(redis_server: 
     server, cat = make_catalog(redis_server)
     plan = build_plan("survey the fleet", FLEET, roster, small_cluster())
     try:
-        with EmbeddedRedis() as run_redis:
-            coord = Coordinator(
-                plan,
-                run_redis.url,
-                tmp_path / "state",
-                catalog_url=cat.url,
-                catalog_token=cat.writer["Authorization"].removeprefix("Bearer "),
-            )
-            result = await coord.run()
+        result = await run_with_catalog(plan, cat, tmp_path / "state")
         assert result.status == "succeeded"
         async with httpx.AsyncClient(base_url=cat.url, headers=cat.reader, timeout=10) as c:
             payments = (await c.get("/assets/repo:payments-api")).json()["health"]

@@ -85,3 +85,70 @@ async def test_preflight_reports_an_unreachable_catalog_and_the_run_goes_on(tmp_
     assert result.status == "succeeded"
     queued = [t["output"]["catalog"]["queued"] for t in report["tasks"]]
     assert all(q > 0 for q in queued)  # writes wait in each worker's queue for the catalog to come back
+
+
+async def test_open_findings_reach_the_repositorys_catalog_health(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    roster = Roster.model_validate(
+        {
+            "masters": [
+                {
+                    "name": "coordinator",
+                    "role": "c",
+                    "keywords": ["fleet"],
+                    "base_budget": 10,
+                    "worker_pool": 10,
+                    "playbook": [
+                        {
+                            "name": "aggregate",
+                            "kind": "coordinator.aggregate",
+                            "worker_type": "catalog",
+                            "per": "run",
+                            "after": ["*"],
+                            "needs": "completion",
+                        }
+                    ],
+                },
+                {
+                    "name": "inventory",
+                    "role": "i",
+                    "keywords": ["fleet"],
+                    "base_budget": 10,
+                    "worker_pool": 10,
+                    "playbook": [
+                        {"name": "discover", "kind": "inventory.discover", "worker_type": "catalog", "when": "python"}
+                    ],
+                },
+                {
+                    "name": "security",
+                    "role": "s",
+                    "keywords": ["fleet"],
+                    "base_budget": 10,
+                    "worker_pool": 10,
+                    "playbook": [
+                        {
+                            "name": "bandit",
+                            "kind": "security.static-analysis",
+                            "worker_type": "catalog",
+                            "when": "python",
+                            "after": ["inventory.discover"],
+                        }
+                    ],
+                },
+            ],
+            "worker_types": [{"name": "catalog", "master": "inventory", "count": 2, "budget": 5}],
+        }
+    )
+    server, cat = make_catalog(redis_server)
+    plan = build_plan("survey the fleet", FLEET, roster, small_cluster())
+    try:
+        result = await run_with_catalog(plan, cat, tmp_path / "state")
+        assert result.status == "succeeded"
+        async with httpx.AsyncClient(base_url=cat.url, headers=cat.reader, timeout=10) as c:
+            payments = (await c.get("/assets/repo:payments-api")).json()["health"]
+            auth = (await c.get("/assets/repo:auth-lib")).json()["health"]
+        assert payments["status"] == "degraded"  # bandit's B602 is high
+        assert payments["signals"]["open_findings"] == {"high": 1, "low": 1}
+        assert payments["signals"]["findings_run"] == result.run_id
+        assert "open_findings" not in auth["signals"] and auth["status"] == "healthy"
+    finally:
+        server.stop()

@@ -358,6 +358,8 @@ class Coordinator:
                 self._apply(fields)
             if ids:
                 await self.redis.xack(self.keys.results, GROUP_COORDINATOR, *ids)
+            if self._dirty:  # records first: a task released now may read its dependencies' records
+                await self._flush()
             await self._release_pending()
             if now - last_reap > 1.0:
                 moved = await reaper.reclaim(self.redis, self.keys, self._queues())

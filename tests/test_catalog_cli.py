@@ -20,7 +20,7 @@ def test_discover_is_incremental_across_processes_and_queries_answer(tmp_path: P
     state = ["--state-dir", str(tmp_path / "state")]
     first = cortex("catalog", "discover", str(fleet), "--json", *state, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["created"] == 25
+    assert json.loads(first.stdout)["created"] == 28
     second = cortex("catalog", "discover", str(fleet), "--json", *state, cwd=tmp_path)
     assert json.loads(second.stdout)["writes"] == 0  # a new process, the same persisted catalog
     got = json.loads(cortex("catalog", "get", "repo:payments-api", "--json", *state, cwd=tmp_path).stdout)

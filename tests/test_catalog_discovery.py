@@ -20,7 +20,7 @@ async def test_discovery_registers_assets_and_lineage_then_is_incremental(redis:
 
     first = await discover(store, [fleet])
     stats = await store.stats()
-    assert stats.by_type == {"image": 4, "package": 12, "repository": 4, "service": 1, "workflow": 3, "workload": 1}
+    assert stats.by_type == {"image": 5, "package": 12, "repository": 4, "service": 2, "workflow": 3, "workload": 2}
     assert first.created == stats.assets and first.edges_added == stats.edges > 0
     lineage = await store.lineage("repo:payments-api", direction="both", depth=1)
     relations = {(e.upstream, e.relation, e.downstream) for e in lineage.edges}

@@ -125,10 +125,12 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     }
     assert results["testing"]["coverage"] == coverage
     assert "development.fix-tests:payments-api" in {h["task"] for h in report["handoffs"]}
-    monitoring = outputs["monitoring.dashboards:payments-api"]
-    assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
-    assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
-    assert results["monitoring"]["written"] == {"dashboards": 1, "alerts": 4}
+    for service in ("payments-api", "inventory-service"):  # the two repositories deploying a Kubernetes Service
+        monitoring = outputs[f"monitoring.dashboards:{service}"]
+        assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
+        assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
+    assert not any(t.startswith("monitoring.dashboards:auth-lib") for t in outputs)
+    assert results["monitoring"]["written"] == {"dashboards": 2, "alerts": 8}
     patches = [p for task, out in outputs.items() if task.startswith("cicd.workflow-audit") for p in out["patches"]]
     assert sorted(Path(p["patch"]).name for p in patches) == ["build.patch", "ci.patch", "test.patch"]
     assert results["cicd"]["written"]["workflow_patches"] == 3

@@ -11,6 +11,9 @@ from .conftest import FLEET
 
 def test_services_are_read_from_the_repositorys_kubernetes_yaml() -> None:
     assert [(s["namespace"], s["name"]) for s in services(FLEET / "payments-api")] == [("payments", "payments-api")]
+    assert [(s["namespace"], s["name"]) for s in services(FLEET / "inventory-service")] == [
+        ("warehouse", "inventory-service")
+    ]
     assert services(FLEET / "auth-lib") == []
 
 

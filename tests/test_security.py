@@ -111,7 +111,7 @@ def test_fleet_findings_against_the_bundled_advisories() -> None:
     assert audit(FLEET / "web-frontend", index)["handoffs"] == []  # npm bumps go through the lock file: not automated
 
 
-def _run(kind: str, repo: str) -> dict:  # type: ignore[type-arg]
+def _run(kind: str, repo: str, **params: object) -> dict:  # type: ignore[type-arg]
     import asyncio
 
     from cortex.coord.keys import RunKeys
@@ -119,7 +119,13 @@ def _run(kind: str, repo: str) -> dict:  # type: ignore[type-arg]
     from cortex.toolset.registry import TaskContext, handler_for
 
     task = Task(
-        id="t", master="security", kind=kind, worker_type="scan", estimate=Estimate(seconds=1, tokens=0), timeout_s=120
+        id="t",
+        master="security",
+        kind=kind,
+        worker_type="scan",
+        estimate=Estimate(seconds=1, tokens=0),
+        timeout_s=120,
+        params=params,
     )
     ctx = TaskContext(
         task=task,

@@ -32,5 +32,9 @@ class Settings(BaseSettings):
     """OSV advisories for the dependency audit: a directory or an osv.dev ecosystem zip. Unset: the small
     subset bundled for the demo fleet."""
 
+    osv_api: str | None = None
+    """OSV API for an online lookup in addition to the offline database (``https://api.osv.dev``). Unset: offline
+    only; the default run needs no network."""
+
     redis_connect_attempts: int = 5
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""

@@ -85,6 +85,7 @@ class WorkerServices:
     catalog_token: str | None = None
     state_dir: Path = Path(".cortex")
     osv_path: Path | None = None
+    osv_api: str | None = None
 
     @classmethod
     def from_settings(cls) -> WorkerServices:
@@ -92,7 +93,13 @@ class WorkerServices:
         from cortex.config import Settings
 
         s = Settings()
-        return cls(catalog_url=s.catalog_url, catalog_token=s.catalog_token, state_dir=s.state_dir, osv_path=s.osv_path)
+        return cls(
+            catalog_url=s.catalog_url,
+            catalog_token=s.catalog_token,
+            state_dir=s.state_dir,
+            osv_path=s.osv_path,
+            osv_api=s.osv_api,
+        )
 
 
 async def run_worker(
@@ -116,7 +123,11 @@ async def run_worker(
     stop_on_signals(stop)
     queue = keys.queue(worker_type)
     services = services or WorkerServices()
-    extra: dict[str, Any] = {"osv_path": services.osv_path, "state_dir": services.state_dir}
+    extra: dict[str, Any] = {
+        "osv_path": services.osv_path,
+        "osv_api": services.osv_api,
+        "state_dir": services.state_dir,
+    }
     if services.catalog_url:
         from cortex.catalog.client import CatalogClient
 

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import semver
 import yaml
 from packaging.utils import canonicalize_name
@@ -59,6 +60,19 @@ class OsvIndex:
         """How many advisory entries were loaded (one per affected package)."""
         return sum(len(v) for v in self.by_package.values())
 
+    def add(self, record: dict[str, Any]) -> None:
+        """Index one OSV record under each package it affects."""
+        for affected in record.get("affected", []):
+            pkg = affected.get("package", {})
+            if pkg.get("ecosystem") and pkg.get("name"):
+                self.by_package.setdefault(_key(pkg["ecosystem"], pkg["name"]), []).append(
+                    {**record, "affected": [affected]}
+                )
+
+    def ids(self) -> set[str]:
+        """Every advisory id and alias held."""
+        return {i for recs in self.by_package.values() for r in recs for i in (r["id"], *r.get("aliases", []))}
+
 
 @cache
 def load_osv(source: Path) -> OsvIndex:
@@ -67,12 +81,7 @@ def load_osv(source: Path) -> OsvIndex:
         raise TaskFailed(f"OSV database {source} does not exist (set CORTEX_OSV_PATH)", retryable=False)
     index = OsvIndex(str(source))
     for record in _records(source):
-        for affected in record.get("affected", []):
-            pkg = affected.get("package", {})
-            if pkg.get("ecosystem") and pkg.get("name"):
-                index.by_package.setdefault(_key(pkg["ecosystem"], pkg["name"]), []).append(
-                    {**record, "affected": [affected]}
-                )
+        index.add(record)
     return index
 
 
@@ -234,8 +243,31 @@ def fix_handoffs(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def dependency_audit_task(ctx: TaskContext) -> Output:
     """Audit the target's pinned dependencies against the OSV database (``params.osv`` or the bundled subset)."""
     source = Path(ctx.task.params.get("osv") or ctx.extra.get("osv_path") or BUNDLED)
+    root = ctx.require_target()
     index = await asyncio.to_thread(load_osv, source)
-    return await asyncio.to_thread(audit, ctx.require_target(), index)
+    api = ctx.task.params.get("osv_api") or ctx.extra.get("osv_api")
+    online: dict[str, Any] = {"api": None}
+    if api:
+        index, online = await _with_online(str(api), root, index)
+    result = await asyncio.to_thread(audit, root, index)
+    return {**result, "online": online}
+
+
+async def _with_online(api: str, root: Path, index: OsvIndex) -> tuple[OsvIndex, dict[str, Any]]:
+    """``index`` plus the API's records for the repository's pins; on an API failure, ``index`` unchanged and the
+    error in the returned note (the offline result still stands)."""
+    from cortex.toolset.osv_online import fetch_records
+
+    packages = inventory.python_packages(root) + inventory.node_packages(root)
+    queries = [(p["ecosystem"], p["name"], v) for p in packages if (v := pinned_version(p))]
+    try:
+        records = await fetch_records(api, queries, index.ids())
+    except httpx.HTTPError as exc:
+        return index, {"api": api, "error": f"{type(exc).__name__}: {exc}; offline database only"}
+    merged = OsvIndex(f"{index.source} + {api}", {k: list(v) for k, v in index.by_package.items()})
+    for record in records:
+        merged.add(record)
+    return merged, {"api": api, "queried": len(queries), "records_fetched": len(records)}
 
 
 async def _tool_json(argv: list[str], cwd: Path, timeout_s: float, ok_codes: set[int]) -> Any:

@@ -55,6 +55,9 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         ("inventory-service", "osv", "PYSEC-2021-66"),
         ("auth-lib", "osv", "PYSEC-2022-202"),
         ("web-frontend", "osv", "GHSA-p6mc-m468-83gw"),
+        ("web-frontend", "osv", "GHSA-35jh-r3h4-6jhm"),
+        ("web-frontend", "osv", "GHSA-xvch-5gv4-984h"),
+        ("web-frontend", "osv", "GHSA-rv95-896h-c2vc"),
     }
     assert found("security.static-analysis") == {("payments-api", "bandit", "B602"), ("payments-api", "bandit", "B404")}
     assert found("security.secrets") == {("payments-api", "detect-secrets", "AWS Access Key")}

@@ -98,7 +98,7 @@ def test_online_records_find_what_an_empty_offline_database_cannot(osv_server: O
 
 def test_records_held_offline_are_not_fetched_again(osv_server: OsvServer) -> None:
     out = _run("security.dependency-audit", "web-frontend", osv_api=osv_server.url)
-    assert ids(out) == {"GHSA-p6mc-m468-83gw"} and out["online"]["records_fetched"] == 0
+    assert len(ids(out)) == 4 and out["online"] == {"api": osv_server.url, "queried": 3, "records_fetched": 0}
     assert osv_server.requests == ["/v1/querybatch"]
 
 

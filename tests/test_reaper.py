@@ -32,3 +32,35 @@ async def test_entries_of_a_dead_worker_are_requeued_and_a_live_workers_are_not(
     assert await redis.hgetall(keys.running) == {"t2": "live-worker"}
     await redis.set(keys.heartbeat("healthy"), "1")
     assert await reclaim(redis, keys, [queue], idle_ms=0) == 0  # nothing twice
+
+
+async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply_once(redis: aredis.Redis) -> None:
+    from cortex.coord.delivery import Delivery
+
+    keys = RunKeys("r")
+    queue = keys.queue("scan")
+    await ensure_group(redis, queue, GROUP_WORKERS)
+    await redis.xadd(queue, {"task": json.dumps({"id": "t1"}), "attempt": "1"})
+    first = (await redis.xreadgroup(GROUP_WORKERS, "paused", {queue: ">"}, count=1))[0][1][0][0]
+    delivery = Delivery(redis, keys)
+    effect = [["HINCRBY", "effects", "t1", "1"]]
+    result = {"task_id": "t1", "attempt": 1, "ok": "1"}
+
+    assert await reclaim(redis, keys, [queue], idle_ms=0) == 1  # the paused worker has no heartbeat
+    pipe = redis.pipeline(transaction=False)
+    await delivery.settle(pipe, queue, first, result, effect)  # it wakes up and settles its copy: refused
+    assert await pipe.execute() == [0]
+    assert await redis.xlen(keys.results) == 0 and await redis.hget("effects", "t1") is None
+
+    second = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
+    await delivery.settle(pipe, queue, second, result, effect)
+    assert await pipe.execute() == [2]  # settled, effects applied
+    assert await redis.hget("effects", "t1") == "1"
+    assert (await redis.xrange(keys.results))[0][1]["effects_applied"] == "1"
+
+    await redis.xadd(queue, {"task": json.dumps({"id": "t1"}), "attempt": "2"})  # delivered again, e.g. a retry
+    third = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
+    await delivery.settle(pipe, queue, third, {**result, "attempt": 2}, effect)
+    assert await pipe.execute() == [1]  # its result is reported, its effects are not applied twice
+    assert await redis.hget("effects", "t1") == "1" and await redis.xlen(keys.results) == 2
+    assert await reclaim(redis, keys, [queue], idle_ms=0) == 0

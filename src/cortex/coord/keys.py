@@ -82,6 +82,11 @@ class RunKeys:
         """Hash task id -> worker id of tasks a worker has started and not finished."""
         return f"{self.base}:running"
 
+    @property
+    def committed(self) -> str:
+        """Hash task id -> entry id of the delivery whose success applied the task's effects (once per run)."""
+        return f"{self.base}:committed"
+
     def heartbeat(self, process_id: str) -> str:
         """Lease key a live master or worker keeps refreshing."""
         return f"{self.base}:hb:{process_id}"

@@ -1,16 +1,21 @@
-"""Reclaiming work from dead workers: a queue entry whose consumer's heartbeat lease has expired is claimed
-and queued again for a healthy worker of the same type (failure scenario 2)."""
+"""Reclaiming work from dead workers: a queue entry whose consumer's heartbeat lease has expired is queued again
+for a healthy worker of the same type (failure scenario 2). The requeue and the worker's own settle race through
+one ``XACK`` (see ``coord.delivery``), so a worker that was only paused cannot settle the entry a second time."""
 
 from __future__ import annotations
 
+import json
+
 import redis.asyncio as aredis
 
+from cortex.coord.delivery import Delivery
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.runtime.process import HEARTBEAT_TTL_MS
 
 
 async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str], *, idle_ms: int = HEARTBEAT_TTL_MS) -> int:
     """Requeue entries idle for ``idle_ms`` whose consumer's heartbeat is gone; returns how many were moved."""
+    delivery = Delivery(redis, keys)
     moved = 0
     for queue in queues:
         pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=1000, idle=idle_ms)
@@ -18,20 +23,10 @@ async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str], *, idle
             consumer = entry["consumer"]
             if await redis.exists(keys.heartbeat(consumer)):
                 continue  # alive: a long task, not a dead worker
-            claimed = await redis.xclaim(queue, GROUP_WORKERS, "reaper", idle_ms, [entry["message_id"]])
-            for entry_id, fields in claimed:
-                if not fields:
-                    continue
-                pipe = redis.pipeline(transaction=True)
-                pipe.xadd(queue, {**fields, "reassigned_from": consumer})
-                pipe.xack(queue, GROUP_WORKERS, entry_id)
-                pipe.hdel(keys.running, _task_id(fields))
-                await pipe.execute()
+            entry_id = entry["message_id"]
+            fields = await redis.xrange(queue, entry_id, entry_id)
+            if await delivery.requeue(queue, entry_id, consumer):
                 moved += 1
+                if fields:
+                    await redis.hdel(keys.running, str(json.loads(fields[0][1]["task"])["id"]))
     return moved
-
-
-def _task_id(fields: dict[str, str]) -> str:
-    import json
-
-    return str(json.loads(fields["task"])["id"])

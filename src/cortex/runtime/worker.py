@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from cortex.coord.connection import connect
+from cortex.coord.delivery import Delivery
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.errors import TaskFailed, TaskSkipped
 from cortex.models.task import Task
@@ -25,9 +26,15 @@ from cortex.toolset.registry import TaskContext, handler_for
 
 
 async def execute(
-    redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str], extra: dict[str, Any] | None = None
+    redis: aredis.Redis,
+    keys: RunKeys,
+    worker_id: str,
+    fields: dict[str, str],
+    extra: dict[str, Any] | None = None,
+    effects: list[list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Run one task message; the result fields for the results stream (never raises for task errors)."""
+    """Run one task message; the result fields for the results stream (never raises for task errors). The
+    handler's Redis effects are appended to ``effects`` when it succeeds."""
     task = Task.model_validate_json(fields["task"])
     attempt = int(fields["attempt"])
     started = time.time()
@@ -57,6 +64,8 @@ async def execute(
         async with asyncio.timeout(task.timeout_s):
             output = await handler(ctx)
         result.update(ok="1", output=json.dumps(output, default=str), error="")
+        if effects is not None:
+            effects.extend(ctx.effects)
     except TaskSkipped as exc:
         result.update(ok="skip", output="{}", error=str(exc), retryable="0")
     except TaskFailed as exc:
@@ -135,6 +144,7 @@ async def run_worker(
         cache = services.state_dir / "catalog-cache" / worker_id
         extra["catalog"] = CatalogClient(services.catalog_url, cache, token=services.catalog_token)
     await ensure_group(redis, queue, GROUP_WORKERS)
+    delivery = Delivery(redis, keys)
     beat = asyncio.create_task(heartbeat(redis, keys, worker_id, stop))
     cursor = "0"  # first our own unacknowledged entries (after a restart), then new ones
     count = prefetch
@@ -149,13 +159,12 @@ async def run_worker(
                 continue
             ids = {entry_id: json.loads(fields["task"])["id"] for entry_id, fields in entries}
             await redis.hset(keys.running, mapping=dict.fromkeys(ids.values(), worker_id))
-            pipe = redis.pipeline(transaction=True)
+            pipe = redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
             quick = True
             for entry_id, fields in entries:
-                result = await execute(redis, keys, worker_id, fields, extra)
-                pipe.xadd(keys.results, {k: str(v) for k, v in result.items()})
-                pipe.hdel(keys.running, ids[entry_id])
-                pipe.xack(queue, GROUP_WORKERS, entry_id)
+                effects: list[list[str]] = []
+                result = await execute(redis, keys, worker_id, fields, extra, effects)
+                await delivery.settle(pipe, queue, entry_id, result, effects)
                 took = result["finished"] - result["started"]
                 quick = quick and took < QUICK_TASK_S
                 if took >= SLOW_FLUSH_S:

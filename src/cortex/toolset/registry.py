@@ -34,6 +34,12 @@ class TaskContext:
     redis: aredis.Redis
     keys: RunKeys
     extra: dict[str, Any] = field(default_factory=dict)
+    effects: list[list[str]] = field(default_factory=list)
+    """Redis commands applied atomically with the task's successful result, once per task per run."""
+
+    def effect(self, *command: str) -> None:
+        """Apply the Redis ``command`` if and when this attempt's success is the task's first (exactly once)."""
+        self.effects.append(list(command))
 
     def require_target(self) -> Path:
         """The target directory, or a clear failure when the task has none or it vanished."""

@@ -97,6 +97,11 @@ class RunKeys:
         return f"{self.base}:processes"
 
     @property
+    def placement(self) -> str:
+        """Hash worker id -> node, for workers the coordinator moved off a failed node (supervisors reconcile)."""
+        return f"{self.base}:placement"
+
+    @property
     def nodes(self) -> str:
         """Hash node -> measured usage JSON (CPU seconds, peak RSS), written by node supervisors."""
         return f"{self.base}:nodes"

@@ -84,6 +84,12 @@ class FencedLock:
             await self._renew(keys=[lock_key(self.resource)], args=[self._value, self.ttl_ms])
         )
 
+    async def still_held(self) -> bool:
+        """The lease is still ours and no newer token exists: check this right before a write the store cannot
+        fence itself (a file). The write after the check is not atomic with it; keep it short."""
+        value, fence = await self.redis.mget(lock_key(self.resource), fence_key(self.resource))
+        return bool(self.token) and value == self._value and int(fence or 0) == self.token
+
     async def release(self) -> None:
         """Give the lease up if it is still ours."""
         if self.token:

@@ -70,6 +70,8 @@ class EmbeddedRedis:
             str(self.directory),
             "--appendonly",
             "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",  # an accepted task survives a crash of the server, not only a clean restart
             "--save",
             "",
             "--daemonize",
@@ -115,6 +117,13 @@ class EmbeddedRedis:
         self.process = None
         if self._own_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+    def crash_and_restart(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL the server (no shutdown, no final save) and start it again on its append-only file."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.start(timeout_s)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.exceptions import RedisError
 
 from cortex.coord import events
 from cortex.coord.connection import connect, redact_url
@@ -127,6 +128,12 @@ class Coordinator:
         self.stop_requested = False
         self._keeper: asyncio.Task[None] | None = None
         self._running: dict[str, str] = {}
+        self.placement = {w.worker_id: w.node for w in plan.workers}
+        """Where each worker runs now: the plan's placement, until a node fails and its workers move."""
+        self.failed_nodes: set[str] = set()
+        self.moves: list[dict[str, Any]] = []
+        self.executing = asyncio.Event()
+        """Set when phase 3 (parallel execution) begins."""
         self.redis: aredis.Redis
         self.lease: FencedLock
 
@@ -181,6 +188,8 @@ class Coordinator:
         with contextlib.suppress(Exception):
             await events.publish(self.redis, self.keys, CH_COORDINATOR, env)
         self._write_state("running")
+        if phase == 3:
+            self.executing.set()
 
     async def _preflight(self) -> None:
         """Phase 0: every check is reported; any failure stops the run before anything starts."""
@@ -241,12 +250,21 @@ class Coordinator:
         self._keeper = asyncio.create_task(self._keep_lease())
 
     async def _keep_lease(self) -> None:
-        """Renew the leadership lease every third of its TTL; on failure, mark it lost (the loop steps down)."""
+        """Renew the leadership lease every third of its TTL. Refused: it is lost, and the loop steps down. Redis
+        unreachable: keep trying until the lease would have run out."""
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(LEASE_TTL_MS / 3000)
-            if not await self.lease.renew():
+            try:
+                ok = await self.lease.renew()
+            except RedisError:
+                if time.monotonic() - renewed < LEASE_TTL_MS / 1000:
+                    continue
+                ok = False
+            if not ok:
                 self.lease_lost = True
                 return
+            renewed = time.monotonic()
 
     def request_stop(self) -> None:
         """Ask the run to stop at its next step (safe to call from a signal handler on the loop)."""
@@ -361,6 +379,9 @@ class Coordinator:
             if self._dirty:  # records first: a task released now may read its dependencies' records
                 await self._flush()
             await self._release_pending()
+            for node in [n for n, p in self.supervisors.items() if p.poll() is not None]:
+                if node not in self.failed_nodes:
+                    await self._replace_node(node)
             if now - last_reap > 1.0:
                 moved = await reaper.reclaim(self.redis, self.keys, self._queues())
                 self.reassignments += moved
@@ -372,6 +393,36 @@ class Coordinator:
                 await self._refresh(now)
                 last_state = now
         await self._flush()
+
+    async def _replace_node(self, node: str) -> None:
+        """A node's supervisor died with its processes (failure scenario 4): move its workers to healthy worker
+        nodes with free slots (fewest workers first); their supervisors start them from the placement hash. The
+        entries the dead workers held are taken over by the moved workers (same consumer names) or the reaper."""
+        self.failed_nodes.add(node)
+        slots = {n.name: n.worker_slots for n in self.plan.cluster.worker_nodes if n.name not in self.failed_nodes}
+        moved: dict[str, str] = {}
+        for worker_id in sorted(w for w, n in self.placement.items() if n == node):
+            load = {n: sum(1 for v in self.placement.values() if v == n) for n in slots}
+            free = sorted((load[n], n) for n in slots if load[n] < slots[n] and n in self.supervisors)
+            move = {"worker": worker_id, "from": node, "to": free[0][1] if free else None, "at": time.time()}
+            self.moves.append(move)
+            # placed, or "" (no healthy node has a free slot: the worker's type carries on with the others)
+            moved[worker_id] = self.placement[worker_id] = free[0][1] if free else ""
+        if moved:
+            await self.redis.hset(self.keys.placement, mapping=moved)
+        self._events.append(
+            (
+                CH_COORDINATOR,
+                Envelope(
+                    run_id=self.run_id,
+                    sender="coordinator",
+                    to="all",
+                    type=MessageType.control,
+                    context={"event": "node-failed", "node": node, "moved": moved},
+                ),
+            )
+        )
+        self.metrics.node_failures.inc()
 
     def _queues(self) -> list[str]:
         return sorted({self.keys.queue(w.worker_type) for w in self.plan.workers})
@@ -405,6 +456,9 @@ class Coordinator:
             heapq.heappush(self._retry_heap, (out.retry_at, f["task_id"]))
             self.metrics.retries.inc()
         self._handle(out)
+        if not out.duplicate and f.get("redelivered") == "1":  # a restarted worker took over its own dead entry
+            self.reassignments += 1
+            self.metrics.reassignments.inc()
         if not out.duplicate:
             for h in handoffs:
                 self._admit_handoff(self.graph.records[f["task_id"]], h)

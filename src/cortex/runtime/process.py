@@ -7,7 +7,7 @@ import contextlib
 import signal
 
 import redis.asyncio as aredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from cortex.coord.keys import RunKeys
 
@@ -26,10 +26,13 @@ async def heartbeat(redis: aredis.Redis, keys: RunKeys, process_id: str, stop: a
     """Refresh the process's lease until ``stop`` is set; the key expires by itself if the process dies."""
     key = keys.heartbeat(process_id)
     while not stop.is_set():
-        await redis.set(key, "1", px=HEARTBEAT_TTL_MS)
+        # A failed beat is not fatal: through a Redis outage the lease simply runs down, as it should.
+        with contextlib.suppress(RedisError):
+            await redis.set(key, "1", px=HEARTBEAT_TTL_MS)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
-    await redis.delete(key)
+    with contextlib.suppress(RedisError):
+        await redis.delete(key)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

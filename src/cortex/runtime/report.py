@@ -131,7 +131,9 @@ def build(
         "no-lost-tasks": all(r.state.terminal for r in records.values()),
         "within-budget": all(t["used"] <= t["allocated"] for t in tokens.values()),
         "masters-activated": all(f"master-{m.master}" in procs for m in plan.masters),
-        "workers-placed": all(procs.get(w.worker_id, {}).get("node") == w.node for w in plan.workers),
+        "workers-placed": all(
+            procs.get(w.worker_id, {}).get("node") == coord.placement[w.worker_id] for w in plan.workers
+        ),
     }
     return {
         "run_id": coord.run_id,
@@ -158,6 +160,7 @@ def build(
         "tasks": [r.to_dict() for r in sorted(records.values(), key=lambda r: r.task.id)],
         "retries": coord.graph.retries,
         "reassignments": coord.reassignments,
+        "node_failures": {"nodes": sorted(coord.failed_nodes), "moves": coord.moves},
         "duplicates_ignored": coord.graph.duplicates,
         "handoffs": coord.handoffs,
         "tokens": tokens,

@@ -94,15 +94,18 @@ def snapshot(coord: Any, status: str) -> dict[str, Any]:
     }
     nodes: dict[str, list[str]] = {}
     for w in plan.workers:
-        nodes.setdefault(w.node, []).append(w.worker_id)
+        nodes.setdefault(coord.placement[w.worker_id] or "(no free slot)", []).append(w.worker_id)
     workers = {
         "run_id": coord.run_id,
         "nodes": nodes,
+        "failed_nodes": sorted(coord.failed_nodes),
+        "moves": coord.moves,
         "workers": [
             {
                 "worker_id": w.worker_id,
                 "worker_type": w.worker_type,
-                "node": w.node,
+                "node": coord.placement[w.worker_id],
+                "planned_node": w.node,
                 "budget": w.budget,
                 **{k: procs.get(w.worker_id, {}).get(k) for k in ("pid", "alive", "restarts")},
             }

@@ -76,6 +76,7 @@ class Supervisor:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         plan = Plan.model_validate_json(self.redis.get(self.keys.plan) or "{}")
         self.run_id = run_id
+        self.plan = plan
         self.children = _children(plan, node)
         self._fork = multiprocessing.get_context("fork")
         self.stopping = False
@@ -100,6 +101,16 @@ class Supervisor:
         delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**child.restarts) * random.uniform(0.75, 1.25)
         child.restarts += 1
         child.next_start = now + delay
+
+    def _reconcile(self) -> None:
+        """Start the workers the coordinator moved to this node from a failed one (the placement hash)."""
+        mine = {c.id for c in self.children}
+        types = {w.worker_id: w.worker_type for w in self.plan.workers}
+        for worker_id, node in sorted(self.redis.hgetall(self.keys.placement).items()):
+            if node == self.node and worker_id not in mine and worker_id in types:
+                child = Child(id=worker_id, kind="worker", worker_type=types[worker_id])
+                self.children.append(child)
+                self._start(child)
 
     def _sample(self) -> None:
         rss = 0
@@ -155,7 +166,9 @@ class Supervisor:
                     c.next_start = 0.0
                     self._start(c)
             if now - last_sample >= 0.5:
-                self._sample()
+                with contextlib.suppress(redis.RedisError):  # Redis restarting: try again next tick
+                    self._reconcile()
+                    self._sample()
                 last_sample = now
             time.sleep(0.05)  # the supervision tick: child exits are polled, there is no event to wait on
         self.shutdown()

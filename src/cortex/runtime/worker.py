@@ -164,6 +164,8 @@ async def run_worker(
             for entry_id, fields in entries:
                 effects: list[list[str]] = []
                 result = await execute(redis, keys, worker_id, fields, extra, effects)
+                if cursor == "0":  # delivered to an earlier incarnation of this worker, which died with it
+                    result["redelivered"] = "1"
                 await delivery.settle(pipe, queue, entry_id, result, effects)
                 took = result["finished"] - result["started"]
                 quick = quick and took < QUICK_TASK_S

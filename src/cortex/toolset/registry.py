@@ -68,6 +68,7 @@ def handler_for(kind: str) -> Handler | None:
         from cortex.toolset import (  # noqa: F401  (importing registers the handlers)
             aggregate,
             builtin,
+            chaos,
             cicd,
             development,
             inventory,

@@ -69,3 +69,35 @@ async def test_scenario_4_a_failed_nodes_workers_move_to_nodes_with_free_slots(t
         assert where[m["worker"]]["node"] == m["to"] and where[m["worker"]]["planned_node"] == dead
     assert dead not in workers["nodes"]
     assert all(len(ids) <= 4 for ids in workers["nodes"].values())  # within each node's slots
+
+
+async def test_scenario_6_a_budget_that_runs_out_skips_optional_work_and_is_never_overrun(tmp_path: Path) -> None:
+    # 6 workers funded with 1,000 tokens each; 120 optional tasks planned at 50 tokens each actually want 100
+    plan = chaos_plan(
+        TASKS,
+        kind="chaos.spend",
+        seconds=0.05,
+        params={"tokens": 100},
+        budget=1000,
+        estimate_tokens=50,
+        optional_every=1,
+    )
+    result = await run_chaos(plan, tmp_path / "state", [])
+    report = json.loads(Path(result.report).read_text())  # noqa: ASYNC240
+    run = report["tokens"]["run"]
+    assert run["allocated"] == 6000 and run["used"] <= run["allocated"] and run["reserved"] == 0
+    assert run["used"] == 100 * result.completed  # the ledger charged exactly what succeeded
+    assert result.completed + result.skipped == TASKS and result.skipped >= TASKS - 60 and result.lost == 0
+    skipped = [t for t in report["tasks"] if t["state"] == "skipped"]
+    for t in skipped:  # refused by the ledger, or waiting on a task that was
+        assert "budget exhausted, optional task skipped: reservation of 100" in t["reason"] or t["reason"].startswith(
+            f"dependency chaos-{int(t['id'][6:]) - 10:04d} skipped"
+        ), t
+    for master in ("testing", "monitoring"):
+        assert report["tokens"][master]["used"] <= report["tokens"][master]["allocated"] == 3000
+
+
+async def test_scenario_8_contending_workers_lose_no_update_even_when_killed(tmp_path: Path) -> None:
+    result = await chaos(tmp_path, ["kill-worker"], max_faults=2, kind="chaos.contend", params={"hold_s": 0.1})
+    counter = json.loads((tmp_path / "state" / "chaos" / "counter.json").read_text())  # noqa: ASYNC240
+    assert counter["value"] == TASKS and sorted(counter["applied"]) == [f"chaos-{i:04d}" for i in range(TASKS)]

@@ -80,6 +80,33 @@ async def test_ledger_reservations_never_exceed_any_level_and_balance(redis: are
     assert (await ledger.account("run"))["reserved"] == 0
 
 
+async def test_reservations_of_holders_that_died_are_released_at_the_end(redis: aredis.Redis) -> None:
+    ledger = Ledger(redis, RunKeys("r2"))
+    await ledger.allocate({"run": 1000, "master:m": 600, "worker:w1": 400})
+    await ledger.reserve("dead-holder", 300, master="m", worker="w1")  # never committed: its worker was killed
+    await ledger.reserve("live", 50, master="m")
+    await ledger.commit("live", 40, master="m")
+    assert await ledger.release_orphans() == 1
+    for level, used in (("run", 40), ("master:m", 40), ("worker:w1", 0)):
+        account = await ledger.account(level)
+        assert (account["used"], account["reserved"]) == (used, 0), level
+    assert (await ledger.account("worker:w1"))["released"] == 300
+    assert await ledger.release_orphans() == 0
+
+
 def test_redact_url_hides_passwords() -> None:
     assert redact_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact_url("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
+
+
+async def test_a_holder_whose_lease_expired_learns_it_before_an_unfenced_write(redis: aredis.Redis) -> None:
+    from cortex.coord.keys import lock_key
+
+    a = FencedLock(redis, "file:/shared/counter.json", ttl_ms=60_000, owner="a")
+    assert await a.try_acquire() and await a.still_held()
+    await redis.delete(lock_key(a.resource))  # the lease runs out (a was paused past its TTL)
+    assert not await a.still_held()  # expired, even before anyone else takes it
+    b = FencedLock(redis, a.resource, ttl_ms=60_000, owner="b")
+    assert await b.try_acquire() and b.token > a.token
+    assert await b.still_held() and not await a.still_held()
+    assert not await a.renew()  # and it cannot take the lease back by renewing

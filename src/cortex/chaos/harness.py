@@ -120,6 +120,8 @@ async def _injector(
 ) -> list[Fault]:
     rng = random.Random(seed)
     done: list[Fault] = []
+    if not faults:
+        return done
     redis = client(target.server.url, retries=12)
     try:
         executing = asyncio.ensure_future(target.coord.executing.wait())

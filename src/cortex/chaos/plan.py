@@ -39,11 +39,13 @@ def chaos_plan(
     slots: int = 4,
     params: dict[str, Any] | None = None,
     budget: int = 0,
+    estimate_tokens: int = 0,
     optional_every: int = 0,
 ) -> Plan:
     """``tasks`` tasks of ``kind`` alternating between two masters; every fifth task from the tenth on depends on
     the task ten before it, so releases after results are exercised too. ``workers`` are split between the two
-    masters' worker types. ``budget`` funds each worker (``chaos.spend``); ``optional_every`` marks every n-th task
+    masters' worker types. ``budget`` funds each worker and ``estimate_tokens`` is what the plan expects each task
+    to use (``chaos.spend``; an underestimate makes the budget run out); ``optional_every`` marks every n-th task
     optional."""
     per_type = {"testing": (workers + 1) // 2, "monitoring": workers // 2}
     roster = Roster.model_validate(
@@ -52,9 +54,7 @@ def chaos_plan(
                 {"name": m, "role": f"chaos {m}", "base_budget": 0, "worker_pool": budget * per_type[m]}
                 for m in MASTERS
             ],
-            "worker_types": [
-                {"name": f"{m}-w", "master": m, "count": per_type[m], "budget": budget} for m in MASTERS
-            ],
+            "worker_types": [{"name": f"{m}-w", "master": m, "count": per_type[m], "budget": budget} for m in MASTERS],
             "routing": {"fallback": "testing"},
         }
     )
@@ -70,7 +70,7 @@ def chaos_plan(
                 depends_on=[f"chaos-{i - 10:04d}"] if i >= 10 and i % 5 == 0 else [],
                 params={"seconds": seconds, **(params or {})},
                 optional=bool(optional_every) and i % optional_every == 0,
-                estimate=Estimate(seconds=seconds, tokens=int((params or {}).get("tokens", 0))),
+                estimate=Estimate(seconds=seconds, tokens=estimate_tokens),
             )
         )
     routing = RoutingDecision(

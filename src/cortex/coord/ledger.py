@@ -21,12 +21,12 @@ for i = 1, #KEYS - 1 do
   if (tonumber(a[1]) or 0) - (tonumber(a[2]) or 0) - (tonumber(a[3]) or 0) < n then return i end
 end
 for i = 1, #KEYS - 1 do redis.call('HINCRBY', KEYS[i], 'reserved', n) end
-redis.call('HSET', KEYS[#KEYS], ARGV[1], n)
+redis.call('HSET', KEYS[#KEYS], ARGV[1], n .. '|' .. table.concat(KEYS, ',', 1, #KEYS - 1))
 return 0
 """
 # KEYS: accounts, reservations hash. ARGV: reservation id, tokens used. Returns tokens released, -1 if unknown.
 _COMMIT = """
-local held = tonumber(redis.call('HGET', KEYS[#KEYS], ARGV[1]))
+local held = tonumber(string.match(redis.call('HGET', KEYS[#KEYS], ARGV[1]) or '', '^(%d+)|'))
 if not held then return -1 end
 local used = math.min(tonumber(ARGV[2]), held)
 for i = 1, #KEYS - 1 do
@@ -38,6 +38,21 @@ redis.call('HDEL', KEYS[#KEYS], ARGV[1])
 return held - used
 """
 
+# KEYS: reservations hash. Releases every reservation still held (its holder died before committing) at each
+# account it was made on (stored with it); returns how many there were.
+_RELEASE_ORPHANS = """
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local held, accounts = string.match(all[i + 1], '^(%d+)|(.*)$')
+  for account in string.gmatch(accounts, '[^,]+') do
+    redis.call('HINCRBY', account, 'reserved', -tonumber(held))
+    redis.call('HINCRBY', account, 'released', tonumber(held))
+  end
+end
+redis.call('DEL', KEYS[1])
+return #all / 2
+"""
+
 
 class Ledger:
     """Accounts of one run. Levels are ``run``, ``master:<name>`` and ``worker:<id>``."""
@@ -47,6 +62,7 @@ class Ledger:
         self.keys = keys
         self._reserve = redis.register_script(_RESERVE)
         self._commit = redis.register_script(_COMMIT)
+        self._orphans = redis.register_script(_RELEASE_ORPHANS)
 
     def _accounts(self, master: str, worker: str | None) -> list[str]:
         levels = ["run", f"master:{master}"] + ([f"worker:{worker}"] if worker else [])
@@ -77,6 +93,10 @@ class Ledger:
         """Charge ``used`` tokens of a reservation (at most what it held) and release the rest; returns released."""
         accounts = self._accounts(master, worker)
         return int(await self._commit(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, used]))
+
+    async def release_orphans(self) -> int:
+        """At the end of a run: give back every reservation whose holder died before committing it."""
+        return int(await self._orphans(keys=[self.keys.ledger("reservations")]))
 
     async def account(self, level: str) -> dict[str, int]:
         """``allocated``, ``used``, ``reserved`` and ``released`` of one level (zeros when absent)."""

@@ -132,6 +132,7 @@ class Coordinator:
         """Where each worker runs now: the plan's placement, until a node fails and its workers move."""
         self.failed_nodes: set[str] = set()
         self.moves: list[dict[str, Any]] = []
+        self.orphan_reservations = 0
         self.executing = asyncio.Event()
         """Set when phase 3 (parallel execution) begins."""
         self.redis: aredis.Redis
@@ -590,6 +591,7 @@ class Coordinator:
         self._processes = await self.redis.hgetall(self.keys.processes)
         nodes = {k: json.loads(v) for k, v in (await self.redis.hgetall(self.keys.nodes)).items()}
         ledger = Ledger(self.redis, self.keys)
+        self.orphan_reservations = await ledger.release_orphans()  # every process has stopped: none can commit
         tokens = {line.master: await ledger.account(f"master:{line.master}") for line in self.plan.budget.lines}
         tokens["run"] = await ledger.account("run")
         event_log = await events.read_events(self.redis, self.keys)

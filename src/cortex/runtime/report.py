@@ -164,6 +164,7 @@ def build(
         "duplicates_ignored": coord.graph.duplicates,
         "handoffs": coord.handoffs,
         "tokens": tokens,
+        "orphan_reservations_released": coord.orphan_reservations,
         "nodes": nodes,
         "processes": procs,
         "results": aggregate,

@@ -65,9 +65,7 @@ async def contend(ctx: TaskContext) -> Output:
     """Add this task to a shared counter file under a fenced lock. The write is refused when a newer holder has
     the lock (this one's lease expired, e.g. while it held it for ``params.hold_s``)."""
     path = _shared_file(ctx)
-    lock = FencedLock(
-        ctx.redis, f"file:{path}", ttl_ms=int(ctx.task.params.get("lease_ms", 5000)), owner=ctx.worker_id
-    )
+    lock = FencedLock(ctx.redis, f"file:{path}", ttl_ms=int(ctx.task.params.get("lease_ms", 5000)), owner=ctx.worker_id)
     await lock.acquire(timeout_s=float(ctx.task.params.get("wait_s", 60)))
     try:
         doc = _read_counter(path)

@@ -98,6 +98,6 @@ async def test_scenario_6_a_budget_that_runs_out_skips_optional_work_and_is_neve
 
 
 async def test_scenario_8_contending_workers_lose_no_update_even_when_killed(tmp_path: Path) -> None:
-    result = await chaos(tmp_path, ["kill-worker"], max_faults=2, kind="chaos.contend", params={"hold_s": 0.1})
+    await chaos(tmp_path, ["kill-worker"], max_faults=2, kind="chaos.contend", params={"hold_s": 0.1})
     counter = json.loads((tmp_path / "state" / "chaos" / "counter.json").read_text())  # noqa: ASYNC240
     assert counter["value"] == TASKS and sorted(counter["applied"]) == [f"chaos-{i:04d}" for i in range(TASKS)]

@@ -135,7 +135,7 @@ async def _kill_node(redis: aredis.Redis, target: Target, rng: random.Random) ->
 
 async def _restart_redis(redis: aredis.Redis, target: Target) -> Fault:
     """SIGKILL the Redis server and start it again on its append-only file."""
-    before = await redis.xlen(target.keys.results)
+    before = int(await redis.xlen(target.keys.results))
     await asyncio.to_thread(target.server.crash_and_restart)
     fault = Fault("restart-redis", "redis", target.elapsed(), detail=f"{before} results settled before")
 

@@ -5,20 +5,28 @@ the harness; the tests wait on outcomes, never on time."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
-from cortex.chaos.harness import ChaosResult, run_chaos
+from cortex.catalog.config import CatalogConfig, new_token
+from cortex.coord.server import EmbeddedRedis
+
+from cortex.chaos.harness import CatalogService, ChaosResult, run_chaos
 from cortex.chaos.plan import chaos_plan
 from cortex.runtime.statefiles import WORKERS
 
 pytestmark = pytest.mark.timeout(180)
 
 TASKS = 120
+FIRST = "chaos:chaos-0000"
 
 
-async def chaos(tmp_path: Path, faults: list[str], max_faults: int = 3, **plan: object) -> ChaosResult:
+async def chaos(
+    tmp_path: Path, faults: list[str], max_faults: int = 3, catalog: CatalogService | None = None, **plan: object
+) -> ChaosResult:
     result = await run_chaos(
         chaos_plan(TASKS, seconds=0.4, **plan),  # type: ignore[arg-type]
         tmp_path / "state",
@@ -26,6 +34,7 @@ async def chaos(tmp_path: Path, faults: list[str], max_faults: int = 3, **plan: 
         rate_per_min=30,
         max_faults=max_faults,
         seed=1,
+        catalog=catalog,
     )
     assert result.faults, "no fault was injected: the run ended before the first one"
     assert all(f.recovered_s is not None for f in result.faults), result.faults
@@ -101,3 +110,25 @@ async def test_scenario_8_contending_workers_lose_no_update_even_when_killed(tmp
     await chaos(tmp_path, ["kill-worker"], max_faults=2, kind="chaos.contend", params={"hold_s": 0.1})
     counter = json.loads((tmp_path / "state" / "chaos" / "counter.json").read_text())  # noqa: ASYNC240
     assert counter["value"] == TASKS and sorted(counter["applied"]) == [f"chaos-{i:04d}" for i in range(TASKS)]
+
+
+async def test_scenario_5_with_the_catalog_down_reads_are_stale_and_writes_replayed(
+    tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
+    token, spec = new_token("chaos", ["read", "write"])
+    config = CatalogConfig(tokens=[spec], prefix=f"cortex:catalog:{uuid.uuid4().hex[:8]}")
+    catalog = CatalogService(config, redis_server.url, token).start()
+    try:
+        result = await chaos(
+            tmp_path, ["stop-catalog"], max_faults=1, catalog=catalog, kind="chaos.catalog", params={"read": FIRST}
+        )
+        async with httpx.AsyncClient(base_url=catalog.url, headers={"Authorization": f"Bearer {token}"}) as c:
+            stats = (await c.get("/stats")).json()
+            first = (await c.get(f"/assets/{FIRST}")).json()
+    finally:
+        catalog.stop()
+    outputs = [t["output"] for t in json.loads(Path(result.report).read_text())["tasks"]]  # noqa: ASYNC240
+    assert any(o["write"] == "queued" for o in outputs)  # written while the API was down
+    assert any(o["read"] == "stale" for o in outputs)  # read from the cache while the API was down
+    assert stats["by_type"]["chaos-item"] == TASKS  # every queued write was replayed, none lost
+    assert first["metadata"]["run"] == result.run_id

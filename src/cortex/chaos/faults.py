@@ -18,9 +18,19 @@ import redis.asyncio as aredis
 if TYPE_CHECKING:
     from cortex.chaos.harness import Target
 
-FAULTS = ("kill-worker", "pause-worker", "kill-master", "kill-node", "restart-redis", "pause-coordinator")
+FAULTS = (
+    "kill-worker",
+    "pause-worker",
+    "kill-master",
+    "kill-node",
+    "restart-redis",
+    "stop-catalog",
+    "pause-coordinator",
+)
 RECOVERY_TIMEOUT_S = 90.0
 POLL_S = 0.05
+CATALOG_OUTAGE_S = 3.0
+"""How long ``stop-catalog`` keeps the catalog API down."""
 
 
 @dataclass
@@ -38,10 +48,13 @@ async def _processes(redis: aredis.Redis, target: Target) -> dict[str, dict[str,
     return {k: json.loads(v) for k, v in (await redis.hgetall(target.keys.processes)).items()}
 
 
-async def _until(target: Target, check: Any, timeout_s: float = RECOVERY_TIMEOUT_S) -> float | None:
-    """Seconds until ``await check()`` is true, or None after ``timeout_s`` or when the run ended first."""
+async def _until(
+    target: Target, check: Any, timeout_s: float = RECOVERY_TIMEOUT_S, *, past_end: bool = False
+) -> float | None:
+    """Seconds until ``await check()`` is true, or None after ``timeout_s`` or when the run ended first (unless
+    ``past_end``: recovery that may complete as the run shuts down)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout_s and not target.finished():
+    while time.monotonic() - start < timeout_s and (past_end or not target.finished()):
         try:
             if await check():
                 return time.monotonic() - start
@@ -146,6 +159,24 @@ async def _restart_redis(redis: aredis.Redis, target: Target) -> Fault:
     return fault
 
 
+async def _stop_catalog(target: Target) -> Fault | None:
+    """Stop the catalog API for ``CATALOG_OUTAGE_S``, start it again on the same port; recovered once every
+    worker's queue of catalog writes has been replayed."""
+    if target.catalog is None:
+        return None
+    await asyncio.to_thread(target.catalog.stop)
+    fault = Fault("stop-catalog", target.catalog.url, target.elapsed(), detail=f"down for {CATALOG_OUTAGE_S:.0f} s")
+    await asyncio.sleep(CATALOG_OUTAGE_S)  # the outage itself
+    await asyncio.to_thread(target.catalog.start)
+    queues = target.coord.state_dir / "catalog-cache"
+
+    async def drained() -> bool:
+        return not any(f.stat().st_size for f in queues.glob("*/pending-writes.jsonl"))
+
+    fault.recovered_s = await _until(target, drained, past_end=True)
+    return fault
+
+
 async def inject(kind: str, redis: aredis.Redis, target: Target, rng: random.Random) -> Fault | None:
     """Inject one fault of ``kind``; None when there is nothing to inject it into right now."""
     if kind in ("kill-worker", "kill-master"):
@@ -156,6 +187,8 @@ async def inject(kind: str, redis: aredis.Redis, target: Target, rng: random.Ran
         return await _kill_node(redis, target, rng)
     if kind == "restart-redis":
         return await _restart_redis(redis, target)
+    if kind == "stop-catalog":
+        return await _stop_catalog(target)
     if kind == "pause-coordinator":
         return await target.pause_coordinator()
     raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")

@@ -20,6 +20,8 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from cortex.catalog.config import CatalogConfig
+from cortex.catalog.server import BackgroundServer
 from cortex.chaos.faults import FAULTS, Fault, inject
 from cortex.coord.connection import client
 from cortex.coord.server import EmbeddedRedis
@@ -31,12 +33,40 @@ STOP_INJECTING_AT = 0.9
 """Faults stop once this fraction of tasks has ended, so the last one's recovery is seen before the run ends."""
 
 
-class Target:
-    """What the injectors act on: the run's coordinator, its Redis server, its processes."""
+class CatalogService:
+    """A catalog API that can be stopped and started again on the same port (the ``stop-catalog`` fault)."""
 
-    def __init__(self, coord: Coordinator, server: EmbeddedRedis, run: asyncio.Task[Any]) -> None:
+    def __init__(self, config: CatalogConfig, redis_url: str, token: str) -> None:
+        self.config = config
+        self.redis_url = redis_url
+        self.token = token
+        self.port = 0
+        self.url = ""
+        self._server: BackgroundServer | None = None
+
+    def start(self) -> CatalogService:
+        """Serve (on the port of the first start, once there was one)."""
+        self._server = BackgroundServer(self.config, self.redis_url, port=self.port).start()
+        self.url = self._server.url
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+class Target:
+    """What the injectors act on: the run's coordinator, its Redis server, its processes, its catalog."""
+
+    def __init__(
+        self, coord: Coordinator, server: EmbeddedRedis, run: asyncio.Task[Any], catalog: CatalogService | None
+    ) -> None:
         self.coord = coord
         self.server = server
+        self.catalog = catalog
         self.keys = coord.keys
         self.run = run
         self.started = time.monotonic()
@@ -152,8 +182,10 @@ async def run_chaos(
     max_faults: int | None = None,
     seed: int = 0,
     timeout_s: float = 900.0,
+    catalog: CatalogService | None = None,
 ) -> ChaosResult:
-    """Run ``plan`` under ``faults`` (injected in turn at ``rate_per_min``) and verify it."""
+    """Run ``plan`` under ``faults`` (injected in turn at ``rate_per_min``) and verify it. With ``catalog`` (started),
+    the run's workers record into it and ``stop-catalog`` can take it down."""
     unknown = sorted(set(faults) - set(FAULTS))
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
@@ -161,9 +193,15 @@ async def run_chaos(
     server = EmbeddedRedis(redis_dir)
     server.start()
     try:
-        coord = Coordinator(plan, server.url, state_dir)
+        coord = Coordinator(
+            plan,
+            server.url,
+            state_dir,
+            catalog_url=catalog.url if catalog else None,
+            catalog_token=catalog.token if catalog else None,
+        )
         run = asyncio.create_task(coord.run())
-        target = Target(coord, server, run)
+        target = Target(coord, server, run, catalog)
         injector = asyncio.create_task(_injector(target, faults, rate_per_min, max_faults, seed))
         started = time.monotonic()
         try:

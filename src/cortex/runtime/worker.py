@@ -7,6 +7,7 @@ acknowledged; the coordinator records only the first result of each task attempt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import traceback
@@ -177,5 +178,7 @@ async def run_worker(
         stop.set()
         await beat
         if "catalog" in extra:
+            with contextlib.suppress(Exception):  # last chance for writes queued while the API was down
+                await asyncio.wait_for(extra["catalog"].replay(), 3)
             await extra["catalog"].aclose()
         await redis.aclose()

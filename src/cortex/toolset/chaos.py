@@ -113,15 +113,20 @@ async def spend(ctx: TaskContext) -> Output:
 
 @task_kind("chaos.catalog")
 async def catalog_write(ctx: TaskContext) -> Output:
-    """Record asset ``chaos:<task>`` and read the run's first one back; says whether the write was sent or queued
-    and whether the read came from the stale cache."""
+    """Record asset ``chaos:<task>`` and read ``params.read`` back; says whether the write was sent or queued and
+    whether the read was fresh, stale (from the cache, the API being down) or unavailable."""
+    from cortex.catalog.client import CatalogUnavailable
     from cortex.models.assets import Asset
 
     client = ctx.extra.get("catalog")
     if client is None:
         raise TaskFailed("no catalog configured (CORTEX_CATALOG_URL)", retryable=False)
+    await asyncio.sleep(float(ctx.task.params.get("seconds", 0)))
     slug = ctx.task.id.replace(":", "-").lower()
     asset = Asset(id=f"chaos:{slug}", type="chaos-item", name=ctx.task.id, metadata={"run": ctx.run_id})
     sent = await client.upsert(asset)
-    read = await client.get(str(ctx.task.params.get("read", asset.id)))
-    return {"write": sent, "stale_read": read.stale, "read_found": read.value is not None}
+    try:
+        read = await client.get(str(ctx.task.params.get("read", asset.id)))
+    except CatalogUnavailable:
+        return {"write": sent, "read": "unavailable"}  # API down and this worker never read it before
+    return {"write": sent, "read": "stale" if read.stale else "fresh", "read_found": read.value is not None}

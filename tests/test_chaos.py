@@ -12,10 +12,9 @@ import httpx
 import pytest
 
 from cortex.catalog.config import CatalogConfig, new_token
-from cortex.coord.server import EmbeddedRedis
-
 from cortex.chaos.harness import CatalogService, ChaosResult, run_chaos
 from cortex.chaos.plan import chaos_plan
+from cortex.coord.server import EmbeddedRedis
 from cortex.runtime.statefiles import WORKERS
 
 pytestmark = pytest.mark.timeout(180)

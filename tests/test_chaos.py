@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from cortex.catalog.config import CatalogConfig, new_token
-from cortex.chaos.harness import CatalogService, ChaosResult, run_chaos
+from cortex.chaos.harness import ChaosResult, run_chaos
 from cortex.chaos.plan import chaos_plan
+from cortex.chaos.target import CatalogService
 from cortex.coord.server import EmbeddedRedis
 from cortex.runtime.statefiles import WORKERS
 
@@ -131,3 +132,14 @@ async def test_scenario_5_with_the_catalog_down_reads_are_stale_and_writes_repla
     assert any(o["read"] == "stale" for o in outputs)  # read from the cache while the API was down
     assert stats["by_type"]["chaos-item"] == TASKS  # every queued write was replayed, none lost
     assert first["metadata"]["run"] == result.run_id
+
+
+async def test_scenario_7_a_paused_coordinator_is_taken_over_and_steps_down_when_resumed(tmp_path: Path) -> None:
+    result = await chaos(tmp_path, ["pause-coordinator"], max_faults=1)
+    fault = result.faults[0]
+    assert fault.exit_code == 4 and result.coordinator_exits == [4, 0]  # stepped down; the new one finished
+    log = " ".join((tmp_path / "state" / "coordinator-1.log").read_text().split())  # noqa: ASYNC240
+    assert "stepped down" in log and "newer coordinator holds the leadership lease" in log
+    report = json.loads(Path(result.report).read_text())  # noqa: ASYNC240
+    leadership = next(c for c in report["checks"] if c["name"] == "leadership" and "taken over" in c["detail"])
+    assert int(leadership["detail"].rsplit(" ", 1)[1]) > 1  # a newer fencing token than the first coordinator's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -139,7 +140,16 @@ def _progress_table(state: dict[str, Any]) -> Any:
     return table
 
 
-def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settings) -> None:
+def _execute(
+    p: Any,
+    state_dir: Path,
+    metrics_port: int | None,
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    take_over_within: float | None = None,
+) -> None:
+    """Run plan ``p`` (or, with ``take_over_within``, take run ``run_id`` over) with a live progress table."""
     from rich.live import Live
 
     from cortex.runtime.coordinator import Coordinator, PreflightFailed
@@ -151,13 +161,15 @@ def _execute(p: Any, state_dir: Path, metrics_port: int | None, settings: Settin
             state_dir,
             model=settings.model,
             metrics_port=metrics_port,
+            run_id=run_id,
             connect_attempts=settings.redis_connect_attempts,
             catalog_url=settings.catalog_url,
             catalog_token=settings.catalog_token,
             on_update=lambda s: live.update(_progress_table(s)),
         )
+        work = coord.run() if take_over_within is None else coord.take_over(take_over_within)
         try:
-            result = _run_interruptible(coord.run(), coord.request_stop)
+            result = _run_interruptible(work, coord.request_stop)
         except PreflightFailed as exc:
             for c in exc.checks:
                 err.print(f"  {'ok ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
@@ -185,8 +197,12 @@ def run(
     roster: RosterOpt = None,
     cluster: ClusterOpt = None,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Name the run (default: time and a random suffix)")
+    ] = None,
 ) -> None:
-    """Run a plan.json, or plan GOAL over --targets and run it. Exit 1 if any required task failed."""
+    """Run a plan.json, or plan GOAL over --targets and run it. Exit 1 if any required task failed, 4 if another
+    coordinator took the run over (this one stepped down)."""
     from cortex.errors import InputError
     from cortex.planner import load_plan, write_plan
 
@@ -200,7 +216,9 @@ def run(
         else:
             p = _build(plan_or_goal, targets, roster, cluster)
             write_plan(p, sd / "plans" / p.id)
-        _execute(p, sd, metrics_port, settings)
+        if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_id):
+            raise InputError("--run-id", f"{run_id!r} is not a run id", hint="use letters, digits, '.', '_' or '-'")
+        _execute(p, sd, metrics_port, settings, run_id=run_id)
     except CortexError as exc:
         raise _fail(exc) from exc
 
@@ -229,6 +247,26 @@ def demo(
 
     try:
         _execute(load_plan(Path("plans/full/plan.json")), _state_dir(state_dir, settings), metrics_port, settings)
+    except CortexError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def takeover(
+    run_id: str,
+    state_dir: StateDir = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the current lease to lapse")] = 60.0,
+) -> None:
+    """Take RUN_ID over from a coordinator that stopped renewing its lease (crashed, paused, cut off) and finish
+    it. CORTEX_REDIS_URL must name the run's Redis. Exit 3 if the run is unknown there, 1 if the lease never lapsed."""
+    from cortex.runtime.takeover import load_plan
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise _fail(CortexError("CORTEX_REDIS_URL must name the Redis server of the run to take over"))
+    try:
+        p = _asyncio_run(load_plan(settings.redis_url, run_id))
+        _execute(p, _state_dir(state_dir, settings), None, settings, run_id=run_id, take_over_within=wait)
     except CortexError as exc:
         raise _fail(exc) from exc
 

@@ -54,6 +54,8 @@ class FencedWriteRefused(CortexError):
 class LeadershipLost(CortexError):
     """This coordinator no longer holds the run's leadership lease and must step down."""
 
+    exit_code = 4
+
 
 class BudgetExceeded(CortexError):
     """A token reservation would exceed an allocation at some level of the ledger."""

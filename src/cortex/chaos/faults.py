@@ -9,14 +9,17 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 
+from cortex.coord.keys import leader_resource, lock_key
+
 if TYPE_CHECKING:
-    from cortex.chaos.harness import Target
+    from cortex.chaos.target import Target
 
 FAULTS = (
     "kill-worker",
@@ -42,6 +45,8 @@ class Fault:
     at_s: float
     recovered_s: float | None = None
     detail: str = ""
+    exit_code: int | None = None
+    """For ``pause-coordinator``: how the paused coordinator exited once resumed (4: it stepped down)."""
 
 
 async def _processes(redis: aredis.Redis, target: Target) -> dict[str, dict[str, Any]]:
@@ -116,11 +121,12 @@ async def _pause_worker(redis: aredis.Redis, target: Target, rng: random.Random)
 
 async def _kill_node(redis: aredis.Redis, target: Target, rng: random.Random) -> Fault | None:
     """SIGKILL a worker node's supervisor and every process it started (its process group)."""
-    nodes = sorted(n for n, pid in target.supervisor_pids().items() if n in target.worker_nodes())
+    pids = await target.supervisor_pids(redis)
+    nodes = sorted(n for n in pids if n in target.worker_nodes())
     if len(nodes) < 2:
         return None  # the last worker node: nowhere to move its workers
     node = rng.choice(nodes)
-    pid = target.supervisor_pids()[node]
+    pid = pids[node]
     moved = [p["id"] for p in (await _processes(redis, target)).values() if p["node"] == node and p["kind"] == "worker"]
     os.killpg(pid, signal.SIGKILL)
     fault = Fault("kill-node", node, target.elapsed(), detail=f"supervisor pid {pid} and {len(moved)} worker(s)")
@@ -168,12 +174,40 @@ async def _stop_catalog(target: Target) -> Fault | None:
     fault = Fault("stop-catalog", target.catalog.url, target.elapsed(), detail=f"down for {CATALOG_OUTAGE_S:.0f} s")
     await asyncio.sleep(CATALOG_OUTAGE_S)  # the outage itself
     await asyncio.to_thread(target.catalog.start)
-    queues = target.coord.state_dir / "catalog-cache"
+    queues = target.state_dir / "catalog-cache"
 
     async def drained() -> bool:
         return not any(f.stat().st_size for f in queues.glob("*/pending-writes.jsonl"))
 
     fault.recovered_s = await _until(target, drained, past_end=True)
+    return fault
+
+
+async def _pause_coordinator(redis: aredis.Redis, target: Target) -> Fault | None:
+    """SIGSTOP the leading coordinator; a standby (``cortex takeover``) takes the run over once the lease lapses;
+    then SIGCONT the old one, which must find it lost the lease and exit without touching the run."""
+    old = target.leader()
+    if old.poll() is not None:
+        return None
+    os.kill(old.pid, signal.SIGSTOP)
+    fault = Fault("pause-coordinator", f"coordinator pid {old.pid}", target.elapsed())
+    new = target.launch("takeover", target.run_id, "--wait", "120")
+    lease = lock_key(leader_resource(target.run_id))
+
+    async def taken() -> bool:
+        return str(await redis.get(lease) or "").startswith(f"coord-{new.pid}|")
+
+    try:
+        fault.recovered_s = await _until(target, taken)
+    finally:
+        os.kill(old.pid, signal.SIGCONT)
+    try:
+        code = await asyncio.to_thread(old.wait, 60)
+    except subprocess.TimeoutExpired:
+        old.kill()
+        code = await asyncio.to_thread(old.wait)
+    fault.detail = f"taken over by pid {new.pid}; the old coordinator, resumed, exited with {code}"
+    fault.exit_code = code
     return fault
 
 
@@ -190,5 +224,5 @@ async def inject(kind: str, redis: aredis.Redis, target: Target, rng: random.Ran
     if kind == "stop-catalog":
         return await _stop_catalog(target)
     if kind == "pause-coordinator":
-        return await target.pause_coordinator()
+        return await _pause_coordinator(redis, target)
     raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")

@@ -33,6 +33,11 @@ def lock_key(resource: str) -> str:
     return f"{PREFIX}:lock:{resource}"
 
 
+def leader_resource(run_id: str) -> str:
+    """The fenced resource whose lease makes a coordinator the leader of run ``run_id``."""
+    return f"run:{run_id}:leader"
+
+
 def fence_key(resource: str) -> str:
     """The newest fencing token accepted for writes to ``resource``."""
     return f"{PREFIX}:fenced:{resource}"
@@ -112,9 +117,14 @@ class RunKeys:
         return f"{self.base}:leader"
 
     @property
-    def control(self) -> str:
-        """Stream of control messages to supervisors (stop)."""
-        return f"{self.base}:control"
+    def coordinator(self) -> str:
+        """Hash with the leading coordinator's run-level counters (fenced), read by a coordinator taking over."""
+        return f"{self.base}:coordinator"
+
+    @property
+    def stop(self) -> str:
+        """Set when the run ends: every node supervisor, including adopted ones, stops its processes and exits."""
+        return f"{self.base}:stop"
 
     def ledger(self, level: str) -> str:
         """Hash allocated/used/reserved of a ledger account (``run``, ``master:x``, ``worker:y``)."""

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,24 @@ from redis.exceptions import RedisError
 
 from cortex.coord import events
 from cortex.coord.connection import connect, redact_url
-from cortex.coord.keys import CH_COORDINATOR, GROUP_COORDINATOR, GROUP_MASTERS, RUNS, RunKeys, master_channel
+from cortex.coord.keys import (
+    CH_COORDINATOR,
+    GROUP_COORDINATOR,
+    GROUP_MASTERS,
+    RUNS,
+    RunKeys,
+    leader_resource,
+    master_channel,
+)
 from cortex.coord.ledger import Ledger
 from cortex.coord.locks import FencedLock
-from cortex.errors import CortexError, LeadershipLost
+from cortex.errors import CortexError, FencedWriteRefused, LeadershipLost
 from cortex.models import Plan
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.task import Estimate, Task, TaskState
 from cortex.observability.metrics import RunMetrics
 from cortex.planner.schedule import PHASES
-from cortex.runtime import reaper, report, statefiles
+from cortex.runtime import reaper, report, statefiles, takeover
 from cortex.runtime.graphrun import GraphRun, Outcome
 from cortex.runtime.process import ensure_group
 from cortex.runtime.records import TaskRecord
@@ -133,6 +141,12 @@ class Coordinator:
         self.failed_nodes: set[str] = set()
         self.moves: list[dict[str, Any]] = []
         self.orphan_reservations = 0
+        self.stepped_down = False
+        self._nodes_stopped = False
+        self.adopted: dict[str, int] = {}
+        """Supervisors (node -> pid) of a run taken over: not our children, watched by pid."""
+        self.took_over_at: float | None = None
+        self._results_cursor = ">"
         self.executing = asyncio.Event()
         """Set when phase 3 (parallel execution) begins."""
         self.redis: aredis.Redis
@@ -141,21 +155,41 @@ class Coordinator:
     # ----------------------------------------------------------------- phases
     async def run(self) -> RunResult:
         """Run every phase; always stop processes and the lease, also on error or Ctrl-C."""
+        return await self._lead(self._start)
+
+    async def take_over(self, wait_s: float = 60.0) -> RunResult:
+        """Continue a run whose coordinator stopped renewing its lease (crashed, paused, partitioned): wait up to
+        ``wait_s`` for the lease, rebuild the run from Redis, adopt its processes and finish it."""
+        return await self._lead(lambda: self._take_lease(wait_s))
+
+    async def _start(self) -> None:
+        """Phases 0 to 2: pre-flight, masters, workers."""
+        await self._enter(0)
+        await self._preflight()
+        await self._setup()
+        await self._enter(1)
+        await self._start_nodes(masters=True)
+        await self._enter(2)
+        await self._start_nodes(masters=False)
+
+    async def _lead(self, begin: Callable[[], Awaitable[None]]) -> RunResult:
         self.redis = await connect(self.url, attempts=self.connect_attempts)
         try:
-            await self._enter(0)
-            await self._preflight()
-            await self._setup()
-            await self._enter(1)
-            await self._start_nodes(masters=True)
-            await self._enter(2)
-            await self._start_nodes(masters=False)
-            await self._enter(3)
+            await begin()
+            if self.phase < 3:
+                await self._enter(3)
             await self._execute()
             await self._enter(4)
             aggregate = await self._aggregate()
             await self._enter(5)
             return await self._finish(aggregate, "succeeded" if self._all_required_ok() else "failed")
+        except (LeadershipLost, FencedWriteRefused) as exc:
+            # Another coordinator leads this run now: its processes, state files and keys are not ours to touch.
+            self.stepped_down = True
+            raise LeadershipLost(
+                f"run {self.run_id}: a newer coordinator holds the leadership lease (this one had token "
+                f"{self.lease.token}); stepped down, leaving the run's processes to it"
+            ) from exc
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 self._write_state("aborted")
@@ -164,7 +198,8 @@ class Coordinator:
                 raise RunInterrupted(f"run {self.run_id} interrupted") from exc
             raise
         finally:
-            self._stop_nodes()
+            if not self.stepped_down:
+                await self._stop_nodes()
             if self._keeper is not None:
                 self._keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -235,9 +270,7 @@ class Coordinator:
                 else f"absent: {needs_model} task(s) needing a model will be skipped",
             )
         )
-        self.lease = FencedLock(
-            self.redis, f"run:{self.run_id}:leader", ttl_ms=LEASE_TTL_MS, owner=f"coord-{os.getpid()}"
-        )
+        self.lease = self._new_lease()
         got = await self.lease.try_acquire()
         self.checks.append(
             Check(
@@ -249,6 +282,26 @@ class Coordinator:
         if not all(c.ok for c in self.checks):
             raise PreflightFailed(self.checks)
         self._keeper = asyncio.create_task(self._keep_lease())
+
+    def _new_lease(self) -> FencedLock:
+        return FencedLock(self.redis, leader_resource(self.run_id), ttl_ms=LEASE_TTL_MS, owner=f"coord-{os.getpid()}")
+
+    async def _take_lease(self, wait_s: float) -> None:
+        """Take-over: acquire the lease once its holder stops renewing it, then restore the run from Redis."""
+        self.lease = self._new_lease()
+        deadline = time.monotonic() + wait_s
+        while not await self.lease.try_acquire():  # noqa: ASYNC110  (Redis does not announce a lease running out)
+            if time.monotonic() > deadline:
+                raise CortexError(f"run {self.run_id} still has a live coordinator after {wait_s:.0f} s; not taken")
+            await asyncio.sleep(0.2)
+        self.took_over_at = time.time()
+        await takeover.restore(self)
+        self.checks.append(Check("leadership", True, f"taken over with fencing token {self.lease.token}"))
+        self._keeper = asyncio.create_task(self._keep_lease())
+        self.phase = 3
+        self.metrics.phase.set(3)
+        self.executing.set()
+        self._write_state("running")
 
     async def _keep_lease(self) -> None:
         """Renew the leadership lease every third of its TTL. Refused: it is lost, and the loop steps down. Redis
@@ -358,7 +411,8 @@ class Coordinator:
     # -------------------------------------------------------------- execution
     async def _execute(self) -> None:
         """Phase 3: release ready tasks, apply results, retry, reclaim from dead workers, until all ended."""
-        self._handle(self.graph.initial())
+        if self.took_over_at is None:  # a run taken over had its releases restored instead
+            self._handle(self.graph.initial())
         await self._release_pending()
         last_state = last_reap = 0.0
         while not self.graph.done:
@@ -368,22 +422,29 @@ class Coordinator:
             while self._retry_heap and self._retry_heap[0][0] <= time.time():
                 _, task_id = heapq.heappop(self._retry_heap)
                 self._pending_release.append(self.graph.records[task_id])
+            cursor = self._results_cursor
             reply = await self.redis.xreadgroup(
-                GROUP_COORDINATOR, "coordinator", {self.keys.results: ">"}, count=1000, block=50
+                GROUP_COORDINATOR, "coordinator", {self.keys.results: cursor}, count=1000, block=50
             )
             ids = []
             for entry_id, fields in reply[0][1] if reply else []:
                 ids.append(entry_id)
                 self._apply(fields)
-            if ids:
-                await self.redis.xack(self.keys.results, GROUP_COORDINATOR, *ids)
-            if self._dirty:  # records first: a task released now may read its dependencies' records
+            if cursor == "0" and not ids:
+                self._results_cursor = ">"
+            # Records first (a task released now may read its dependencies' records), and always a fenced write
+            # before the acknowledgement: a coordinator that lost its lease must not acknowledge what it cannot record.
+            if ids or self._dirty:
                 await self._flush()
             await self._release_pending()
-            for node in [n for n, p in self.supervisors.items() if p.poll() is not None]:
-                if node not in self.failed_nodes:
-                    await self._replace_node(node)
+            if ids:
+                await self.redis.xack(self.keys.results, GROUP_COORDINATOR, *ids)
+            for node in self._dead_nodes():
+                await self._replace_node(node)
             if now - last_reap > 1.0:
+                # Results read by a coordinator that has since stepped down (it never acknowledged them) wait in the
+                # group's pending list under the same consumer name: re-read it now and then.
+                self._results_cursor = "0"
                 moved = await reaper.reclaim(self.redis, self.keys, self._queues())
                 self.reassignments += moved
                 self.metrics.reassignments.inc(moved)
@@ -394,6 +455,12 @@ class Coordinator:
                 await self._refresh(now)
                 last_state = now
         await self._flush()
+
+    def _dead_nodes(self) -> list[str]:
+        """Nodes whose supervisor has exited (our children), or whose adopted supervisor's pid is gone."""
+        dead = [n for n, p in self.supervisors.items() if p.poll() is not None]
+        dead += [n for n, pid in self.adopted.items() if not takeover.running(pid)]
+        return sorted(set(dead) - self.failed_nodes)
 
     async def _replace_node(self, node: str) -> None:
         """A node's supervisor died with its processes (failure scenario 4): move its workers to healthy worker
@@ -516,6 +583,8 @@ class Coordinator:
     async def _release_pending(self) -> None:
         if not self._pending_release and not self._events:
             return
+        if self._pending_release:
+            await self._flush()  # a fenced write first: a coordinator that lost its lease releases nothing
         pipe = self.redis.pipeline(transaction=False)
         now = time.time()
         for rec in self._pending_release:
@@ -543,7 +612,11 @@ class Coordinator:
         await self.lease.hset(self.keys.tasks, {i: self.graph.records[i].to_json() for i in sorted(dirty)})
 
     async def _refresh(self, now: float) -> None:
-        """Ledger figures into the metrics, live state files and display."""
+        """Ledger figures into the metrics, live state files and display; the run-level counters into Redis (fenced)
+        for a coordinator that may take over."""
+        if not await self.lease.still_held():
+            raise LeadershipLost(f"lost the leadership lease of run {self.run_id}")
+        await self.lease.hset(self.keys.coordinator, {"state": json.dumps(takeover.snapshot(self))})
         ledger = Ledger(self.redis, self.keys)
         for line in self.plan.budget.lines:
             acc = await ledger.account(f"master:{line.master}")
@@ -586,7 +659,7 @@ class Coordinator:
 
     async def _finish(self, aggregate: dict[str, Any], status: str) -> RunResult:
         """Phase 5: report, archive, stop processes, delete the run's keys."""
-        self._stop_nodes()
+        await self._stop_nodes()
         self._running = {}
         self._processes = await self.redis.hgetall(self.keys.processes)
         nodes = {k: json.loads(v) for k, v in (await self.redis.hgetall(self.keys.nodes)).items()}
@@ -606,7 +679,14 @@ class Coordinator:
         self._write_state(status, finished=True)
         return RunResult(self.run_id, status, result["report_md"], result["report_json"], result["archive"], data)
 
-    def _stop_nodes(self) -> None:
+    async def _stop_nodes(self) -> None:
+        """Stop every node supervisor: our own children by signal, and those adopted in a take-over through the
+        run's stop key; wait for all of them to exit. Once per run."""
+        if self._nodes_stopped:
+            return
+        self._nodes_stopped = True
+        with contextlib.suppress(Exception):
+            await self.redis.set(self.keys.stop, "1", ex=60)  # expires: deleting the run's keys may come first
         for proc in self.supervisors.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -616,9 +696,13 @@ class Coordinator:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        with contextlib.suppress(Exception):
+            await takeover.wait_for_adopted(self)
 
     # ------------------------------------------------------------ state files
     def _write_state(self, status: str, *, finished: bool = False) -> None:
+        if self.stepped_down:
+            return  # the state files belong to the coordinator that leads now
         docs = statefiles.snapshot(self, status)
         if finished:
             docs[statefiles.CURRENT]["finished_at"] = time.time()

@@ -87,19 +87,36 @@ class GraphRun:
 
     def _settle_dependents(self, rec: TaskRecord, out: Outcome) -> None:
         for dep_id in sorted(self.dependents[rec.task.id], key=lambda i: (-self.records[i].task.priority, i)):
-            dep = self.records[dep_id]
-            if dep.state is not TaskState.pending:
-                continue
-            parents = [self.records[p] for p in dep.task.depends_on]
-            if not all(p.state.terminal for p in parents):
-                if dep.task.needs == "success" and rec.state is not TaskState.succeeded:
-                    self.skip(dep, f"dependency {rec.task.id} {rec.state.value}", out)
-                continue
-            bad = [p for p in parents if p.state is not TaskState.succeeded]
-            if dep.task.needs == "success" and bad:
-                self.skip(dep, f"dependency {bad[0].task.id} {bad[0].state.value}", out)
-            else:
-                self._ready(dep, out)
+            if self.records[dep_id].state is TaskState.pending:
+                self._settle(self.records[dep_id], out)
+
+    def _settle(self, dep: TaskRecord, out: Outcome) -> None:
+        """Release or skip pending ``dep`` if its dependencies decide it already."""
+        parents = [self.records[p] for p in dep.task.depends_on]
+        bad = [p for p in parents if p.state.terminal and p.state is not TaskState.succeeded]
+        if dep.task.needs == "success" and bad:
+            self.skip(dep, f"dependency {bad[0].task.id} {bad[0].state.value}", out)
+        elif all(p.state.terminal for p in parents):
+            self._ready(dep, out)
+
+    def restore(self, records: list[TaskRecord]) -> Outcome:
+        """Take over ``records`` (as another coordinator stored them) and say what to release now: tasks waiting
+        out a retry, and pending tasks whose dependencies have ended (their release may never have been sent)."""
+        for rec in records:
+            if rec.task.id not in self.records:
+                self.add(rec.task)
+            self.records[rec.task.id] = rec
+        self.dependents = {i: [] for i in self.records}
+        for r in self.records.values():
+            for d in r.task.depends_on:
+                self.dependents[d].append(r.task.id)
+        out = Outcome()
+        for rec in sorted(self.records.values(), key=lambda r: (-r.task.priority, r.task.id)):
+            if rec.state is TaskState.retrying:
+                out.release.append(rec)
+            elif rec.state is TaskState.pending:
+                self._settle(rec, out)
+        return out
 
     def apply(
         self,

@@ -68,5 +68,24 @@ class TaskRecord:
         }
 
     def to_json(self) -> str:
-        """``to_dict`` as JSON."""
-        return json.dumps(self.to_dict(), default=str)
+        """The record as stored in Redis: ``to_dict`` plus the whole task, so a coordinator taking the run over
+        can rebuild it (tasks admitted at run time are not in the plan)."""
+        return json.dumps(
+            {
+                **self.to_dict(),
+                "task": self.task.model_dump(mode="json"),
+                "dispatch_latency_s": self.dispatch_latency_s,
+            },
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskRecord:
+        """A record as ``to_json`` stored it (restoring is not a state transition: it is the state)."""
+        data = json.loads(text)
+        rec = cls(Task.model_validate(data["task"]), state=TaskState(data["state"]), attempt=int(data["attempts"]))
+        rec.worker, rec.error, rec.reason = data["worker"], data["error"], data["reason"]
+        rec.released_at, rec.started_at, rec.finished_at = data["released_at"], data["started_at"], data["finished_at"]
+        rec.output, rec.errors = dict(data["output"] or {}), list(data["errors"])
+        rec.dispatch_latency_s = list(data.get("dispatch_latency_s", []))
+        return rec

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 import psutil
 import redis
 
-from cortex.coord.keys import RunKeys
+from cortex.coord.keys import RunKeys, leader_resource, lock_key
 from cortex.models import Plan
 
+ORPHAN_GRACE_S = 12.0
+"""How long a supervisor whose coordinator died waits for another to take the run over (a lease is 10 s)."""
 MAX_RESTARTS = 5
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -67,7 +69,8 @@ def _child_main(url: str, run_id: str, child_id: str, kind: str, worker_type: st
 
 
 class Supervisor:
-    """Supervises one node's processes until SIGTERM or until its parent (the coordinator) goes away."""
+    """Supervises one node's processes until SIGTERM, the run's stop key, or the run has had no coordinator for
+    a while (its parent gone and nobody holding the run's lease)."""
 
     def __init__(self, url: str, run_id: str, node: str) -> None:
         self.url = url
@@ -81,6 +84,7 @@ class Supervisor:
         self._fork = multiprocessing.get_context("fork")
         self.stopping = False
         self.parent = os.getppid()
+        self.orphaned_at: float | None = None
         self.peak_rss = 0
 
     def _start(self, child: Child) -> None:
@@ -101,6 +105,15 @@ class Supervisor:
         delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**child.restarts) * random.uniform(0.75, 1.25)
         child.restarts += 1
         child.next_start = now + delay
+
+    def _orphaned(self, now: float, led: bool) -> bool:
+        """The run has no coordinator: the one that started us is gone and no other has held the run's lease (as
+        one taking the run over would) for ``ORPHAN_GRACE_S``."""
+        if os.getppid() == self.parent or led:
+            self.orphaned_at = None
+            return False
+        self.orphaned_at = self.orphaned_at or now
+        return now - self.orphaned_at > ORPHAN_GRACE_S
 
     def _reconcile(self) -> None:
         """Start the workers the coordinator moved to this node from a failed one (the placement hash)."""
@@ -157,7 +170,7 @@ class Supervisor:
         for c in self.children:
             self._start(c)
         last_sample = 0.0
-        while not self.stopping and os.getppid() == self.parent:
+        while not self.stopping:
             now = time.monotonic()
             for c in self.children:
                 if c.proc is not None and c.proc.exitcode is not None:
@@ -166,9 +179,14 @@ class Supervisor:
                     c.next_start = 0.0
                     self._start(c)
             if now - last_sample >= 0.5:
-                with contextlib.suppress(redis.RedisError):  # Redis restarting: try again next tick
+                try:
                     self._reconcile()
                     self._sample()
+                    ended = bool(self.redis.exists(self.keys.stop))
+                    led = bool(self.redis.exists(lock_key(leader_resource(self.run_id))))
+                except redis.RedisError:  # Redis restarting (or gone with the run): decide on the parent alone
+                    ended = led = False
+                self.stopping = ended or self._orphaned(now, led)
                 last_sample = now
             time.sleep(0.05)  # the supervision tick: child exits are polled, there is no event to wait on
         self.shutdown()

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from cortex.catalog.cli import catalog_app
+from cortex.chaos.cli import chaos as chaos_command
 from cortex.errors import CortexError
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ console = Console()
 err = Console(stderr=True)
 
 app.add_typer(catalog_app, name="catalog")
+app.command(name="chaos")(chaos_command)
 
 StateDir = Annotated[
     Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR or .cortex)")
@@ -209,6 +211,8 @@ def run(
     settings = _settings()
     sd = _state_dir(state_dir, settings)
     try:
+        if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_id):
+            raise InputError("--run-id", f"{run_id!r} is not a run id", hint="use letters, digits, '.', '_' or '-'")
         if plan_or_goal.endswith(".json") or Path(plan_or_goal).is_file():
             p = load_plan(Path(plan_or_goal))
         elif targets is None:
@@ -216,8 +220,6 @@ def run(
         else:
             p = _build(plan_or_goal, targets, roster, cluster)
             write_plan(p, sd / "plans" / p.id)
-        if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_id):
-            raise InputError("--run-id", f"{run_id!r} is not a run id", hint="use letters, digits, '.', '_' or '-'")
         _execute(p, sd, metrics_port, settings, run_id=run_id)
     except CortexError as exc:
         raise _fail(exc) from exc

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from cortex.catalog.config import CatalogConfig, new_token
 from cortex.chaos.faults import FAULTS, POLL_S, Fault, inject
 from cortex.chaos.target import CatalogService, Target
 from cortex.coord.connection import client
@@ -49,6 +50,8 @@ class ChaosResult:
     reassignments: int
     restarts: int
     duration_s: float
+    counted: int = 0
+    """Tasks whose executions and effects are counted (``chaos.work``); duplicates are measured only for them."""
     faults: list[Fault] = field(default_factory=list)
     report: str = ""
     coordinator_exits: list[int | None] = field(default_factory=list)
@@ -73,8 +76,8 @@ class ChaosResult:
             ("failed", str(self.failed)),
             ("skipped", str(self.skipped)),
             ("lost", str(self.lost)),
-            ("duplicated effects", str(self.duplicated)),
-            ("re-executed (effect applied once)", str(self.re_executed)),
+            ("duplicated effects", str(self.duplicated) if self.counted else "n/a (no chaos.work tasks)"),
+            ("re-executed (effect applied once)", str(self.re_executed) if self.counted else "n/a"),
             ("reassignments", str(self.reassignments)),
             ("process restarts", str(self.restarts)),
             ("faults injected", f"{len(self.faults)} ({kinds or 'none'})"),
@@ -118,7 +121,8 @@ async def run_chaos(
     catalog: CatalogService | None = None,
 ) -> ChaosResult:
     """Run ``plan`` under ``faults`` (injected in turn at ``rate_per_min``) and verify it. With ``catalog`` (started),
-    the run's workers record into it and ``stop-catalog`` can take it down."""
+    the run's workers record into it and ``stop-catalog`` can take it down; ``stop-catalog`` without one starts a
+    catalog of its own on the run's Redis."""
     unknown = sorted(set(faults) - set(FAULTS))
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
@@ -126,6 +130,11 @@ async def run_chaos(
     plan_file = write_atomic(state_dir / "chaos-plan.json", plan.model_dump_json())
     server = EmbeddedRedis(state_dir / "chaos-redis")
     server.start()
+    own_catalog = catalog is None and "stop-catalog" in faults
+    if own_catalog:  # a catalog on the run's Redis, for the workers to record into and the fault to stop
+        token, spec = new_token("chaos", ["read", "write"])
+        catalog = CatalogService(CatalogConfig(tokens=[spec], prefix=f"cortex:catalog:{run_id}"), server.url, token)
+        catalog.start()
     redis = client(server.url, retries=12)
     target = Target(plan, server, state_dir, run_id, catalog)
     started = time.monotonic()
@@ -141,6 +150,8 @@ async def run_chaos(
                 proc.terminate()
                 await asyncio.to_thread(proc.wait, 30)
         await redis.aclose()
+        if own_catalog and catalog is not None:
+            catalog.stop()
         server.stop()
         shutil.rmtree(state_dir / "chaos-redis", ignore_errors=True)
 
@@ -170,6 +181,7 @@ async def _verify(redis: aredis.Redis, target: Target, faults: list[Fault], dura
         skipped=sum(1 for s in states.values() if s == "skipped"),
         lost=len(target.plan.tasks) - ended + missing_effect,
         duplicated=sum(1 for n in effects.values() if n > 1),
+        counted=sum(1 for k in kinds.values() if k == "chaos.work"),
         re_executed=sum(1 for n in executions.values() if n > 1),
         reassignments=int(report.get("reassignments", 0)),
         restarts=sum(int(p.get("restarts", 0)) for p in procs.values()),

@@ -17,61 +17,69 @@ FAILURE_SCENARIOS: tuple[FailureScenario, ...] = (
     FailureScenario(
         id=2,
         name="Worker crash",
-        detection="The worker's heartbeat key (a lease with a TTL) expires while it holds stream entries.",
-        recovery="The coordinator's reaper claims the dead worker's pending entries (XPENDING/XCLAIM) and queues "
-        "them again for a healthy worker of the same type; the supervisor restarts the worker. A late result from "
-        "the dead attempt is counted as a duplicate and never applied. The report counts reassignments.",
+        detection="The worker process exits (its supervisor sees it), or its heartbeat lease expires while it "
+        "holds stream entries (stalled, paused, cut off).",
+        recovery="A restarted worker first re-reads the entries it held; entries of a worker whose lease expired "
+        "are requeued by the coordinator's reaper for a healthy worker of the same type. Both count as "
+        "reassignments. Settling an entry and requeueing it race through one XACK, so a stalled worker that "
+        "wakes up cannot settle it again, and a task's effects are applied once per run.",
         status="implemented",
     ),
     FailureScenario(
         id=3,
         name="Redis connectivity",
         detection="Connection errors or timeouts on any Redis call.",
-        recovery="Every client retries with exponential backoff (redis-py Retry) through a bounded outage; the "
-        "embedded server writes an append-only file so a restart keeps accepted tasks. Not yet proven by a chaos "
-        "test (issue 6).",
-        status="partial",
+        recovery="Every client retries with exponential backoff (redis-py Retry) through a bounded outage; "
+        "heartbeats, supervisors and the lease keeper ride it out. The embedded server writes an append-only file "
+        "with fsync on every write, so a crash and restart keeps every accepted task.",
+        status="implemented",
     ),
     FailureScenario(
         id=4,
         name="Node failure",
-        detection="Every process of a node stops heart-beating.",
-        recovery="The node's tasks are reclaimed and run on workers of the same type on other nodes. Recomputing "
-        "the distribution and starting replacement workers elsewhere is not implemented yet (issue 6).",
-        status="partial",
+        detection="The node's supervisor is gone (its process exited, or its pid vanished for an adopted one).",
+        recovery="The coordinator moves the node's workers to healthy worker nodes with free slots (fewest "
+        "workers first) through the placement hash; their supervisors start them, and they take over the "
+        "entries the dead workers held. worker-distribution.json shows each move; workers with no free slot "
+        "anywhere are listed as such and their type carries on with the others.",
+        status="implemented",
     ),
     FailureScenario(
         id=5,
         name="Catalog API down",
         detection="Catalog requests fail or time out.",
-        recovery="Reads from the client's cache flagged stale, writes queued and replayed. Not implemented yet: "
-        "the catalog service arrives with issue 3; pre-flight reports it as absent.",
-        status="planned",
+        recovery="Reads are served from each worker's cache and flagged stale; writes wait in a local queue and are "
+        "replayed in order on the next write and at worker shutdown. Pre-flight reports the catalog reachable, "
+        "degraded or absent.",
+        status="implemented",
     ),
     FailureScenario(
         id=6,
         name="Token budget exhaustion",
         detection="A ledger reservation is refused because it would exceed the run, master or worker allocation.",
-        recovery="The reservation fails atomically (Lua), so no level is ever overdrawn; handoffs are admitted "
-        "only while the receiving master's budget allows. Degradation policies arrive with the LLM agents "
-        "(issue 5).",
+        recovery="The reservation fails atomically (Lua), so no level is ever overdrawn; an optional task is "
+        "skipped with the reason, a required one fails without retry; reservations of holders that died are "
+        "released at the end of the run. Roster policies (cheaper model, smaller output) arrive with the LLM "
+        "agents (issue 5).",
         status="partial",
     ),
     FailureScenario(
         id=7,
         name="Network partition / split brain",
         detection="The coordinator fails to renew its leadership lease before it expires.",
-        recovery="One coordinator per run holds the lease with a fencing token; every task-state write carries "
-        "the token and is refused by Redis when a newer token exists, so a coordinator that lost the lease steps "
-        "down without writing.",
+        recovery="One coordinator per run holds the lease with a fencing token; task records, releases and result "
+        "acknowledgements all follow a fenced write. Another coordinator (cortex takeover) takes the run over "
+        "once the lease lapses and adopts its processes; the old one, if it comes back, finds its writes refused "
+        "and steps down (exit 4) without touching the run.",
         status="implemented",
     ),
     FailureScenario(
         id=8,
         name="Concurrent access",
         detection="Two holders contend for the same resource (file, repository, catalog entry).",
-        recovery="Fenced locks: a lease with a token from a monotonic counter; a write under the lock carries the "
-        "token and is refused when a newer token exists, so an expired holder cannot write.",
+        recovery="Fenced locks: a lease with a token from a monotonic counter; Redis writes under the lock carry "
+        "the token and are refused when a newer one exists; a file write is made only after checking that the "
+        "lease and token are still the newest, so an expired holder cannot write.",
         status="implemented",
     ),
 )

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cortex.catalog.auth import AuthError, Principal, identify, require
 from cortex.catalog.config import CatalogConfig
 from cortex.catalog.store import FILTERS, AssetNotFound, CatalogStore
+from cortex.coord.connection import client
+from cortex.coord.events import listen
 from cortex.coord.keys import CatalogKeys
 from cortex.models.assets import ASSET_ID, Asset, LineageEdge
 
@@ -242,20 +244,21 @@ async def stats(s: Store) -> dict[str, Any]:
 async def events(request: Request, config: Config) -> StreamingResponse:
     """Server-sent events: one ``change`` event per catalog change, as it happens."""
     redis: aredis.Redis = request.app.state.redis
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(CatalogKeys(config.prefix).channel)
+    changes = listen(redis, CatalogKeys(config.prefix).channel)
+    await anext(changes)  # subscribed (or retrying) before the response starts
 
     async def stream() -> AsyncIterator[str]:
         try:
             yield ": subscribed\n\n"
-            while not await request.is_disconnected():
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None:
-                    yield f"event: change\ndata: {json.dumps(json.loads(msg['data']))}\n\n"
+            async for data in changes:
+                if await request.is_disconnected():
+                    return
+                if data is not None:
+                    yield f"event: change\ndata: {json.dumps(json.loads(data))}\n\n"
         except asyncio.CancelledError:
             pass
         finally:
-            await pubsub.aclose()
+            await changes.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -358,7 +361,7 @@ def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = aredis.Redis.from_url(redis_url, decode_responses=True)
+        app.state.redis = client(redis_url)  # commands retry with backoff through a Redis restart
         app.state.store = CatalogStore(app.state.redis, CatalogKeys(config.prefix))
         yield
         await app.state.redis.aclose()

@@ -19,6 +19,7 @@ from strawberry.types import Info
 from cortex.catalog.auth import AuthError, Principal, identify, require
 from cortex.catalog.config import CatalogConfig
 from cortex.catalog.store import AssetNotFound, CatalogStore
+from cortex.coord.events import listen
 from cortex.coord.keys import CatalogKeys
 from cortex.models.assets import Asset, LineageEdge
 
@@ -290,16 +291,14 @@ class Subscription:
         """Every catalog change as it is published."""
         ctx = info.context
         ctx.need("read")
-        pubsub = ctx.redis.pubsub()
-        await pubsub.subscribe(CatalogKeys(ctx.config.prefix).channel)
+        changes = listen(ctx.redis, CatalogKeys(ctx.config.prefix).channel)
         try:
-            while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None:
-                    data = json.loads(msg["data"])
+            async for raw in changes:
+                if raw is not None:
+                    data = json.loads(raw)
                     yield Change(op=data.get("op", ""), id=data.get("id"), ts=float(data.get("ts", 0)), data=data)
         finally:
-            await pubsub.aclose()
+            await changes.aclose()
 
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -3,9 +3,14 @@ nobody hears; the stream is what the archive keeps)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortex.coord.keys import RunKeys
 from cortex.models.messages import Envelope
@@ -43,3 +48,28 @@ async def read_events(redis: aredis.Redis, keys: RunKeys, *, count: int = 10_000
             event["stream_id"] = entry_id
             out.append(event)
         last = batch[-1][0]
+
+
+async def listen(redis: aredis.Redis, channel: str, *, tick_s: float = 1.0) -> AsyncGenerator[str | None, None]:
+    """Messages published on ``channel``; None once subscribed and every ``tick_s`` without a message (so a caller
+    can check whether its own client is still there). A lost connection is retried with backoff and the channel
+    subscribed again; what was published meanwhile is missed (pub/sub keeps nothing), which is why run events also
+    go to a stream.
+    """
+    delay = 0.05
+    while True:
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            delay = 0.05
+            yield None  # subscribed: from here on nothing published is missed while the connection holds
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=tick_s)
+                yield None if msg is None else str(msg["data"])
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            yield None
+            await asyncio.sleep(delay)  # backoff before subscribing again
+            delay = min(2.0, delay * 2)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()

@@ -76,8 +76,12 @@ def task(
     )
 
 
-def run_plan(plan: Plan) -> dict[str, Any]:
-    """Run ``plan`` through the real engine (embedded Redis, supervisors, worker processes); the report data."""
-    with tempfile.TemporaryDirectory(prefix="cortex-bench-") as state, EmbeddedRedis(appendonly=False) as server:
+def run_plan(plan: Plan, *, appendonly: bool = False) -> dict[str, Any]:
+    """Run ``plan`` through the real engine (embedded Redis, supervisors, worker processes); the report data.
+    ``appendonly``: the server as ``cortex run`` starts it (append-only file, fsync on every write)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="cortex-bench-") as state,
+        EmbeddedRedis(appendonly=appendonly) as server,
+    ):
         result = asyncio.run(Coordinator(plan, server.url, Path(state)).run())
         return result.summary

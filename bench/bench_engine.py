@@ -2,9 +2,11 @@
 a synthetic DAG of sleep tasks over its lower bound. Everything runs through the real engine: embedded Redis,
 node supervisors, master and worker processes.
 
-Throughput: N independent no-op tasks, divided by the measured execution phase. Dispatch latency: a chain of
-no-op tasks (each depends on the one before), so every release happens on an idle system and the figure is
-release-to-start through coordinator, master stream and worker queue, not time spent waiting behind a queue.
+Throughput: N independent no-op tasks, divided by the measured execution phase: first with the server as
+``cortex run`` starts it (append-only, fsync on every write), then, like the other figures, without the AOF.
+Dispatch latency: a chain of no-op tasks (each depends on the one before), so every release happens on an idle
+system and the figure is release-to-start through coordinator, master stream and worker queue, not time spent
+waiting behind a queue.
 
     python bench/bench_engine.py [--tasks 5000] [--repeat 3]
 """
@@ -18,8 +20,8 @@ import statistics
 from _common import bench_plan, machine, run_plan, task
 
 
-def throughput(workers: int, n: int) -> float:
-    report = run_plan(bench_plan([task(f"t{i:06d}") for i in range(n)], workers))
+def throughput(workers: int, n: int, appendonly: bool = False) -> float:
+    report = run_plan(bench_plan([task(f"t{i:06d}") for i in range(n)], workers), appendonly=appendonly)
     assert all(t["state"] == "succeeded" for t in report["tasks"])
     return float(n / report["phases"]["measured_s"]["execution"])
 
@@ -64,8 +66,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--aof-only", action="store_true", help="only the throughput with an fsync-always AOF")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    print(
+        f"no-op throughput, 4 workers, Redis with appendonly + appendfsync always (as `cortex run` starts it), "
+        f"median of {args.repeat}: "
+        f"{statistics.median(throughput(4, args.tasks, appendonly=True) for _ in range(args.repeat)):.0f} tasks/s"
+    )
+    if args.aof_only:
+        return
     print(
         f"no-op throughput ({args.tasks} independent tasks) and dispatch latency (chain of 300), "
         f"median of {args.repeat} runs",

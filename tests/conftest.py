@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 import redis.asyncio as aredis
 
 from cortex.coord.server import EmbeddedRedis
+
+# No test may reach a model API over the network: only endpoints on this machine (the suite's own
+# OpenAI-compatible server) and the scripted model. Processes the tests start inherit the switch.
+os.environ["CORTEX_MODEL_REQUESTS"] = "local-only"
 
 ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "examples" / "fleet"

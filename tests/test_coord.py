@@ -85,6 +85,8 @@ async def test_reservations_of_holders_that_died_are_released_at_the_end(redis: 
     await ledger.allocate({"run": 1000, "master:m": 600, "worker:w1": 400})
     await ledger.reserve("dead-holder", 300, master="m", worker="w1")  # never committed: its worker was killed
     await ledger.reserve("live", 50, master="m")
+    with pytest.raises(ValueError, match="already held"):
+        await ledger.reserve("live", 50, master="m")  # a reused id would orphan the first reservation
     await ledger.commit("live", 40, master="m")
     assert await ledger.release_orphans() == 1
     for level, used in (("run", 40), ("master:m", 40), ("worker:w1", 0)):
@@ -110,3 +112,12 @@ async def test_a_holder_whose_lease_expired_learns_it_before_an_unfenced_write(r
     assert await b.try_acquire() and b.token > a.token
     assert await b.still_held() and not await a.still_held()
     assert not await a.renew()  # and it cannot take the lease back by renewing
+
+
+async def test_usage_above_the_reservation_is_charged_and_shown_as_overrun(redis: aredis.Redis) -> None:
+    ledger = Ledger(redis, RunKeys("r3"))
+    await ledger.allocate({"run": 1000, "master:m": 1000})
+    await ledger.reserve("call-1", 100, master="m")
+    assert await ledger.commit("call-1", 130, master="m") == 0  # the provider reported more than estimated
+    account = await ledger.account("master:m")
+    assert (account["used"], account["reserved"], account["released"], account["overrun"]) == (130, 0, 0, 30)

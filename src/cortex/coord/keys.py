@@ -131,6 +131,16 @@ class RunKeys:
         return f"{self.base}:ledger:{level}"
 
     @property
+    def model_usage(self) -> str:
+        """Hash ``master|model|input|output|calls`` -> counts of the run's model calls (cost from the price table)."""
+        return f"{self.base}:model-usage"
+
+    @property
+    def degradations(self) -> str:
+        """List of JSON records: each step a budget policy took, when and why."""
+        return f"{self.base}:degradations"
+
+    @property
     def aggregate(self) -> str:
         """Hash of aggregated results per master (written by the aggregation task)."""
         return f"{self.base}:aggregate"

@@ -13,8 +13,10 @@ from cortex.coord.keys import RunKeys
 from cortex.errors import BudgetExceeded
 
 # KEYS: accounts (run, master, worker...), reservations hash. ARGV: reservation id, tokens.
-# Returns 0 on success, or the 1-based index of the first account that cannot cover the reservation.
+# Returns 0 on success, the 1-based index of the first account that cannot cover the reservation, or -1 when the
+# id is already held (reusing it would orphan the first reservation's tokens).
 _RESERVE = """
+if redis.call('HEXISTS', KEYS[#KEYS], ARGV[1]) == 1 then return -1 end
 local n = tonumber(ARGV[2])
 for i = 1, #KEYS - 1 do
   local a = redis.call('HMGET', KEYS[i], 'allocated', 'used', 'reserved')
@@ -25,17 +27,21 @@ redis.call('HSET', KEYS[#KEYS], ARGV[1], n .. '|' .. table.concat(KEYS, ',', 1, 
 return 0
 """
 # KEYS: accounts, reservations hash. ARGV: reservation id, tokens used. Returns tokens released, -1 if unknown.
+# Usage is what the provider reported, charged in full: a call that used more than its reservation (the estimate
+# was low) is recorded as ``overrun`` as well, never hidden.
 _COMMIT = """
 local held = tonumber(string.match(redis.call('HGET', KEYS[#KEYS], ARGV[1]) or '', '^(%d+)|'))
 if not held then return -1 end
-local used = math.min(tonumber(ARGV[2]), held)
+local used = tonumber(ARGV[2])
+local released = math.max(0, held - used)
 for i = 1, #KEYS - 1 do
   redis.call('HINCRBY', KEYS[i], 'reserved', -held)
   redis.call('HINCRBY', KEYS[i], 'used', used)
-  redis.call('HINCRBY', KEYS[i], 'released', held - used)
+  redis.call('HINCRBY', KEYS[i], 'released', released)
+  if used > held then redis.call('HINCRBY', KEYS[i], 'overrun', used - held) end
 end
 redis.call('HDEL', KEYS[#KEYS], ARGV[1])
-return held - used
+return released
 """
 
 # KEYS: reservations hash. Releases every reservation still held (its holder died before committing) at each
@@ -84,13 +90,16 @@ class Ledger:
         failed = int(
             await self._reserve(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, tokens])
         )
+        if failed < 0:
+            raise ValueError(f"reservation id {reservation_id!r} is already held; ids must be unique")
         if failed:
             level = accounts[failed - 1].rsplit(":ledger:", 1)[1]
             snap = await self.account(level)
             raise BudgetExceeded(level, tokens, snap["allocated"] - snap["used"] - snap["reserved"])
 
     async def commit(self, reservation_id: str, used: int, *, master: str, worker: str | None = None) -> int:
-        """Charge ``used`` tokens of a reservation (at most what it held) and release the rest; returns released."""
+        """Charge the ``used`` tokens of a reservation and release the rest of it; returns how many were released.
+        Usage above the reservation is charged too, and counted as ``overrun``."""
         accounts = self._accounts(master, worker)
         return int(await self._commit(keys=[*accounts, self.keys.ledger("reservations")], args=[reservation_id, used]))
 
@@ -99,6 +108,6 @@ class Ledger:
         return int(await self._orphans(keys=[self.keys.ledger("reservations")]))
 
     async def account(self, level: str) -> dict[str, int]:
-        """``allocated``, ``used``, ``reserved`` and ``released`` of one level (zeros when absent)."""
+        """``allocated``, ``used``, ``reserved``, ``released`` and ``overrun`` of one level (zeros when absent)."""
         raw = await self.redis.hgetall(self.keys.ledger(level))
-        return {k: int(raw.get(k, 0)) for k in ("allocated", "used", "reserved", "released")}
+        return {k: int(raw.get(k, 0)) for k in ("allocated", "used", "reserved", "released", "overrun")}

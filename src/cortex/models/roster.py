@@ -49,6 +49,24 @@ class PlaybookTask(BaseModel):
     timeout_s: float = Field(default=300.0, gt=0)
 
 
+class Degradation(BaseModel):
+    """What a master does when its token budget runs low (failure scenario 6). Steps apply once the master's
+    remaining budget falls below ``below`` (a fraction of its allocation), in this order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    below: float = Field(default=0.25, gt=0, le=1)
+    """Remaining fraction of the master's budget that triggers the policy."""
+    model: str | None = None
+    """A cheaper model (``provider:model``) to switch to."""
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    """A smaller output limit for each model call."""
+    skip_optional: bool = True
+    """Skip optional tasks that need a model, with the reason."""
+    partial: bool = True
+    """When a reservation is refused mid-task, finish with what the task has (marked partial) instead of failing."""
+
+
 class Master(BaseModel):
     """A specialist master: what goals it takes (keywords), what it may spend, and its playbook."""
 
@@ -62,6 +80,13 @@ class Master(BaseModel):
     worker_pool: int = Field(ge=0)
     """Tokens its workers draw from; what the workers do not take is the master's reserve."""
     playbook: list[PlaybookTask] = Field(default_factory=list)
+    model: str | None = None
+    """This master's model (``provider:model``), overriding ``CORTEX_MODEL``."""
+    system_prompt: str = ""
+    """Instructions given to every agent of this master, before the task's own."""
+    max_output_tokens: int = Field(default=2048, gt=0)
+    """Output limit of each model call (reserved in full before the call)."""
+    degradation: Degradation = Field(default_factory=Degradation)
 
     @property
     def budget(self) -> int:

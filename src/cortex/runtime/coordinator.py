@@ -104,6 +104,7 @@ class Coordinator:
         catalog_url: str | None = None,
         catalog_token: str | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        prices: dict[str, dict[str, float]] | None = None,
     ) -> None:
         self.plan = plan
         self.url = redis_url
@@ -141,6 +142,9 @@ class Coordinator:
         self.failed_nodes: set[str] = set()
         self.moves: list[dict[str, Any]] = []
         self.orphan_reservations = 0
+        self.prices = prices or {}
+        self.degradations: list[dict[str, Any]] = []
+        self.model_usage: dict[str, Any] = {}
         self.stepped_down = False
         self._nodes_stopped = False
         self.adopted: dict[str, int] = {}
@@ -370,6 +374,8 @@ class Coordinator:
         master_nodes = {m.node for m in self.plan.masters}
         nodes = sorted(master_nodes) if masters else sorted({w.node for w in self.plan.workers} - master_nodes)
         env = {**os.environ, "CORTEX_REDIS_URL": self.url, "CORTEX_STATE_DIR": str(self.state_dir)}
+        if self.model:
+            env["CORTEX_MODEL"] = self.model
         if self.catalog_url:  # workers record what they discover in the catalog
             env["CORTEX_CATALOG_URL"] = self.catalog_url
             if self.catalog_token:
@@ -667,6 +673,8 @@ class Coordinator:
         self.orphan_reservations = await ledger.release_orphans()  # every process has stopped: none can commit
         tokens = {line.master: await ledger.account(f"master:{line.master}") for line in self.plan.budget.lines}
         tokens["run"] = await ledger.account("run")
+        self.degradations = [json.loads(d) for d in await self.redis.lrange(self.keys.degradations, 0, -1)]
+        self.model_usage = report.model_usage(await self.redis.hgetall(self.keys.model_usage), self.prices)
         event_log = await events.read_events(self.redis, self.keys)
         data = report.build(self, aggregate, nodes, tokens, status)
         run_dir = self.state_dir / "runs" / self.run_id

@@ -105,6 +105,25 @@ def lineage_mermaid(graph: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_usage(raw: dict[str, str], prices: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Model calls per master and model (``master|model|field`` counters), with their cost in money when the price
+    table has the model (per million input and output tokens); otherwise the cost says it is unknown."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, value in raw.items():
+        master, rest = key.split("|", 1)
+        model, what = rest.rsplit("|", 1)
+        out.setdefault(master, {}).setdefault(model, {})[what] = int(value)
+    for models in out.values():
+        for model, u in models.items():
+            price = prices.get(model)
+            if price is None:
+                u["cost"] = f"unknown: no price for {model} in the price table"
+            else:
+                cost = u.get("input", 0) * price["input_per_mtok"] + u.get("output", 0) * price["output_per_mtok"]
+                u["cost"] = round(cost / 1e6, 6)
+    return out
+
+
 def build(
     coord: Coordinator, aggregate: dict[str, Any], nodes: dict[str, Any], tokens: dict[str, Any], status: str
 ) -> dict[str, Any]:
@@ -164,6 +183,8 @@ def build(
         "duplicates_ignored": coord.graph.duplicates,
         "handoffs": coord.handoffs,
         "tokens": tokens,
+        "models": coord.model_usage,
+        "degradations": coord.degradations,
         "orphan_reservations_released": coord.orphan_reservations,
         "nodes": nodes,
         "processes": procs,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,10 @@ class WorkerServices:
     state_dir: Path = Path(".cortex")
     osv_path: Path | None = None
     osv_api: str | None = None
+    model: str | None = None
+    """``provider:model`` for tasks that need one (a master's own model in the roster wins)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Provider keys and endpoints (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``...): read here, at the process edge."""
 
     @classmethod
     def from_settings(cls) -> WorkerServices:
@@ -109,6 +114,8 @@ class WorkerServices:
             state_dir=s.state_dir,
             osv_path=s.osv_path,
             osv_api=s.osv_api,
+            model=s.model,
+            env=dict(os.environ),
         )
 
 
@@ -137,6 +144,8 @@ async def run_worker(
         "osv_path": services.osv_path,
         "osv_api": services.osv_api,
         "state_dir": services.state_dir,
+        "model": services.model,
+        "env": services.env,
     }
     if services.catalog_url:
         from cortex.catalog.client import CatalogClient

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ async def spend(ctx: TaskContext) -> Output:
     refused reservation skips an optional task and fails a required one (never retried): never an overrun."""
     tokens = int(ctx.task.params.get("tokens", 100))
     ledger = Ledger(ctx.redis, ctx.keys)
-    rid = f"{ctx.task.id}#{ctx.attempt}@{ctx.worker_id}"
+    rid = f"{ctx.task.id}#{ctx.attempt}@{ctx.worker_id}:{uuid.uuid4().hex[:8]}"  # unique: a redelivery reserves anew
     try:
         await ledger.reserve(rid, tokens, master=ctx.task.master, worker=ctx.worker_id)
     except BudgetExceeded as exc:

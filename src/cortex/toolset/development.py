@@ -4,10 +4,14 @@ that reads like a pull request description. Nothing is pushed unless a remote is
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import tempfile
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from cortex.coord.locks import FencedLock
 from cortex.errors import TaskFailed
@@ -64,18 +68,15 @@ def pr_message(
     return "\n".join(lines) + "\n"
 
 
-@task_kind("development.bump-pin")
-async def bump_pin_task(ctx: TaskContext) -> Output:
-    """Branch ``cortex/fix-<package>-<version>`` with the bump, its test results and a PR-style commit."""
-    root = ctx.require_target()
-    p = ctx.task.params
-    package, old, new, file = str(p["package"]), str(p["from"]), str(p["to"]), str(p["file"])
+@contextlib.asynccontextmanager
+async def branch_worktree(ctx: TaskContext, root: Path, branch: str) -> AsyncIterator[tuple[Path, Path]]:
+    """A worktree of ``root`` on ``branch`` (reset to HEAD) in a temporary directory, and a scratch directory;
+    removed afterwards. The repository is held under a fenced lock meanwhile (failure scenario 8): worktree and
+    branch creation share its .git."""
     if not (root / ".git").exists():
         raise TaskFailed(
             f"{root} is not a git repository: fix branches need one (the demo uses working copies)", retryable=False
         )
-    branch = f"cortex/fix-{re.sub(r'[^a-z0-9.]+', '-', package.lower())}-{new}"
-    # One writer per repository at a time (failure scenario 8): worktree and branch creation share .git.
     lock = FencedLock(ctx.redis, f"repo:{root}", ttl_ms=int(ctx.task.timeout_s * 1000), owner=ctx.worker_id)
     await lock.acquire(timeout_s=ctx.task.timeout_s)
     try:
@@ -84,35 +85,45 @@ async def bump_pin_task(ctx: TaskContext) -> Output:
             # -B: a retry after a failed attempt resets the branch it left (cortex/ is Cortex's own namespace)
             await git(root, "worktree", "add", "-q", "-B", branch, str(tree), "HEAD")
             try:
-                target = tree / file
-                target.write_text(bump(target.read_text(encoding="utf-8"), package, old, new), encoding="utf-8")
-                junit = Path(tmp) / "junit.xml"
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    f"--rootdir={tree}",
-                    "-c",
-                    str(pytest_config(tree, Path(tmp))),
-                    f"--junitxml={junit}",
-                ]
-                code, _, _ = await run_argv(argv, str(tree), ctx.task.timeout_s, env={"PYTHONDONTWRITEBYTECODE": "1"})
-                counts = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failures": 0}
-                tests = (
-                    f"{counts['passed']} passed, {counts['failures']} failed of {counts['tests']} (pytest exit {code})"
-                )
-                needs_review = any(a.get("severity") == "critical" for a in p.get("advisories", []))
-                message = pr_message(package, old, new, file, list(p.get("advisories", [])), tests, needs_review)
-                await git(tree, "add", file)
-                await git(tree, "commit", "-q", "-m", message)
-                sha = await git(tree, "rev-parse", "HEAD")
+                yield tree, Path(tmp)
             finally:
                 await git(root, "worktree", "remove", "--force", str(tree))
     finally:
         await lock.release()
+
+
+async def run_pytest(tree: Path, scratch: Path, timeout_s: float) -> tuple[int, dict[str, Any]]:
+    """pytest in ``tree`` (no cache written into it): exit code and the JUnit counts."""
+    junit = scratch / f"junit-{uuid.uuid4().hex[:8]}.xml"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={tree}"]
+    argv += ["-c", str(pytest_config(tree, scratch)), f"--junitxml={junit}"]
+    code, _, _ = await run_argv(argv, str(tree), timeout_s, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    counts = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failures": 0, "failing": []}
+    return code, counts
+
+
+def describe(counts: dict[str, Any], code: int) -> str:
+    """One line of test results for a commit message."""
+    return f"{counts['passed']} passed, {counts['failures']} failed of {counts['tests']} (pytest exit {code})"
+
+
+@task_kind("development.bump-pin")
+async def bump_pin_task(ctx: TaskContext) -> Output:
+    """Branch ``cortex/fix-<package>-<version>`` with the bump, its test results and a PR-style commit."""
+    root = ctx.require_target()
+    p = ctx.task.params
+    package, old, new, file = str(p["package"]), str(p["from"]), str(p["to"]), str(p["file"])
+    branch = f"cortex/fix-{re.sub(r'[^a-z0-9.]+', '-', package.lower())}-{new}"
+    async with branch_worktree(ctx, root, branch) as (tree, scratch):
+        target = tree / file
+        target.write_text(bump(target.read_text(encoding="utf-8"), package, old, new), encoding="utf-8")
+        code, counts = await run_pytest(tree, scratch, ctx.task.timeout_s)
+        tests = describe(counts, code)
+        needs_review = any(a.get("severity") == "critical" for a in p.get("advisories", []))
+        message = pr_message(package, old, new, file, list(p.get("advisories", [])), tests, needs_review)
+        await git(tree, "add", file)
+        await git(tree, "commit", "-q", "-m", message)
+        sha = await git(tree, "rev-parse", "HEAD")
     return {
         "repository": root.name,
         "branch": branch,

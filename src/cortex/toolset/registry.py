@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ Output = dict[str, Any]
 Handler = Callable[["TaskContext"], Awaitable[Output]]
 
 _HANDLERS: dict[str, Handler] = {}
+LAZY_KINDS = {"development.fix-tests": "cortex.agents.tasks", "review.branch": "cortex.agents.tasks"}
+"""Kinds whose module is imported on first use: the agent layer costs over a second of imports, paid only by a
+worker that runs a task needing a model."""
 
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".tox", "dist", "build"})
 
@@ -76,13 +80,15 @@ def handler_for(kind: str) -> Handler | None:
             security,
             testing,
         )
+    if kind in LAZY_KINDS and kind not in _HANDLERS:
+        importlib.import_module(LAZY_KINDS[kind])
     return _HANDLERS.get(kind)
 
 
 def known_kinds() -> list[str]:
     """Every registered task kind."""
     handler_for("")
-    return sorted(_HANDLERS)
+    return sorted({*_HANDLERS, *LAZY_KINDS})
 
 
 def count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:

@@ -1,0 +1,169 @@
+"""Task kinds that need a model.
+
+- ``development.fix-tests`` (implementation worker): an agent changes the repository in its own git worktree to
+  make the failing tests pass, with tools to read and write files, run the tests and see the diff. The result is
+  a branch with a PR-style commit and a patch file; nothing is pushed. The branch is handed to review.
+- ``review.branch`` (review worker): an agent reads a branch's diff against the base and returns structured
+  findings.
+
+Without a model both are skipped with the reason; with one, every call goes through the budget
+(``agents/budget.py``). A reservation refused mid-task finishes the task with what it has, marked partial, when
+the master's policy allows; otherwise the task fails with the ledger's reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_ai import Agent
+
+from cortex.agents.runner import budgeted_model, instructions
+from cortex.agents.workspace import Workspace
+from cortex.errors import BudgetExceeded, TaskFailed
+from cortex.runtime.statefiles import write_atomic
+from cortex.toolset.development import branch_worktree, describe, git, run_pytest
+from cortex.toolset.registry import Output, TaskContext, task_kind
+
+FIX_INSTRUCTIONS = """You fix failing tests in a Python repository. Read the failing tests and the code they
+exercise, change the code (not the tests) with write_file, run the tests, and stop when they pass. Then answer
+with a short title and summary of the change, as for a pull request."""
+
+REVIEW_INSTRUCTIONS = """You review a change to a repository. Read the diff, look at the files it touches, and
+report findings: each with the file, the line if you can, a severity and what to do. Say whether to approve."""
+
+
+class FixReport(BaseModel):
+    """What the implementation agent says it did."""
+
+    title: str = Field(max_length=120)
+    summary: str
+
+
+class ReviewFinding(BaseModel):
+    """One point of a review."""
+
+    file: str
+    line: int | None = None
+    severity: Literal["info", "minor", "major", "blocker"]
+    message: str
+
+
+class ReviewReport(BaseModel):
+    """A review's verdict and findings."""
+
+    verdict: Literal["approve", "request-changes"]
+    findings: list[ReviewFinding]
+
+
+@task_kind("development.fix-tests")
+async def fix_tests(ctx: TaskContext) -> Output:
+    """Branch ``cortex/fix-tests-<digest>`` that makes ``params.failing`` pass, if the agent manages it."""
+    root = ctx.require_target()
+    failing = [str(t) for t in ctx.task.params.get("failing", [])]
+    model, master = await budgeted_model(ctx)
+    branch = "cortex/fix-tests-" + hashlib.sha256("\n".join(sorted(failing)).encode()).hexdigest()[:8]
+    partial = ""
+    async with branch_worktree(ctx, root, branch) as (tree, scratch):
+        ws = Workspace(ctx, root, tree, scratch)
+        code_before, before = await run_pytest(tree, scratch, ctx.task.timeout_s)
+        agent = Agent(
+            model, output_type=FixReport, instructions=instructions(master, FIX_INSTRUCTIONS), tools=ws.tools()
+        )
+        prompt = f"Failing tests: {', '.join(failing)}.\nTest run: {describe(before, code_before)}."
+        report: FixReport | None = None
+        try:
+            report = (await agent.run(prompt)).output
+        except BudgetExceeded as exc:
+            if not master.degradation.partial:
+                raise TaskFailed(f"budget exhausted: {exc}", retryable=False) from exc
+            partial = f"budget exhausted mid-task ({exc}); finished with the changes made so far"
+        finally:
+            await ws.release()
+        code_after, after = await run_pytest(tree, scratch, ctx.task.timeout_s)
+        diff = await git(tree, "diff")
+        sha = None
+        if diff:
+            title = report.title if report else f"Partial fix for {len(failing)} failing test(s)"
+            body = report.summary if report else partial
+            message = f"{title}\n\n{body}\n\nTests before: {describe(before, code_before)}.\n"
+            message += (
+                f"Tests after: {describe(after, code_after)}.\n\nMade by Cortex (development master); not pushed.\n"
+            )
+            await git(tree, "add", "-A")
+            await git(tree, "commit", "-q", "-m", message)
+            sha = await git(tree, "rev-parse", "HEAD")
+    patch = _patch_path(ctx, root.name)
+    if diff:
+        write_atomic(patch, diff)
+    fixed = sorted(set(failing) - set(after.get("failing", [])))
+    out: Output = {
+        "repository": root.name,
+        "branch": branch if sha else None,
+        "commit": sha,
+        "patch": str(patch) if diff else None,
+        "files_changed": sorted(set(ws.written)),
+        "tests_before": describe(before, code_before),
+        "tests_after": describe(after, code_after),
+        "fixed": fixed,
+        "still_failing": sorted(after.get("failing", [])),
+        "title": report.title if report else None,
+        "partial": bool(partial),
+        "partial_reason": partial or None,
+        "model_calls": model.scope.calls,
+        "degraded": model.scope.degraded,
+        "pushed": False,
+    }
+    if sha:
+        out["handoffs"] = [
+            {
+                "to": "coordinator",
+                "kind": "review.branch",
+                "worker_type": "review",
+                "requires_model": True,
+                "key": branch.rsplit("-", 1)[1],
+                "estimate_tokens": 4000,
+                "params": {"branch": branch},
+                "reason": f"review {branch} before anyone merges it",
+            }
+        ]
+    return out
+
+
+def _patch_path(ctx: TaskContext, repo: str) -> Path:
+    state = Path(ctx.extra.get("state_dir") or ".cortex")
+    return state / "runs" / ctx.run_id / "patches" / f"{repo}-{ctx.task.kind.split('.')[-1]}.patch"
+
+
+@task_kind("review.branch")
+async def review_branch(ctx: TaskContext) -> Output:
+    """Findings on ``params.branch`` against the commit it was made from."""
+    root = ctx.require_target()
+    branch = str(ctx.task.params["branch"])
+    model, master = await budgeted_model(ctx)
+    base = await git(root, "merge-base", "HEAD", branch)
+    diff = await git(root, "diff", base, branch)
+
+    async def read_file(path: str) -> str:
+        """Return a file as it is on the branch under review."""
+        if path.startswith("/") or ".." in Path(path).parts:
+            return f"{path!r} is outside the repository"
+        return await git(root, "show", f"{branch}:{path}")
+
+    agent = Agent(
+        model, output_type=ReviewReport, instructions=instructions(master, REVIEW_INSTRUCTIONS), tools=[read_file]
+    )
+    try:
+        review = (await agent.run(f"Review branch {branch}. Its diff:\n\n{diff}")).output
+    except BudgetExceeded as exc:
+        raise TaskFailed(f"budget exhausted: {exc}", retryable=False) from exc
+    findings = [f.model_dump() for f in review.findings]
+    return {
+        "repository": root.name,
+        "branch": branch,
+        "verdict": review.verdict,
+        "findings": [{**f, "tool": "review", "id": f"{f['file']}:{f['line'] or 0}"} for f in findings],
+        "model_calls": model.scope.calls,
+    }

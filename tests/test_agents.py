@@ -18,6 +18,7 @@ from cortex.runtime.coordinator import Coordinator, RunResult
 from cortex.toolset.fleet import working_copy
 
 from .conftest import FLEET
+from .openai_server import COMPLETION_TOKENS, PROMPT_TOKENS, OpenAICompatibleServer
 from .test_run import small_cluster
 
 pytestmark = pytest.mark.timeout(180)
@@ -89,7 +90,9 @@ def roster(development: dict[str, Any] | None = None, implementation_budget: int
     )
 
 
-async def run(tmp_path: Path, r: Roster, script: dict[str, Any]) -> tuple[RunResult, dict[str, Any], Path]:
+async def run(
+    tmp_path: Path, r: Roster, script: dict[str, Any], model: str | None = None
+) -> tuple[RunResult, dict[str, Any], Path]:
     fleet = working_copy(FLEET, tmp_path / "fleet")
     for repo in ("auth-lib", "inventory-service", "web-frontend"):
         shutil.rmtree(fleet / repo)  # payments-api has the failing test
@@ -97,7 +100,7 @@ async def run(tmp_path: Path, r: Roster, script: dict[str, Any]) -> tuple[RunRes
     path.write_text(json.dumps(script))
     plan = build_plan("run the tests and fix what fails", fleet, r, small_cluster())
     with EmbeddedRedis() as server:
-        result = await Coordinator(plan, server.url, tmp_path / "state", model=f"script:{path}").run()
+        result = await Coordinator(plan, server.url, tmp_path / "state", model=model or f"script:{path}").run()
     report = json.loads(result.report_json.read_text())  # noqa: ASYNC240
     return result, report, fleet / "payments-api"
 
@@ -146,3 +149,40 @@ async def test_a_budget_that_runs_out_mid_task_degrades_as_the_policy_says(tmp_p
     assert "development has" in report["degradations"][0]["why"]
     dev = report["tokens"]["development"]
     assert dev["used"] <= dev["allocated"] and dev["reserved"] == 0 and dev["overrun"] == 0
+
+
+async def test_an_openai_compatible_endpoint_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripts = {"You fix failing tests": SCRIPT["development.fix-tests"], "You review a change": SCRIPT["review.branch"]}
+    with OpenAICompatibleServer(scripts) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # the run's processes inherit it
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        result, report, repo = await run(tmp_path, roster(), {}, model="openai:local-test-model")
+    tasks = {t["id"]: t for t in report["tasks"]}
+    fix = tasks["development.fix-tests:payments-api"]
+    assert fix["state"] == "succeeded", fix["error"]
+    assert fix["output"]["fixed"] == ["tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"]
+    assert server.answered == 7  # five turns of the fix, two of the review
+    assert {r["model"] for r in server.requests} == {"local-test-model"}
+    per_call = PROMPT_TOKENS + COMPLETION_TOKENS
+    assert report["tokens"]["development"]["used"] == 5 * per_call  # the ledger holds what the server reported
+    assert report["tokens"]["coordinator"]["used"] == 2 * per_call
+    usage = report["models"]["development"]["local-test-model"]
+    assert (usage["input"], usage["output"], usage["calls"]) == (5 * PROMPT_TOKENS, 5 * COMPLETION_TOKENS, 5)
+    archive = "".join(p.read_text() for p in result.archive.rglob("*") if p.is_file())  # noqa: ASYNC240
+    assert "sk-test-not-a-real-key" not in archive + json.dumps(report)  # keys never reach reports or archives
+
+
+def test_remote_model_endpoints_are_refused_inside_the_test_suite() -> None:
+    from cortex.agents.providers import ModelUnavailable, build_model
+
+    env = {"CORTEX_MODEL_REQUESTS": "local-only", "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "y"}
+    with pytest.raises(ModelUnavailable, match="blocked"):
+        build_model("openai:gpt-4o-mini", env)
+    with pytest.raises(ModelUnavailable, match="blocked"):
+        build_model("anthropic:claude-haiku-4-5", env)
+    with pytest.raises(ModelUnavailable, match="OPENAI_API_KEY is not set"):
+        build_model("openai:gpt-4o-mini", {})
+    with pytest.raises(ModelUnavailable, match="unknown model provider 'gemini'"):
+        build_model("gemini:x", env)
+    with pytest.raises(ModelUnavailable, match="not provider:model"):
+        build_model("gpt-4o", env)

@@ -132,6 +132,9 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
         c["input_tokens"] + c["output_tokens"] for c in review["output"]["model_calls"]
     )
     assert report["models"]["development"]["script:script.json#development.fix-tests"]["calls"] == 5
+    live = json.loads((tmp_path / "state" / "current-execution.json").read_text())["tokens"]  # noqa: ASYNC240
+    assert live["development"]["used"] == spent
+    assert live["development"]["efficiency"] == round(spent / live["development"]["allocated"], 4)
 
 
 async def test_a_budget_that_runs_out_mid_task_degrades_as_the_policy_says(tmp_path: Path) -> None:
@@ -186,3 +189,24 @@ def test_remote_model_endpoints_are_refused_inside_the_test_suite() -> None:
         build_model("gemini:x", env)
     with pytest.raises(ModelUnavailable, match="not provider:model"):
         build_model("gpt-4o", env)
+
+
+def test_the_price_table_gives_the_cost_and_a_bad_table_is_refused(tmp_path: Path) -> None:
+    from cortex.agents.prices import load_prices
+    from cortex.errors import InputError
+    from cortex.runtime.report import model_usage
+
+    table = tmp_path / "prices.yaml"
+    table.write_text("local-test-model: {input_per_mtok: 2.0, output_per_mtok: 8.0}\n")
+    raw = {"development|local-test-model|input": "1000000", "development|local-test-model|output": "500000"}
+    usage = model_usage(
+        {**raw, "development|local-test-model|calls": "3", "coordinator|other:m|input": "5"}, load_prices(table)
+    )
+    assert usage["development"]["local-test-model"] == {"input": 1_000_000, "output": 500_000, "calls": 3, "cost": 6.0}
+    assert usage["coordinator"]["other:m"]["cost"] == "unknown: no price for other:m in the price table"
+    table.write_text("local-test-model: {input_per_mtok: -1, output_per_mtok: 8.0}\n")
+    with pytest.raises(InputError, match=r"prices.yaml.*local-test-model.*input_per_mtok"):
+        load_prices(table)
+    table.write_text("- not a mapping\n")
+    with pytest.raises(InputError, match="must map model names to prices"):
+        load_prices(table)

@@ -156,6 +156,11 @@ def _execute(
 
     from cortex.runtime.coordinator import Coordinator, PreflightFailed
 
+    prices = {}
+    if settings.prices:
+        from cortex.agents.prices import load_prices
+
+        prices = load_prices(settings.prices)  # before anything starts: a bad table is an input error
     with _redis_url(settings) as url, Live(console=console, refresh_per_second=4, transient=False) as live:
         coord = Coordinator(
             p,
@@ -168,6 +173,7 @@ def _execute(
             catalog_url=settings.catalog_url,
             catalog_token=settings.catalog_token,
             on_update=lambda s: live.update(_progress_table(s)),
+            prices=prices,
         )
         work = coord.run() if take_over_within is None else coord.take_over(take_over_within)
         try:

@@ -36,5 +36,8 @@ class Settings(BaseSettings):
     """OSV API for an online lookup in addition to the offline database (``https://api.osv.dev``). Unset: offline
     only; the default run needs no network."""
 
+    prices: Path | None = None
+    """Price table (YAML: model -> input_per_mtok, output_per_mtok) for the report's cost of model calls."""
+
     redis_connect_attempts: int = 5
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""

@@ -29,6 +29,17 @@ class Check(BaseModel):
     detail: str
 
 
+class TokenUse(BaseModel):
+    """One ledger account as it stands: what is allocated, used, held by calls in flight, and left."""
+
+    allocated: int
+    used: int
+    reserved: int
+    remaining: int
+    efficiency: float
+    """used / allocated (0 when nothing is allocated)."""
+
+
 class ExecutionState(BaseModel):
     """``current-execution.json``: the run as it stands, rewritten atomically as it changes."""
 
@@ -58,5 +69,7 @@ class ExecutionState(BaseModel):
     reassignments: int = 0
     duplicates: int = 0
     handoffs: int = 0
+    tokens: dict[str, TokenUse] = Field(default_factory=dict)
+    """Ledger accounts of the run and of each master, live."""
     report: dict[str, str] = Field(default_factory=dict)
     """Paths of report.md, report.json and the archive once written."""

@@ -31,6 +31,9 @@ class RunMetrics:
         self.phase = Gauge("cortex_phase", "Current phase of the run (0-5)", registry=r)
         self.retries = Counter("cortex_retries_total", "Task attempts retried after a failure", registry=r)
         self.reassignments = Counter("cortex_reassignments_total", "Tasks reclaimed from dead workers", registry=r)
+        self.token_efficiency = Gauge(
+            "cortex_token_efficiency", "Tokens used over tokens allocated, from the ledger", ["master"], registry=r
+        )
         self.node_failures = Counter(
             "cortex_node_failures_total", "Nodes whose supervisor died; their workers were moved", registry=r
         )

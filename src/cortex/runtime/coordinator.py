@@ -73,6 +73,13 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def token_use(account: dict[str, int]) -> dict[str, Any]:
+    """A ledger account with what is left and the efficiency (used over allocated)."""
+    left = account["allocated"] - account["used"] - account["reserved"]
+    eff = round(account["used"] / account["allocated"], 4) if account["allocated"] else 0.0
+    return {**account, "remaining": left, "efficiency": eff}
+
+
 class RunInterrupted(CortexError):
     """The run was asked to stop (SIGINT/SIGTERM); its cleanup has run."""
 
@@ -142,6 +149,7 @@ class Coordinator:
         self.failed_nodes: set[str] = set()
         self.moves: list[dict[str, Any]] = []
         self.orphan_reservations = 0
+        self.token_use: dict[str, dict[str, Any]] = {}
         self.prices = prices or {}
         self.degradations: list[dict[str, Any]] = []
         self.model_usage: dict[str, Any] = {}
@@ -624,10 +632,14 @@ class Coordinator:
             raise LeadershipLost(f"lost the leadership lease of run {self.run_id}")
         await self.lease.hset(self.keys.coordinator, {"state": json.dumps(takeover.snapshot(self))})
         ledger = Ledger(self.redis, self.keys)
-        for line in self.plan.budget.lines:
-            acc = await ledger.account(f"master:{line.master}")
-            self.metrics.tokens_used.labels(line.master).set(acc["used"])
-            self.metrics.tokens_remaining.labels(line.master).set(acc["allocated"] - acc["used"] - acc["reserved"])
+        for level in ["run", *(f"master:{line.master}" for line in self.plan.budget.lines)]:
+            use = token_use(await ledger.account(level))
+            self.token_use[level.removeprefix("master:")] = use
+            if level != "run":
+                name = level.removeprefix("master:")
+                self.metrics.tokens_used.labels(name).set(use["used"])
+                self.metrics.tokens_remaining.labels(name).set(use["remaining"])
+                self.metrics.token_efficiency.labels(name).set(use["efficiency"])
         depth: dict[str, int] = {}
         for rec in self.graph.records.values():
             if rec.state is TaskState.released:
@@ -673,6 +685,7 @@ class Coordinator:
         self.orphan_reservations = await ledger.release_orphans()  # every process has stopped: none can commit
         tokens = {line.master: await ledger.account(f"master:{line.master}") for line in self.plan.budget.lines}
         tokens["run"] = await ledger.account("run")
+        self.token_use = {k: token_use(v) for k, v in tokens.items()}
         self.degradations = [json.loads(d) for d in await self.redis.lrange(self.keys.degradations, 0, -1)]
         self.model_usage = report.model_usage(await self.redis.hgetall(self.keys.model_usage), self.prices)
         event_log = await events.read_events(self.redis, self.keys)

@@ -72,6 +72,10 @@ def snapshot(coord: Any, status: str) -> dict[str, Any]:
             "reassignments": coord.reassignments,
             "duplicates": coord.graph.duplicates,
             "handoffs": len(coord.handoffs),
+            "tokens": {
+                k: {f: v[f] for f in ("allocated", "used", "reserved", "remaining", "efficiency")}
+                for k, v in coord.token_use.items()
+            },
             "workers_alive": {
                 node: sum(1 for p in procs.values() if p["node"] == node and p["kind"] == "worker" and p["alive"])
                 for node in sorted({w.node for w in plan.workers})

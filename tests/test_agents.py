@@ -56,6 +56,15 @@ SCRIPT = {
             }
         },
     ],
+    "coordinator.summary": [
+        {
+            "output": {
+                "headline": "One failing test fixed on a branch awaiting review",
+                "paragraphs": ["payments-api had 1 failing test; a fix branch makes it pass."],
+                "decisions_needed": ["Merge cortex/fix-tests after review."],
+            }
+        }
+    ],
 }
 
 
@@ -129,9 +138,16 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
     assert len(out["model_calls"]) == 5 and report["tokens"]["development"]["used"] == spent
     assert report["tokens"]["run"]["reserved"] == 0
     assert report["tokens"]["run"]["used"] == spent + sum(
-        c["input_tokens"] + c["output_tokens"] for c in review["output"]["model_calls"]
+        c["input_tokens"] + c["output_tokens"]
+        for c in review["output"]["model_calls"] + report["executive_summary"]["model_calls"]
     )
     assert report["models"]["development"]["script:script.json#development.fix-tests"]["calls"] == 5
+    summary = report["executive_summary"]
+    assert summary["headline"] == "One failing test fixed on a branch awaiting review"
+    assert summary["by"] == "script:script.json#coordinator.summary"
+    md = result.report_md.read_text()  # noqa: ASYNC240
+    assert "## Executive summary" in md and "One failing test fixed on a branch awaiting review" in md
+    assert "| development | `script:script.json#development.fix-tests` | 5 |" in md
     live = json.loads((tmp_path / "state" / "current-execution.json").read_text())["tokens"]  # noqa: ASYNC240
     assert live["development"]["used"] == spent
     assert live["development"]["efficiency"] == round(spent / live["development"]["allocated"], 4)

@@ -46,7 +46,8 @@ class CallScope:
     keys: RunKeys
     task_id: str
     master: str
-    worker: str
+    worker: str | None
+    """None for the coordinator's own calls (run and master levels only)."""
     optional: bool
     max_output_tokens: int
     policy: Degradation

@@ -690,6 +690,8 @@ class Coordinator:
         self.model_usage = report.model_usage(await self.redis.hgetall(self.keys.model_usage), self.prices)
         event_log = await events.read_events(self.redis, self.keys)
         data = report.build(self, aggregate, nodes, tokens, status)
+        if self.model:
+            await self._summarise(data, ledger)
         run_dir = self.state_dir / "runs" / self.run_id
         final = statefiles.snapshot(self, status)
         final[statefiles.CURRENT]["finished_at"] = time.time()
@@ -699,6 +701,22 @@ class Coordinator:
         self.report_paths = result
         self._write_state(status, finished=True)
         return RunResult(self.run_id, status, result["report_md"], result["report_json"], result["archive"], data)
+
+    async def _summarise(self, data: dict[str, Any], ledger: Ledger) -> None:
+        """The executive summary by the fallback master's model, from the report data; its tokens join the
+        report's figures."""
+        from cortex.agents.summary import write_summary
+
+        name = self.plan.roster.routing.fallback
+        master = next(m for m in self.plan.roster.masters if m.name == name)
+        data["executive_summary"] = await write_summary(
+            self.redis, self.keys, master, self.model or "", dict(os.environ), data
+        )
+        data["tokens"] = {line.master: await ledger.account(f"master:{line.master}") for line in self.plan.budget.lines}
+        data["tokens"]["run"] = await ledger.account("run")
+        self.token_use = {k: token_use(v) for k, v in data["tokens"].items()}
+        self.model_usage = report.model_usage(await self.redis.hgetall(self.keys.model_usage), self.prices)
+        data["models"] = self.model_usage
 
     async def _stop_nodes(self) -> None:
         """Stop every node supervisor: our own children by signal, and those adopted in a take-over through the

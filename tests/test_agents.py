@@ -226,3 +226,50 @@ def test_the_price_table_gives_the_cost_and_a_bad_table_is_refused(tmp_path: Pat
     table.write_text("- not a mapping\n")
     with pytest.raises(InputError, match="must map model names to prices"):
         load_prices(table)
+
+
+async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_markdown(
+    redis: Any, tmp_path: Path
+) -> None:
+    from cortex.coord.keys import RunKeys
+    from cortex.coord.ledger import Ledger
+    from cortex.models.task import Estimate, Task
+    from cortex.roster import load_cluster, load_roster
+    from cortex.toolset.registry import TaskContext, handler_for
+
+    fleet = working_copy(FLEET, tmp_path / "fleet")
+    repo = fleet / "inventory-service"
+    plan = build_plan("Run the full catalog toolset across the fleet", fleet, load_roster(), load_cluster())
+    keys = RunKeys("docs-run")
+    await redis.set(keys.plan, plan.model_dump_json())
+    await Ledger(redis, keys).allocate({"run": 50_000, "master:monitoring": 30_000, "worker:w1": 8_000})
+    script = tmp_path / "script.json"
+    runbook = "# inventory-service runbook\n\nDeployment `inventory-service` in namespace `warehouse`.\n"
+    turns = [
+        {"tool": "read_file", "args": {"path": "deploy/service.yaml"}},
+        {"tool": "write_file", "args": {"path": "RUNBOOK.md", "content": runbook}},
+        {"tool": "write_file", "args": {"path": "inventory/stock.py", "content": "oops = True\n"}},
+        {"output": {"title": "Add a runbook for inventory-service", "summary": "Deploy, roll back, alerts."}},
+    ]
+    script.write_text(json.dumps({"documentation.runbook": turns}))
+    task = next(t for t in plan.tasks if t.id == "monitoring.runbook:inventory-service")
+    assert task.optional and task.requires_model
+    ctx = TaskContext(
+        task=Task(**{**task.model_dump(), "estimate": Estimate(seconds=60, tokens=8000)}),
+        attempt=1,
+        target_path=repo,
+        run_id=keys.run_id,
+        worker_id="w1",
+        redis=redis,
+        keys=keys,
+        extra={"model": f"script:{script}", "env": {}, "state_dir": tmp_path / "state"},
+    )
+    handler = handler_for("documentation.runbook")
+    assert handler is not None
+    out = await handler(ctx)
+    assert out["files_changed"] == ["RUNBOOK.md"] and out["title"] == "Add a runbook for inventory-service"
+    assert git(repo, "diff", "--name-only", "main", out["branch"]) == "RUNBOOK.md"  # the .py write was refused
+    assert git(repo, "show", f"{out['branch']}:RUNBOOK.md") == runbook.strip()
+    assert (await Ledger(redis, keys).account("master:monitoring"))["used"] == sum(
+        c["input_tokens"] + c["output_tokens"] for c in out["model_calls"]
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
@@ -23,13 +23,20 @@ from pydantic_ai import Agent
 from cortex.agents.runner import budgeted_model, instructions
 from cortex.agents.workspace import Workspace
 from cortex.errors import BudgetExceeded, TaskFailed
+from cortex.models.roster import Master
 from cortex.runtime.statefiles import write_atomic
 from cortex.toolset.development import branch_worktree, describe, git, run_pytest
 from cortex.toolset.registry import Output, TaskContext, task_kind
 
+T = TypeVar("T")
+
 FIX_INSTRUCTIONS = """You fix failing tests in a Python repository. Read the failing tests and the code they
 exercise, change the code (not the tests) with write_file, run the tests, and stop when they pass. Then answer
 with a short title and summary of the change, as for a pull request."""
+
+DOCS_INSTRUCTIONS = """You write operational documentation. Read the repository (its README, manifests and code)
+and write RUNBOOK.md: what the service does, how to deploy and roll back, its health checks and alerts, and the
+first steps when it fails. Only Markdown files may be written. Then answer with a title and summary."""
 
 REVIEW_INSTRUCTIONS = """You review a change to a repository. Read the diff, look at the files it touches, and
 report findings: each with the file, the line if you can, a severity and what to do. Say whether to approve."""
@@ -58,6 +65,31 @@ class ReviewReport(BaseModel):
     findings: list[ReviewFinding]
 
 
+async def _run_agent(agent: Agent[None, T], prompt: str, master: Master) -> tuple[T | None, str]:
+    """The agent's output, or None and the reason when the budget ran out mid-task and the policy allows a
+    partial result (otherwise the task fails)."""
+    try:
+        return (await agent.run(prompt)).output, ""
+    except BudgetExceeded as exc:
+        if not master.degradation.partial:
+            raise TaskFailed(f"budget exhausted: {exc}", retryable=False) from exc
+        return None, f"budget exhausted mid-task ({exc}); finished with the changes made so far"
+
+
+async def _commit(ctx: TaskContext, root: Path, tree: Path, message: str) -> tuple[str | None, str | None]:
+    """Commit every change of the worktree with ``message``; the commit and the patch file (None, None if the
+    agent changed nothing)."""
+    await git(tree, "add", "-A")  # new files too: a plain diff would not show them
+    diff = await git(tree, "diff", "--cached")
+    if not diff:
+        return None, None
+    await git(tree, "commit", "-q", "-m", message + "\nMade by Cortex; not pushed.\n")
+    state = Path(ctx.extra.get("state_dir") or ".cortex")
+    patch = state / "runs" / ctx.run_id / "patches" / f"{root.name}-{ctx.task.kind.split('.')[-1]}.patch"
+    write_atomic(patch, diff)
+    return await git(tree, "rev-parse", "HEAD"), str(patch)
+
+
 @task_kind("development.fix-tests")
 async def fix_tests(ctx: TaskContext) -> Output:
     """Branch ``cortex/fix-tests-<digest>`` that makes ``params.failing`` pass, if the agent manages it."""
@@ -65,7 +97,6 @@ async def fix_tests(ctx: TaskContext) -> Output:
     failing = [str(t) for t in ctx.task.params.get("failing", [])]
     model, master = await budgeted_model(ctx)
     branch = "cortex/fix-tests-" + hashlib.sha256("\n".join(sorted(failing)).encode()).hexdigest()[:8]
-    partial = ""
     async with branch_worktree(ctx, root, branch) as (tree, scratch):
         ws = Workspace(ctx, root, tree, scratch)
         code_before, before = await run_pytest(tree, scratch, ctx.task.timeout_s)
@@ -73,41 +104,24 @@ async def fix_tests(ctx: TaskContext) -> Output:
             model, output_type=FixReport, instructions=instructions(master, FIX_INSTRUCTIONS), tools=ws.tools()
         )
         prompt = f"Failing tests: {', '.join(failing)}.\nTest run: {describe(before, code_before)}."
-        report: FixReport | None = None
         try:
-            report = (await agent.run(prompt)).output
-        except BudgetExceeded as exc:
-            if not master.degradation.partial:
-                raise TaskFailed(f"budget exhausted: {exc}", retryable=False) from exc
-            partial = f"budget exhausted mid-task ({exc}); finished with the changes made so far"
+            report, partial = await _run_agent(agent, prompt, master)
         finally:
             await ws.release()
         code_after, after = await run_pytest(tree, scratch, ctx.task.timeout_s)
-        diff = await git(tree, "diff")
-        sha = None
-        if diff:
-            title = report.title if report else f"Partial fix for {len(failing)} failing test(s)"
-            body = report.summary if report else partial
-            message = f"{title}\n\n{body}\n\nTests before: {describe(before, code_before)}.\n"
-            message += (
-                f"Tests after: {describe(after, code_after)}.\n\nMade by Cortex (development master); not pushed.\n"
-            )
-            await git(tree, "add", "-A")
-            await git(tree, "commit", "-q", "-m", message)
-            sha = await git(tree, "rev-parse", "HEAD")
-    patch = _patch_path(ctx, root.name)
-    if diff:
-        write_atomic(patch, diff)
-    fixed = sorted(set(failing) - set(after.get("failing", [])))
+        title = report.title if report else f"Partial fix for {len(failing)} failing test(s)"
+        body = report.summary if report else partial
+        tests = f"Tests before: {describe(before, code_before)}.\nTests after: {describe(after, code_after)}.\n"
+        sha, patch = await _commit(ctx, root, tree, f"{title}\n\n{body}\n\n{tests}")
     out: Output = {
         "repository": root.name,
         "branch": branch if sha else None,
         "commit": sha,
-        "patch": str(patch) if diff else None,
+        "patch": patch,
         "files_changed": sorted(set(ws.written)),
         "tests_before": describe(before, code_before),
         "tests_after": describe(after, code_after),
-        "fixed": fixed,
+        "fixed": sorted(set(failing) - set(after.get("failing", []))),
         "still_failing": sorted(after.get("failing", [])),
         "title": report.title if report else None,
         "partial": bool(partial),
@@ -117,24 +131,53 @@ async def fix_tests(ctx: TaskContext) -> Output:
         "pushed": False,
     }
     if sha:
-        out["handoffs"] = [
-            {
-                "to": "coordinator",
-                "kind": "review.branch",
-                "worker_type": "review",
-                "requires_model": True,
-                "key": branch.rsplit("-", 1)[1],
-                "estimate_tokens": 4000,
-                "params": {"branch": branch},
-                "reason": f"review {branch} before anyone merges it",
-            }
-        ]
+        out["handoffs"] = [review_handoff(branch)]
     return out
 
 
-def _patch_path(ctx: TaskContext, repo: str) -> Path:
-    state = Path(ctx.extra.get("state_dir") or ".cortex")
-    return state / "runs" / ctx.run_id / "patches" / f"{repo}-{ctx.task.kind.split('.')[-1]}.patch"
+def review_handoff(branch: str) -> dict[str, object]:
+    """Hand ``branch`` to the coordinator's review worker."""
+    return {
+        "to": "coordinator",
+        "kind": "review.branch",
+        "worker_type": "review",
+        "requires_model": True,
+        "key": branch.rsplit("-", 1)[1],
+        "estimate_tokens": 4000,
+        "params": {"branch": branch},
+        "reason": f"review {branch} before anyone merges it",
+    }
+
+
+@task_kind("documentation.runbook")
+async def runbook(ctx: TaskContext) -> Output:
+    """Branch ``cortex/docs-runbook`` with a runbook (Markdown only) for the services the repository deploys."""
+    root = ctx.require_target()
+    model, master = await budgeted_model(ctx)
+    branch = "cortex/docs-runbook"
+    async with branch_worktree(ctx, root, branch) as (tree, scratch):
+        ws = Workspace(ctx, root, tree, scratch, writable=lambda path: path.endswith(".md"))
+        agent = Agent(
+            model, output_type=FixReport, instructions=instructions(master, DOCS_INSTRUCTIONS), tools=ws.tools()
+        )
+        try:
+            report, partial = await _run_agent(agent, f"Write the runbook of {root.name}.", master)
+        finally:
+            await ws.release()
+        title = report.title if report else "Partial runbook"
+        sha, patch = await _commit(ctx, root, tree, f"{title}\n\n{report.summary if report else partial}\n")
+    return {
+        "repository": root.name,
+        "branch": branch if sha else None,
+        "commit": sha,
+        "patch": patch,
+        "files_changed": sorted(set(ws.written)),
+        "title": report.title if report else None,
+        "partial": bool(partial),
+        "model_calls": model.scope.calls,
+        "degraded": model.scope.degraded,
+        "pushed": False,
+    }
 
 
 @task_kind("review.branch")

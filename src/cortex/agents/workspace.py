@@ -4,6 +4,7 @@ scenario 8), held until the task ends, so two tasks changing the same file take 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ MAX_READ = 100_000
 class Workspace:
     """A worktree ``tree`` of repository ``repo``; ``scratch`` holds test reports."""
 
-    def __init__(self, ctx: TaskContext, repo: Path, tree: Path, scratch: Path) -> None:
+    def __init__(
+        self, ctx: TaskContext, repo: Path, tree: Path, scratch: Path, writable: Callable[[str], bool] | None = None
+    ) -> None:
         self.ctx = ctx
+        self.writable = writable or (lambda _path: True)
         self.repo = repo
         self.tree = tree.resolve()
         self.scratch = scratch
@@ -50,6 +54,8 @@ class Workspace:
     async def write_file(self, path: str, content: str) -> str:
         """Replace a file of the repository with ``content`` (the whole new text)."""
         full = self._path(path)
+        if not self.writable(path):
+            return f"{path}: this task may not write that file"
         lock = self.locks.get(path)
         if lock is None:
             resource = f"file:{self.repo.resolve()}/{path}"

@@ -19,7 +19,7 @@ Output = dict[str, Any]
 Handler = Callable[["TaskContext"], Awaitable[Output]]
 
 _HANDLERS: dict[str, Handler] = {}
-LAZY_KINDS = {"development.fix-tests": "cortex.agents.tasks", "review.branch": "cortex.agents.tasks"}
+LAZY_KINDS = dict.fromkeys(("development.fix-tests", "review.branch", "documentation.runbook"), "cortex.agents.tasks")
 """Kinds whose module is imported on first use: the agent layer costs over a second of imports, paid only by a
 worker that runs a task needing a model."""
 

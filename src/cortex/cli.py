@@ -99,12 +99,15 @@ def plan(
     ),
     roster: RosterOpt = None,
     cluster: ClusterOpt = None,
+    assist: Annotated[
+        bool, typer.Option("--assist", help="Ask CORTEX_MODEL to propose tasks; the planner validates them")
+    ] = False,
 ) -> None:
     """Plan GOAL over the repositories under --targets; writes plan.json and Markdown documents."""
     from cortex.planner import write_plan
 
     try:
-        p = _build(goal, targets, roster, cluster)
+        p = _assisted(goal, targets, roster, cluster) if assist else _build(goal, targets, roster, cluster)
         files = write_plan(p, out)
     except CortexError as exc:
         raise _fail(exc) from exc
@@ -116,8 +119,23 @@ def plan(
         f"estimated makespan {p.schedule.makespan_s:.1f} s (lower bound {p.schedule.lower_bound_s:.1f} s); "
         f"{p.budget.total:,} tokens allocated"
     )
+    for note in p.notes if assist else []:
+        console.print(note)
     for f in files:
         console.print(f"  {f}")
+
+
+def _assisted(goal: str, targets: Path, roster: Path | None, cluster: Path | None) -> Any:
+    from cortex.agents.planning import assisted_plan
+    from cortex.errors import InputError
+    from cortex.roster import load_cluster, load_roster
+
+    settings = _settings()
+    if not settings.model:
+        raise InputError("--assist", "planning assistance needs a model", hint="set CORTEX_MODEL=provider:model")
+    return _asyncio_run(
+        assisted_plan(goal, targets, load_roster(roster), load_cluster(cluster), settings.model, dict(os.environ))
+    )
 
 
 def _progress_table(state: dict[str, Any]) -> Any:

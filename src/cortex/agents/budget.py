@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aredis
 from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -23,7 +23,7 @@ from pydantic_ai.settings import ModelSettings
 
 from cortex.coord.keys import RunKeys
 from cortex.coord.ledger import Ledger
-from cortex.errors import TaskSkipped
+from cortex.errors import BudgetExceeded, TaskSkipped
 from cortex.models.roster import Degradation
 
 CHARS_PER_TOKEN_BOUND = 3
@@ -38,11 +38,63 @@ def estimate_prompt_tokens(messages: list[ModelMessage], params: ModelRequestPar
     return chars // CHARS_PER_TOKEN_BOUND + 16
 
 
+class LedgerLike(Protocol):
+    """What the budgeted model needs of a ledger (``coord.ledger.Ledger`` in a run, ``LocalLedger`` before one)."""
+
+    async def reserve(self, reservation_id: str, tokens: int, *, master: str, worker: str | None = None) -> None: ...
+
+    async def commit(self, reservation_id: str, used: int, *, master: str, worker: str | None = None) -> int: ...
+
+    async def account(self, level: str) -> dict[str, int]: ...
+
+
+class LocalLedger:
+    """Accounts in this process, for model calls made before a run exists (planning assistance): the same rules
+    as the Redis ledger (reserve at every level or none, commit the reported usage), without the sharing."""
+
+    def __init__(self, allocations: dict[str, int]) -> None:
+        self.accounts = {
+            k: {"allocated": v, "used": 0, "reserved": 0, "released": 0, "overrun": 0} for k, v in allocations.items()
+        }
+        self.held: dict[str, tuple[int, list[str]]] = {}
+
+    def _levels(self, master: str, worker: str | None) -> list[str]:
+        return ["run", f"master:{master}", *([f"worker:{worker}"] if worker else [])]
+
+    async def reserve(self, reservation_id: str, tokens: int, *, master: str, worker: str | None = None) -> None:
+        """Hold ``tokens`` at every level or raise ``BudgetExceeded``."""
+        levels = self._levels(master, worker)
+        for level in levels:
+            a = self.accounts.setdefault(level, {"allocated": 0, "used": 0, "reserved": 0, "released": 0, "overrun": 0})
+            left = a["allocated"] - a["used"] - a["reserved"]
+            if left < tokens:
+                raise BudgetExceeded(level, tokens, left)
+        for level in levels:
+            self.accounts[level]["reserved"] += tokens
+        self.held[reservation_id] = (tokens, levels)
+
+    async def commit(self, reservation_id: str, used: int, *, master: str, worker: str | None = None) -> int:
+        """Charge ``used`` and release the rest of the reservation."""
+        held, levels = self.held.pop(reservation_id)
+        for level in levels:
+            a = self.accounts[level]
+            a["reserved"] -= held
+            a["used"] += used
+            a["released"] += max(0, held - used)
+            a["overrun"] += max(0, used - held)
+        return max(0, held - used)
+
+    async def account(self, level: str) -> dict[str, int]:
+        """One level's figures."""
+        return dict(self.accounts.get(level, {"allocated": 0, "used": 0, "reserved": 0, "released": 0, "overrun": 0}))
+
+
 @dataclass
 class CallScope:
-    """Who pays for a model call: the task, its master and worker, and the master's policy."""
+    """Who pays for a model call: the task, its master and worker, and the master's policy. ``redis`` is None
+    for calls made before a run exists (their usage stays in ``calls``)."""
 
-    redis: aredis.Redis
+    redis: aredis.Redis | None
     keys: RunKeys
     task_id: str
     master: str
@@ -59,10 +111,13 @@ class CallScope:
 class BudgetedModel(WrapperModel):
     """``wrapped``, with every request reserved and committed in the ledger of ``scope``."""
 
-    def __init__(self, wrapped: Model, scope: CallScope) -> None:
+    def __init__(self, wrapped: Model, scope: CallScope, ledger: LedgerLike | None = None) -> None:
         super().__init__(wrapped)
         self.scope = scope
-        self.ledger = Ledger(scope.redis, scope.keys)
+        if ledger is None:
+            assert scope.redis is not None, "a run's model calls need the run's Redis ledger"
+            ledger = Ledger(scope.redis, scope.keys)
+        self.ledger: LedgerLike = ledger
 
     async def request(
         self,
@@ -90,6 +145,8 @@ class BudgetedModel(WrapperModel):
             "reserved": tokens,
         }
         s.calls.append(call)
+        if s.redis is None:
+            return response
         pipe = s.redis.pipeline(transaction=False)
         pipe.hincrby(s.keys.model_usage, f"{s.master}|{call['model']}|input", call["input_tokens"])
         pipe.hincrby(s.keys.model_usage, f"{s.master}|{call['model']}|output", call["output_tokens"])
@@ -123,5 +180,7 @@ class BudgetedModel(WrapperModel):
         if step in s.degraded:
             return
         s.degraded.append(step)
+        if s.redis is None:
+            return
         entry = {"at": time.time(), "master": s.master, "task": s.task_id, "worker": s.worker, "step": step, "why": why}
         await s.redis.rpush(s.keys.degradations, json.dumps(entry))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from cortex.models.cluster import Cluster
@@ -164,6 +166,9 @@ class Plan(_Frozen):
     failure_scenarios: list[FailureScenario]
     success_criteria: list[SuccessCriterion]
     notes: list[str] = Field(default_factory=list)
+    assistance: dict[str, Any] | None = None
+    """Planning assistance, when a model was asked: its proposals accepted (with the tasks they became),
+    tasks added for them, proposals rejected and why, and the tokens the call used."""
 
     def task(self, task_id: str) -> Task:
         """The task with ``task_id``."""

@@ -205,6 +205,17 @@ def test_remote_model_endpoints_are_refused_inside_the_test_suite() -> None:
         build_model("gemini:x", env)
     with pytest.raises(ModelUnavailable, match="not provider:model"):
         build_model("gpt-4o", env)
+    with pytest.raises(ModelUnavailable, match="cannot import"):
+        build_model("function:tests.nowhere:answer", env)
+    model = build_model("function:tests.test_agents:answer_in_prose", env)
+    assert model.model_name == "function:tests.test_agents:answer_in_prose"
+
+
+def answer_in_prose(messages: list[Any], info: Any) -> Any:
+    """A FunctionModel function, for the ``function:`` provider."""
+    from pydantic_ai.messages import ModelResponse, TextPart
+
+    return ModelResponse(parts=[TextPart("fine")])
 
 
 def test_the_price_table_gives_the_cost_and_a_bad_table_is_refused(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ call, degradation steps in the master's policy, and no call at all when the ledg
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
@@ -69,3 +70,33 @@ async def test_a_refused_reservation_makes_no_call(redis: aredis.Redis) -> None:
     assert scope.calls == []
     account = await Ledger(redis, KEYS).account("master:m")
     assert (account["used"], account["reserved"]) == (9_900, 0)
+
+
+async def test_two_agents_writing_the_same_file_take_turns(redis: aredis.Redis, tmp_path: Path) -> None:
+    import asyncio
+
+    from cortex.agents.workspace import Workspace
+    from cortex.coord.keys import lock_key
+    from cortex.models.task import Estimate, Task
+    from cortex.toolset.registry import TaskContext
+
+    def workspace(worker: str) -> Workspace:
+        tree = tmp_path / worker
+        tree.mkdir()
+        task = Task(id=f"t-{worker}", master="m", kind="k", worker_type="w", estimate=Estimate(seconds=1, tokens=0))
+        ctx = TaskContext(
+            task=task, attempt=1, target_path=tmp_path, run_id="r", worker_id=worker, redis=redis, keys=KEYS
+        )
+        return Workspace(ctx, tmp_path / "repo", tree, tmp_path)
+
+    first, second = workspace("w1"), workspace("w2")
+    await first.write_file("src/app.py", "one")
+    waiting = asyncio.ensure_future(second.write_file("src/app.py", "two"))
+    done, _ = await asyncio.wait([waiting], timeout=0.5)
+    assert not done  # the file is held by the first task until it ends
+    assert str(await redis.get(lock_key(f"file:{(tmp_path / 'repo').resolve()}/src/app.py"))).startswith("w1|")
+    await first.release()
+    assert await asyncio.wait_for(waiting, 10) == "wrote 3 characters to src/app.py"
+    with pytest.raises(ValueError, match="outside the repository"):
+        await second.write_file("../outside.py", "x")
+    await second.release()

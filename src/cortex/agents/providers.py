@@ -4,6 +4,7 @@
   a llama.cpp server); key ``OPENAI_API_KEY`` (a local server may not need one).
 - ``anthropic:<model>``: key ``ANTHROPIC_API_KEY``.
 - ``script:<file.json>``: the deterministic scripted model shipped with Cortex (``agents/scripted.py``).
+- ``function:<module>:<callable>``: a pydantic-ai ``FunctionModel`` driven by that function.
 
 ``CORTEX_MODEL_REQUESTS=local-only`` (set by the test suite) refuses every endpoint that is not on this machine,
 so no test can reach a paid API.
@@ -41,6 +42,17 @@ def build_model(spec: str, env: Mapping[str, str], *, script_key: str = "") -> M
 
         file, _, key = name.partition("#")
         return ScriptedModel.from_file(Path(file), key or script_key)
+    if provider == "function":  # function:package.module:callable, a FunctionModel function (tests, experiments)
+        import importlib
+
+        from pydantic_ai.models.function import FunctionModel
+
+        module, _, attr = name.rpartition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ModelUnavailable(f"CORTEX_MODEL={spec!r}: cannot import {name}: {exc}") from exc
+        return FunctionModel(fn, model_name=spec)
     if provider == "openai":
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
@@ -60,4 +72,6 @@ def build_model(spec: str, env: Mapping[str, str], *, script_key: str = "") -> M
         if not env.get("ANTHROPIC_API_KEY"):
             raise ModelUnavailable("ANTHROPIC_API_KEY is not set (needed for anthropic: models)")
         return AnthropicModel(name, provider=AnthropicProvider(api_key=env["ANTHROPIC_API_KEY"], base_url=base_url))
-    raise ModelUnavailable(f"unknown model provider {provider!r} in CORTEX_MODEL; use openai, anthropic or script")
+    raise ModelUnavailable(
+        f"unknown model provider {provider!r} in CORTEX_MODEL; use openai, anthropic, script or function"
+    )

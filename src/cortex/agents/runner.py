@@ -51,6 +51,14 @@ async def budgeted_model(ctx: TaskContext) -> tuple[BudgetedModel, Master]:
     return BudgetedModel(model, scope), master
 
 
-def instructions(master: Master, task_instructions: str) -> str:
-    """The master's system prompt (roster data) followed by the task's own instructions."""
-    return "\n\n".join(p for p in (master.system_prompt.strip(), task_instructions.strip()) if p)
+def instructions(master: Master, task_instructions: str, worker_prompt: str = "") -> str:
+    """The master's system prompt, the worker type's, then the task's own instructions (roster data first)."""
+    parts = (master.system_prompt.strip(), worker_prompt.strip(), task_instructions.strip())
+    return "\n\n".join(p for p in parts if p)
+
+
+async def worker_prompt(ctx: TaskContext) -> str:
+    """The system prompt of the task's worker type in the roster."""
+    await master_of(ctx)
+    plan = _plans[ctx.run_id]
+    return next((w.system_prompt for w in plan.roster.worker_types if w.name == ctx.task.worker_type), "")

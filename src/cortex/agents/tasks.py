@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 
-from cortex.agents.runner import budgeted_model, instructions
+from cortex.agents.runner import budgeted_model, instructions, worker_prompt
 from cortex.agents.workspace import Workspace
 from cortex.errors import BudgetExceeded, TaskFailed
 from cortex.models.roster import Master
@@ -101,7 +101,10 @@ async def fix_tests(ctx: TaskContext) -> Output:
         ws = Workspace(ctx, root, tree, scratch)
         code_before, before = await run_pytest(tree, scratch, ctx.task.timeout_s)
         agent = Agent(
-            model, output_type=FixReport, instructions=instructions(master, FIX_INSTRUCTIONS), tools=ws.tools()
+            model,
+            output_type=FixReport,
+            instructions=instructions(master, FIX_INSTRUCTIONS, await worker_prompt(ctx)),
+            tools=ws.tools(),
         )
         prompt = f"Failing tests: {', '.join(failing)}.\nTest run: {describe(before, code_before)}."
         try:
@@ -158,7 +161,10 @@ async def runbook(ctx: TaskContext) -> Output:
     async with branch_worktree(ctx, root, branch) as (tree, scratch):
         ws = Workspace(ctx, root, tree, scratch, writable=lambda path: path.endswith(".md"))
         agent = Agent(
-            model, output_type=FixReport, instructions=instructions(master, DOCS_INSTRUCTIONS), tools=ws.tools()
+            model,
+            output_type=FixReport,
+            instructions=instructions(master, DOCS_INSTRUCTIONS, await worker_prompt(ctx)),
+            tools=ws.tools(),
         )
         try:
             report, partial = await _run_agent(agent, f"Write the runbook of {root.name}.", master)
@@ -196,7 +202,10 @@ async def review_branch(ctx: TaskContext) -> Output:
         return await git(root, "show", f"{branch}:{path}")
 
     agent = Agent(
-        model, output_type=ReviewReport, instructions=instructions(master, REVIEW_INSTRUCTIONS), tools=[read_file]
+        model,
+        output_type=ReviewReport,
+        instructions=instructions(master, REVIEW_INSTRUCTIONS, await worker_prompt(ctx)),
+        tools=[read_file],
     )
     try:
         review = (await agent.run(f"Review branch {branch}. Its diff:\n\n{diff}")).output

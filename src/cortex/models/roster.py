@@ -23,6 +23,8 @@ class WorkerType(BaseModel):
     description: str = ""
     capabilities: list[str] = Field(default_factory=list)
     tools: list[str] = Field(default_factory=list)
+    system_prompt: str = ""
+    """Instructions for this worker type's agents, after the master's and before the task's own."""
 
 
 class PlaybookTask(BaseModel):

@@ -88,6 +88,11 @@ SUCCESS_CRITERIA: tuple[SuccessCriterion, ...] = (
     SuccessCriterion(id="all-required-succeeded", description="Every non-optional task succeeded."),
     SuccessCriterion(id="no-lost-tasks", description="Every released task has exactly one recorded outcome."),
     SuccessCriterion(id="within-budget", description="Tokens used stay within every allocation of the ledger."),
+    SuccessCriterion(
+        id="ledger-settled",
+        description="At the end nothing is still reserved and no call used more than it reserved: every account "
+        "balances as allocated = used + remaining.",
+    ),
     SuccessCriterion(id="masters-activated", description="Every planned master registered a heartbeat."),
     SuccessCriterion(id="workers-placed", description="Every planned worker started on its planned node."),
 )

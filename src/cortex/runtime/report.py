@@ -149,6 +149,7 @@ def build(
         ),
         "no-lost-tasks": all(r.state.terminal for r in records.values()),
         "within-budget": all(t["used"] <= t["allocated"] for t in tokens.values()),
+        "ledger-settled": all(t["reserved"] == 0 and t.get("overrun", 0) == 0 for t in tokens.values()),
         "masters-activated": all(f"master-{m.master}" in procs for m in plan.masters),
         "workers-placed": all(
             procs.get(w.worker_id, {}).get("node") == coord.placement[w.worker_id] for w in plan.workers

@@ -34,6 +34,8 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         result = await Coordinator(plan, server.url, tmp_path / "state").run()
     report = json.loads(result.report_json.read_text())
     assert result.status == "succeeded"
+    md = result.report_md.read_text()  # noqa: ASYNC240
+    assert "## Tasks by master" in md and "Rendering failed" not in md
     assert {p["node"] for p in report["processes"].values() if p["kind"] == "worker"} == {
         f"k3s-worker0{i}" for i in range(1, 5)
     }

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from .jsonhttp import JSONHandler
 
 PROMPT_TOKENS = 120
 COMPLETION_TOKENS = 30
@@ -23,20 +25,11 @@ class OpenAICompatibleServer:
         self.answered = 0
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                status, doc = server.answer(body) if self.path == "/v1/chat/completions" else (404, {"error": {}})
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
+                self.reply(*(server.answer(body) if self.path == "/v1/chat/completions" else (404, {"error": {}})))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 
 from cortex.toolset.security import BUNDLED
 
+from .jsonhttp import JSONHandler
 from .test_security import _run
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,28 +30,16 @@ class OsvServer:
         self.bad_id = False
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self) -> None:
                 server.requests.append(self.path)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                results = [{"vulns": server.matching(q["package"])} for q in body["queries"]]
-                self._reply(200, {"results": results})
+                results = [{"vulns": server.matching(q["package"])} for q in self.body()["queries"]]
+                self.reply(200, {"results": results})
 
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 record = server.records.get(self.path.removeprefix("/v1/vulns/"))
-                self._reply(200, record) if record else self._reply(404, {"message": "Bug not found"})
-
-            def _reply(self, status: int, doc: object) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
+                self.reply(200, record) if record else self.reply(404, {"message": "Bug not found"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

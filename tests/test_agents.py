@@ -136,7 +136,7 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
     # every token the agents used is in the ledger, and nothing stays reserved
     spent = sum(c["input_tokens"] + c["output_tokens"] for c in out["model_calls"])
     assert len(out["model_calls"]) == 5 and report["tokens"]["development"]["used"] == spent
-    assert report["tokens"]["run"]["reserved"] == 0
+    assert report["tokens"]["run"]["reserved"] == 0 and report["success_criteria"]["ledger-settled"]
     assert report["tokens"]["run"]["used"] == spent + sum(
         c["input_tokens"] + c["output_tokens"]
         for c in review["output"]["model_calls"] + report["executive_summary"]["model_calls"]

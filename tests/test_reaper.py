@@ -64,3 +64,52 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     assert await pipe.execute() == [1]  # its result is reported, its effects are not applied twice
     assert await redis.hget("effects", "t1") == "1" and await redis.xlen(keys.results) == 2
     assert await reclaim(redis, keys, [queue], idle_ms=0) == 0
+
+
+async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(redis: aredis.Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Redis can crash after delivering a read and before its reply arrives: the entries then wait in the
+    worker's pending list, unknown to it. The worker re-reads that list now and then, and runs them."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from cortex.models.task import Estimate, Task
+
+    keys = RunKeys("lost-reply")
+    queue = keys.queue("scan")
+    await ensure_group(redis, queue, GROUP_WORKERS)
+
+    def entry(task_id: str) -> dict[str, str]:
+        task = Task(
+            id=task_id, master="m", kind="builtin.noop", worker_type="scan", estimate=Estimate(seconds=0, tokens=0)
+        )
+        return {"task": task.model_dump_json(), "attempt": "1"}
+
+    async def settled(task_id: str, within_s: float) -> bool:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:  # the worker is another process: poll its results stream
+            if any(f["task_id"] == task_id for _, f in await redis.xrange(keys.results)):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    url = redis.connection_pool.connection_kwargs["path"]
+    env = {**os.environ, "CORTEX_REDIS_URL": f"unix://{url}", "CORTEX_STATE_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "cortex", "worker", "--run", keys.run_id, "--id", "w1", "--type", "scan"]
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)  # noqa: ASYNC220  (waited on in finally)
+    try:
+        await redis.xadd(queue, entry("first"))
+        assert await settled("first", 30)  # the worker is up and reading new entries
+        pipe = redis.pipeline(transaction=True)  # added and delivered to w1 at once; the reply never reaches it
+        pipe.xadd(queue, entry("lost"))
+        pipe.xreadgroup(GROUP_WORKERS, "w1", {queue: ">"}, count=1)
+        stolen = (await pipe.execute())[1]
+        assert stolen and json.loads(stolen[0][1][0][1]["task"])["id"] == "lost"
+        assert await settled("lost", 20)
+        lost = next(f for _, f in await redis.xrange(keys.results) if f["task_id"] == "lost")
+        assert lost["ok"] == "1" and lost["redelivered"] == "1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

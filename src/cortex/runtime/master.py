@@ -10,12 +10,13 @@ from cortex.coord import events
 from cortex.coord.connection import connect
 from cortex.coord.keys import GROUP_MASTERS, GROUP_WORKERS, RunKeys, master_channel
 from cortex.models.messages import Envelope, MessageType
-from cortex.runtime.process import ensure_group, heartbeat, stop_on_signals
+from cortex.runtime.process import Cursor, ensure_group, heartbeat, stop_on_signals
 
 
 async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> None:
-    """Dispatch from the inbox of master ``name`` until SIGTERM. Pending entries are re-read after a restart, so
-    a dispatch that crashed half-way is done again (the coordinator ignores duplicate results)."""
+    """Dispatch from the inbox of master ``name`` until SIGTERM. Pending entries are re-read after a restart and
+    now and then (``Cursor``), so a dispatch that crashed half-way is done again (the coordinator ignores duplicate
+    results)."""
     redis = await connect(url)
     keys = RunKeys(run_id)
     stop = asyncio.Event()
@@ -25,14 +26,12 @@ async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> N
     beat = asyncio.create_task(heartbeat(redis, keys, f"master-{name}", stop))
     channel = master_channel(name)
     known_queues: set[str] = set()
-    cursor = "0"
+    cursor = Cursor()
     try:
         while not stop.is_set():
-            reply = await redis.xreadgroup(GROUP_MASTERS, name, {inbox: cursor}, count=batch, block=500)
+            reply = await redis.xreadgroup(GROUP_MASTERS, name, {inbox: cursor.value}, count=batch, block=500)
             entries = reply[0][1] if reply else []
-            if cursor == "0" and not entries:
-                cursor = ">"
-                continue
+            cursor.after_read(bool(entries))
             if not entries:
                 continue
             pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
@@ -14,6 +15,35 @@ from cortex.coord.keys import RunKeys
 HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_TTL_MS = 4000
 """A process is considered dead once its heartbeat key has not been refreshed for this long."""
+
+
+PENDING_RECHECK_S = 2.0
+"""How often a consumer re-reads its own pending entries. Normally there are none: everything it read, it settled
+before reading again. But when Redis crashes after delivering a read and before the reply arrives, the client's
+retry reads on, and the delivered entries wait in the consumer's pending list, unknown to it and, since the
+consumer's heartbeat is alive, untouched by the reaper."""
+
+
+class Cursor:
+    """Where a stream consumer reads next: its own pending entries (``"0"``) at start and every
+    ``PENDING_RECHECK_S``, new ones (``">"``) otherwise."""
+
+    def __init__(self) -> None:
+        self.value = "0"
+        self._checked = time.monotonic()
+
+    def after_read(self, got_entries: bool) -> None:
+        """Move on after a read that returned entries or not."""
+        now = time.monotonic()
+        if self.value == "0" and not got_entries:
+            self.value, self._checked = ">", now
+        elif self.value == ">" and now - self._checked > PENDING_RECHECK_S:
+            self.value = "0"
+
+    @property
+    def pending(self) -> bool:
+        """The next read is of the consumer's own pending entries."""
+        return self.value == "0"
 
 
 async def ensure_group(redis: aredis.Redis, stream: str, group: str) -> None:

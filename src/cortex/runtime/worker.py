@@ -23,7 +23,7 @@ from cortex.coord.delivery import Delivery
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.errors import TaskFailed, TaskSkipped
 from cortex.models.task import Task
-from cortex.runtime.process import ensure_group, heartbeat, stop_on_signals
+from cortex.runtime.process import Cursor, ensure_group, heartbeat, stop_on_signals
 from cortex.toolset.registry import TaskContext, handler_for
 
 
@@ -156,15 +156,14 @@ async def run_worker(
     await ensure_group(redis, queue, GROUP_WORKERS)
     delivery = Delivery(redis, keys)
     beat = asyncio.create_task(heartbeat(redis, keys, worker_id, stop))
-    cursor = "0"  # first our own unacknowledged entries (after a restart), then new ones
+    cursor = Cursor()  # our own unacknowledged entries first (after a restart), then new ones
     count = prefetch
     try:
         while not stop.is_set():
-            reply = await redis.xreadgroup(GROUP_WORKERS, worker_id, {queue: cursor}, count=count, block=500)
+            redelivered = cursor.pending
+            reply = await redis.xreadgroup(GROUP_WORKERS, worker_id, {queue: cursor.value}, count=count, block=500)
             entries = reply[0][1] if reply else []
-            if cursor == "0" and not entries:
-                cursor = ">"
-                continue
+            cursor.after_read(bool(entries))
             if not entries:
                 continue
             ids = {entry_id: json.loads(fields["task"])["id"] for entry_id, fields in entries}
@@ -174,7 +173,7 @@ async def run_worker(
             for entry_id, fields in entries:
                 effects: list[list[str]] = []
                 result = await execute(redis, keys, worker_id, fields, extra, effects)
-                if cursor == "0":  # delivered to an earlier incarnation of this worker, which died with it
+                if redelivered:  # delivered before, to an incarnation that died or a reply that was lost
                     result["redelivered"] = "1"
                 await delivery.settle(pipe, queue, entry_id, result, effects)
                 took = result["finished"] - result["started"]

@@ -4,6 +4,7 @@ what they depend on), rejects the rest with the reason, and stays the authority 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,22 +25,17 @@ PROPOSAL = {
 }
 
 
+def plan_assisted(goal: str, out: Path, model: str) -> subprocess.CompletedProcess[str]:
+    """``cortex plan GOAL --assist`` over the demo fleet with ``CORTEX_MODEL=model``, written to ``out``."""
+    argv = ["plan", goal, "--targets", str(FLEET), "--out", str(out), "--assist"]
+    return cortex(*argv, cwd=out.parent, env={"CORTEX_MODEL": model})
+
+
 def test_the_model_proposes_and_the_planner_disposes(tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"planner.assist": [{"output": PROPOSAL}]}))
-    env = {"CORTEX_MODEL": f"script:{script}"}
     out = tmp_path / "plan"
-    done = cortex(
-        "plan",
-        "look after the payments service",
-        "--targets",
-        str(FLEET),
-        "--out",
-        str(out),
-        "--assist",
-        cwd=tmp_path,
-        env=env,
-    )
+    done = plan_assisted("look after the payments service", out, f"script:{script}")
     assert done.returncode == 0, done.stderr
     assert "1 proposal(s) accepted, 2 task(s) added, 4 rejected" in done.stdout
     plan = json.loads((out / "plan.json").read_text())
@@ -69,17 +65,7 @@ def test_assist_needs_a_model_and_a_failing_model_leaves_the_deterministic_plan(
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"planner.assist": [{"text": "Test everything, thoroughly."}]}))  # not a proposal
     out = tmp_path / "plan"
-    done = cortex(
-        "plan",
-        "audit security",
-        "--targets",
-        str(FLEET),
-        "--out",
-        str(out),
-        "--assist",
-        cwd=tmp_path,
-        env={"CORTEX_MODEL": f"script:{script}"},
-    )
+    done = plan_assisted("audit security", out, f"script:{script}")
     assert done.returncode == 0, done.stderr
     plan = json.loads((out / "plan.json").read_text())
     assert "ran out of turns" in plan["assistance"]["not_used"]  # it answered in prose, then had nothing more

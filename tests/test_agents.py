@@ -192,7 +192,8 @@ async def test_an_openai_compatible_endpoint_runs_end_to_end(tmp_path: Path, mon
 
 
 def test_remote_model_endpoints_are_refused_inside_the_test_suite() -> None:
-    from cortex.agents.providers import ModelUnavailable, build_model
+    from cortex.agents.providers import build_model
+    from cortex.errors import ModelUnavailable
 
     env = {"CORTEX_MODEL_REQUESTS": "local-only", "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "y"}
     with pytest.raises(ModelUnavailable, match="blocked"):

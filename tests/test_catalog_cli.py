@@ -36,11 +36,11 @@ def test_discover_is_incremental_across_processes_and_queries_answer(tmp_path: P
 def test_catalog_cli_bad_input(tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "state")]
     missing = cortex("catalog", "get", "repo:nope", *state, cwd=tmp_path)
-    assert missing.returncode == 1 and "no asset 'repo:nope'" in missing.stderr
+    assert missing.returncode == 5 and "no asset 'repo:nope'" in missing.stderr
     every = cortex("catalog", "discover", str(FLEET), "--every", "soon", *state, cwd=tmp_path)
-    assert every.returncode == 2 and "--every 'soon'" in every.stderr
+    assert every.returncode == 2 and "--every: 'soon' is not a period" in every.stderr
     scope = cortex("catalog", "token", "ci", "--scope", "admin", cwd=tmp_path)
-    assert scope.returncode == 2 and "--scope 'admin'" in scope.stderr
+    assert scope.returncode == 2 and "--scope: 'admin' is not a scope" in scope.stderr
     made = cortex("catalog", "token", "ci", "--scope", "write", cwd=tmp_path)
     assert made.returncode == 0 and '"sha256"' in made.stdout
 

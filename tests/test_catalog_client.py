@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cortex.catalog.client import CatalogClient, CatalogUnavailable
+from cortex.catalog.client import CatalogClient
 from cortex.catalog.server import BackgroundServer
 from cortex.coord.server import EmbeddedRedis
+from cortex.errors import CatalogUnavailable
 from cortex.models.assets import Asset, LineageEdge
 
 from .test_catalog_api import make_catalog

@@ -12,9 +12,10 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cortex.catalog.store import AssetNotFound, CatalogStore, asset_words
+from cortex.catalog.store import CatalogStore, asset_words
 from cortex.coord.keys import CatalogKeys
 from cortex.coord.server import EmbeddedRedis
+from cortex.errors import AssetNotFound
 from cortex.models.assets import Asset, LineageEdge
 
 

@@ -42,7 +42,7 @@ def test_chaos_and_takeover_refuse_bad_input(tmp_path: Path) -> None:
     run_id = cortex("run", "x.json", "--run-id", "../evil", cwd=tmp_path)
     assert run_id.returncode == 2 and "--run-id: '../evil' is not a run id" in run_id.stderr
     no_url = cortex("takeover", "r1", cwd=tmp_path, env={"CORTEX_REDIS_URL": ""})
-    assert no_url.returncode == 1 and "CORTEX_REDIS_URL must name" in no_url.stderr
+    assert no_url.returncode == 2 and "CORTEX_REDIS_URL: must be set to name" in no_url.stderr
     with EmbeddedRedis(appendonly=False) as server:
         unknown = cortex("takeover", "r1", cwd=tmp_path, env={**os.environ, "CORTEX_REDIS_URL": server.url})
-    assert unknown.returncode == 3 and "no run 'r1' in Redis" in unknown.stderr
+    assert unknown.returncode == 5 and "no run 'r1' in Redis" in unknown.stderr

@@ -69,9 +69,9 @@ def test_plan_run_status_history_report(tmp_path: Path) -> None:
     report = cortex("report", run_id, "--state-dir", str(state), cwd=tmp_path)
     assert report.returncode == 0 and "Tasks by master" in report.stdout and "repository 4" in report.stdout
     missing = cortex("report", "nope", "--state-dir", str(state), cwd=tmp_path)
-    assert missing.returncode == 1 and "no archived execution" in missing.stderr
+    assert missing.returncode == 5 and "no archived execution" in missing.stderr
 
 
 def test_status_without_any_run_says_so(tmp_path: Path) -> None:
     proc = cortex("status", "--state-dir", str(tmp_path / "empty"), cwd=tmp_path)
-    assert proc.returncode == 1 and "no execution recorded" in proc.stderr
+    assert proc.returncode == 5 and "no execution recorded" in proc.stderr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from cortex.toolset.monitoring import alert_rules, check_dashboard, check_rules, dashboard, services
+from cortex.repo import kubernetes_services as services
+from cortex.toolset.monitoring import alert_rules, check_dashboard, check_rules, dashboard
 
 from .conftest import FLEET
 

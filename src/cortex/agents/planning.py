@@ -18,7 +18,7 @@ from cortex.planner import MAX_GOAL_CHARS, assemble_plan
 from cortex.planner.assist import ASSIST_INSTRUCTIONS, PlanProposal, prompt, review
 from cortex.planner.decompose import decompose
 from cortex.planner.routing import route
-from cortex.planner.targets import discover_targets
+from cortex.repo import discover_targets
 
 
 async def assisted_plan(

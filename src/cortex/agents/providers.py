@@ -18,13 +18,9 @@ from urllib.parse import urlsplit
 
 from pydantic_ai.models import Model
 
-from cortex.errors import CortexError
+from cortex.errors import ModelUnavailable
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-class ModelUnavailable(CortexError):
-    """The configured model cannot be used: unknown provider, missing key, or blocked endpoint."""
 
 
 def _guard(url: str, env: Mapping[str, str]) -> None:

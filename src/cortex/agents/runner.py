@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cortex.agents.budget import BudgetedModel, CallScope
-from cortex.agents.providers import ModelUnavailable, build_model
-from cortex.errors import TaskFailed, TaskSkipped
+from cortex.agents.providers import build_model
+from cortex.errors import ModelUnavailable, TaskFailed, TaskSkipped
 from cortex.models import Plan
 from cortex.models.roster import Master
 from cortex.toolset.registry import TaskContext

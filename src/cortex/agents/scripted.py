@@ -16,11 +16,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
-from cortex.errors import CortexError
-
-
-class ScriptError(CortexError):
-    """The script cannot be read, or has no turn left for the run."""
+from cortex.errors import ScriptError
 
 
 class ScriptedModel(FunctionModel):

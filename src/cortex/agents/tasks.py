@@ -23,8 +23,8 @@ from pydantic_ai import Agent
 from cortex.agents.runner import budgeted_model, instructions, worker_prompt
 from cortex.agents.workspace import Workspace
 from cortex.errors import BudgetExceeded, TaskFailed
+from cortex.files import write_atomic
 from cortex.models.roster import Master
-from cortex.runtime.statefiles import write_atomic
 from cortex.toolset.development import branch_worktree, describe, git, run_pytest
 from cortex.toolset.registry import Output, TaskContext, task_kind
 

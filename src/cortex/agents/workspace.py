@@ -12,8 +12,9 @@ from pydantic_ai import Tool
 
 from cortex.coord.locks import FencedLock
 from cortex.errors import TaskFailed
+from cortex.files import SKIP_DIRS
 from cortex.toolset.development import describe, git, run_pytest
-from cortex.toolset.registry import SKIP_DIRS, TaskContext
+from cortex.toolset.registry import TaskContext
 
 MAX_READ = 100_000
 """Characters of a file an agent may read at once."""

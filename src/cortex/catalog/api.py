@@ -23,23 +23,16 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cortex.catalog.auth import AuthError, Principal, identify, require
+from cortex.catalog.auth import Principal, identify, require
 from cortex.catalog.config import CatalogConfig
-from cortex.catalog.store import FILTERS, AssetNotFound, CatalogStore
+from cortex.catalog.store import FILTERS, CatalogStore
 from cortex.coord.connection import client
 from cortex.coord.events import listen
 from cortex.coord.keys import CatalogKeys
+from cortex.errors import ApiError, AssetNotFound, AuthError, BodyTooLarge
 from cortex.models.assets import ASSET_ID, Asset, LineageEdge
 
 AssetId = Annotated[str, Path(pattern=ASSET_ID, description="Asset id, e.g. repo:payments-api")]
-
-
-class ApiError(Exception):
-    """An error answered with ``status`` and ``{"detail": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
 
 
 class Page(BaseModel):
@@ -345,10 +338,6 @@ class LimitsAndMetrics:
         route = getattr(scope.get("route"), "path", "unmatched")
         self.metrics.requests.labels(scope["method"], route, str(status)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-
-
-class BodyTooLarge(Exception):
-    """A streamed request body went over the limit."""
 
 
 # ------------------------------------------------------------------------- app

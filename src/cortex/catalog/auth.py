@@ -7,6 +7,7 @@ import hmac
 from dataclasses import dataclass
 
 from cortex.catalog.config import CatalogConfig, Scope
+from cortex.errors import AuthError
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,6 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", frozenset())
-
-
-class AuthError(Exception):
-    """401 (no or unknown token) or 403 (token without the scope)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
 
 
 def identify(config: CatalogConfig, authorization: str | None) -> Principal:

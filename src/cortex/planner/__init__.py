@@ -19,7 +19,7 @@ from cortex.planner.placement import place_masters, place_workers
 from cortex.planner.risks import FAILURE_SCENARIOS, SUCCESS_CRITERIA
 from cortex.planner.routing import route
 from cortex.planner.schedule import schedule
-from cortex.planner.targets import discover_targets
+from cortex.repo import discover_targets
 
 __all__ = ["assemble_plan", "build_plan", "load_plan", "write_plan"]
 
@@ -104,8 +104,8 @@ def assemble_plan(
 
 def write_plan(plan: Plan, out: Path) -> list[Path]:
     """Write ``plan.json`` and the documents into ``out``, each atomically (temp file + rename)."""
+    from cortex.files import write_atomic
     from cortex.planner.render import render_documents
-    from cortex.runtime.statefiles import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     written = [write_atomic(out / "plan.json", plan.model_dump_json(indent=2) + "\n")]

@@ -10,13 +10,7 @@ import graphlib
 import heapq
 from collections.abc import Iterable
 
-
-class CycleFound(ValueError):
-    """The edges contain a cycle; ``cycle`` lists its nodes, first node repeated at the end."""
-
-    def __init__(self, cycle: list[str]) -> None:
-        self.cycle = cycle
-        super().__init__(" -> ".join(cycle))
+from cortex.errors import CycleFound
 
 
 class Dag:

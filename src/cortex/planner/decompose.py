@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cortex.errors import PlanError
+from cortex.errors import CycleFound, PlanError
 from cortex.models.plan import Target
 from cortex.models.roster import Master, PlaybookTask, Roster
 from cortex.models.task import Estimate, Task
-from cortex.planner.dag import CycleFound, Dag
+from cortex.planner.dag import Dag
 
 
 def _template_graph(masters: list[Master]) -> Dag:

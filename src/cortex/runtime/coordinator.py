@@ -37,7 +37,7 @@ from cortex.coord.keys import (
 )
 from cortex.coord.ledger import Ledger
 from cortex.coord.locks import FencedLock
-from cortex.errors import CortexError, FencedWriteRefused, LeadershipLost
+from cortex.errors import CortexError, FencedWriteRefused, LeadershipLost, PreflightFailed, RunInterrupted
 from cortex.models import Plan
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.task import Estimate, Task, TaskState
@@ -78,21 +78,6 @@ def token_use(account: dict[str, int]) -> dict[str, Any]:
     left = account["allocated"] - account["used"] - account["reserved"]
     eff = round(account["used"] / account["allocated"], 4) if account["allocated"] else 0.0
     return {**account, "remaining": left, "efficiency": eff}
-
-
-class RunInterrupted(CortexError):
-    """The run was asked to stop (SIGINT/SIGTERM); its cleanup has run."""
-
-    exit_code = 130
-
-
-class PreflightFailed(CortexError):
-    """A pre-flight check failed; nothing was started."""
-
-    def __init__(self, checks: list[Check]) -> None:
-        self.checks = checks
-        failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
-        super().__init__(f"pre-flight failed, nothing started: {failed}")
 
 
 class Coordinator:

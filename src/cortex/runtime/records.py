@@ -6,11 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cortex.errors import IllegalTransition
 from cortex.models.task import TRANSITIONS, Task, TaskState
-
-
-class IllegalTransition(RuntimeError):
-    """A move between task states that ``TRANSITIONS`` does not allow: a bug in the coordinator."""
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from cortex.files import write_atomic, write_json
 from cortex.models import Plan
 from cortex.models.task import TaskState
-from cortex.runtime.statefiles import write_atomic, write_json
 
 if TYPE_CHECKING:
     from cortex.runtime.coordinator import Coordinator

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from cortex.coord.keys import RunKeys
-from cortex.errors import CortexError
+from cortex.errors import RunNotFound
 from cortex.models import Plan
 from cortex.runtime.records import TaskRecord
 
@@ -39,12 +39,6 @@ async def load_plan(url: str, run_id: str) -> Plan:
     if text is None:
         raise RunNotFound(f"no run {run_id!r} in Redis at {redact_url(url)} (it ended, or never started there)")
     return Plan.model_validate_json(text)
-
-
-class RunNotFound(CortexError):
-    """The run has no plan in Redis: nothing to take over."""
-
-    exit_code = 3
 
 
 def snapshot(coord: Coordinator) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cortex.coord.keys import PREFIX
 from cortex.coord.ledger import Ledger
 from cortex.coord.locks import FencedLock
 from cortex.errors import BudgetExceeded, TaskFailed, TaskSkipped
-from cortex.runtime.statefiles import write_atomic
+from cortex.files import write_atomic
 from cortex.toolset.registry import Output, TaskContext, task_kind
 
 
@@ -116,7 +116,7 @@ async def spend(ctx: TaskContext) -> Output:
 async def catalog_write(ctx: TaskContext) -> Output:
     """Record asset ``chaos:<task>`` and read ``params.read`` back; says whether the write was sent or queued and
     whether the read was fresh, stale (from the cache, the API being down) or unavailable."""
-    from cortex.catalog.client import CatalogUnavailable
+    from cortex.errors import CatalogUnavailable
     from cortex.models.assets import Asset
 
     client = ctx.extra.get("catalog")

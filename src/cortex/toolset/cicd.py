@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from cortex.errors import TaskFailed
+from cortex.repo import load_workflow, workflow_files
 from cortex.toolset.registry import Output, TaskContext, count_by, task_kind
 
 _SHA = re.compile(r"@[0-9a-f]{40}$")
@@ -52,12 +53,10 @@ def _job_findings(file: str, name: str, job: dict[str, Any], top_concurrency: bo
 
 def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
     """Findings for one workflow file and its number of jobs."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        return [_finding("invalid-yaml", rel, f"not valid YAML: {exc}", "high")], 0
-    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
-        return [_finding("no-jobs", rel, "workflow has no jobs mapping", "high")], 0
+    doc, problem = load_workflow(path)
+    if doc is None:
+        rule = "invalid-yaml" if problem and problem.startswith("not valid YAML") else "no-jobs"
+        return [_finding(rule, rel, str(problem), "high")], 0
     jobs: dict[str, Any] = doc["jobs"]
     findings = []
     if doc.get("permissions") in (None, "write-all"):
@@ -84,10 +83,9 @@ def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
 
 def audit(root: Path) -> Output:
     """Findings for every workflow under .github/workflows."""
-    folder = root / ".github" / "workflows"
-    files = sorted(p for p in folder.glob("*") if p.suffix in (".yml", ".yaml") and not p.is_symlink())
+    files = workflow_files(root)
     if not files:
-        raise TaskFailed(f"no workflows under {folder}", retryable=False)
+        raise TaskFailed(f"no workflows under {root / '.github' / 'workflows'}", retryable=False)
     findings: list[dict[str, str]] = []
     jobs = 0
     for path in files:
@@ -111,7 +109,7 @@ async def workflows_task(ctx: TaskContext) -> Output:
     result = await asyncio.to_thread(audit, root)
     out_dir = Path(ctx.extra.get("state_dir") or ".cortex") / "runs" / ctx.run_id / "cicd" / root.name
     patches = []
-    for path in sorted((root / ".github" / "workflows").glob("*.y*ml")):
+    for path in workflow_files(root):
         rel = str(path.relative_to(root))
         diff, changes = await asyncio.to_thread(propose_patch, path, rel)
         if diff:
@@ -158,7 +156,7 @@ async def zizmor_task(ctx: TaskContext) -> Output:
     from cortex.toolset.builtin import run_argv
 
     root = ctx.require_target()
-    files = sorted(str(p.relative_to(root)) for p in (root / ".github" / "workflows").glob("*.y*ml"))
+    files = [str(p.relative_to(root)) for p in workflow_files(root)]
     if not files:
         raise TaskFailed("no workflows under .github/workflows", retryable=False)
     exe = shutil.which("zizmor", path=str(Path(sys.executable).parent)) or shutil.which("zizmor")

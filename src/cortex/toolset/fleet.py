@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cortex.errors import CortexError
+from cortex.errors import StartFailed
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "Cortex demo",
@@ -23,13 +23,13 @@ def _git(repo: Path, *args: str) -> None:
     env = {**os.environ, **_GIT_ENV, "HOME": str(repo)}  # no user or system git configuration leaks in
     result = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
-        raise CortexError(f"git {' '.join(args)} in {repo} failed: {result.stderr.strip()[-300:]}")
+        raise StartFailed(f"git {' '.join(args)} in {repo} failed: {result.stderr.strip()[-300:]}")
 
 
 def working_copy(source: Path, dest: Path) -> Path:
     """Copy every repository of ``source`` into ``dest`` (replacing an earlier copy) and commit each one."""
     if shutil.which("git") is None:
-        raise CortexError("git is not on PATH: the demo needs it to make its working copies")
+        raise StartFailed("git is not on PATH: the demo needs it to make its working copies")
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "node_modules"))

@@ -5,116 +5,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import json
-import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-from packaging.requirements import InvalidRequirement, Requirement
-
-from cortex.toolset.registry import Output, TaskContext, task_kind, walk_files
-
-LANGUAGES = {
-    ".py": "Python",
-    ".js": "JavaScript",
-    ".mjs": "JavaScript",
-    ".ts": "TypeScript",
-    ".go": "Go",
-    ".rs": "Rust",
-    ".java": "Java",
-    ".rb": "Ruby",
-    ".sh": "Shell",
-    ".yml": "YAML",
-    ".yaml": "YAML",
-    ".json": "JSON",
-    ".toml": "TOML",
-    ".md": "Markdown",
-}
-
-
-def _pep508(spec: str, source: str) -> dict[str, str] | None:
-    try:
-        req = Requirement(spec)
-    except InvalidRequirement:
-        return None
-    return {"ecosystem": "PyPI", "name": req.name.lower(), "spec": str(req.specifier), "source": source}
-
-
-def python_packages(root: Path) -> list[dict[str, str]]:
-    """Packages declared in pyproject.toml (PEP 621) and requirements*.txt."""
-    found: list[dict[str, str]] = []
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-        specs = list(project.get("dependencies", []))
-        for extra in project.get("optional-dependencies", {}).values():
-            specs += extra
-        found += [p for s in specs if (p := _pep508(s, "pyproject.toml"))]
-    for req_file in sorted(root.glob("requirements*.txt")):
-        for line in req_file.read_text(encoding="utf-8").splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-") and (p := _pep508(line, req_file.name)):
-                found.append(p)
-    return found
-
-
-def node_packages(root: Path) -> list[dict[str, str]]:
-    """Packages from package.json, with the locked version from package-lock.json when present."""
-    manifest = root / "package.json"
-    if not manifest.is_file():
-        return []
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    locked: dict[str, str] = {}
-    lock = root / "package-lock.json"
-    if lock.is_file():
-        for key, meta in json.loads(lock.read_text(encoding="utf-8")).get("packages", {}).items():
-            if key.startswith("node_modules/") and isinstance(meta, dict) and "version" in meta:
-                locked[key.removeprefix("node_modules/")] = str(meta["version"])
-    out = []
-    for section in ("dependencies", "devDependencies"):
-        for name, spec in sorted(data.get(section, {}).items()):
-            item = {"ecosystem": "npm", "name": name, "spec": str(spec), "source": "package.json"}
-            if name in locked:
-                item["locked"] = locked[name]
-            out.append(item)
-    return out
-
-
-def docker_images(path: Path) -> list[str]:
-    """Base images named by FROM lines."""
-    images = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].upper() == "FROM":
-            images.append(parts[1])
-    return images
-
-
-def k8s_objects(path: Path) -> list[dict[str, Any]]:
-    """Kubernetes objects (kind, name, namespace, images) in a YAML file; other YAML yields nothing."""
-    out = []
-    try:
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError:
-        return []
-    for doc in docs:
-        if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
-            continue
-        meta = doc.get("metadata") or {}
-        spec = (doc.get("spec") or {}).get("template", {}).get("spec", {}) or doc.get("spec") or {}
-        images = [c.get("image") for c in spec.get("containers", []) if isinstance(c, dict) and c.get("image")]
-        out.append(
-            {
-                "kind": doc["kind"],
-                "name": meta.get("name"),
-                "namespace": meta.get("namespace", "default"),
-                "images": images,
-                "file": str(path),
-            }
-        )
-    return out
+from cortex.files import walk_files
+from cortex.repo import LANGUAGES, docker_images, is_dockerfile, k8s_objects, node_packages, python_packages
+from cortex.toolset.registry import Output, TaskContext, task_kind
 
 
 def discover(root: Path) -> Output:
@@ -125,7 +22,7 @@ def discover(root: Path) -> Output:
         rel = path.relative_to(root)
         if lang := LANGUAGES.get(path.suffix):
             languages[lang] += 1
-        if path.name == "Dockerfile" or path.name.startswith("Dockerfile."):
+        if is_dockerfile(path):
             dockerfiles.append({"file": str(rel), "base_images": docker_images(path)})
         elif rel.parts[:2] == (".github", "workflows") and path.suffix in (".yml", ".yaml"):
             workflows.append(str(rel))

@@ -14,22 +14,13 @@ from typing import Any
 import yaml
 
 from cortex.errors import TaskFailed
-from cortex.toolset import inventory
+from cortex.repo import kubernetes_services
 from cortex.toolset.builtin import run_argv
-from cortex.toolset.registry import Output, TaskContext, task_kind, walk_files
+from cortex.toolset.registry import Output, TaskContext, task_kind
 
 # Burn-rate alerting from the Google SRE workbook: (long window, short window, burn rate, severity).
 BURN_RATES = (("1h", "5m", 14.4, "page"), ("6h", "30m", 6.0, "page"), ("3d", "6h", 1.0, "ticket"))
 _DURATION = re.compile(r"^\d+[smhdwy]$")
-
-
-def services(root: Path) -> list[dict[str, Any]]:
-    """Kubernetes Services declared in the repository's YAML."""
-    found = []
-    for path in walk_files(root):
-        if path.suffix in (".yml", ".yaml") and ".github" not in path.parts:
-            found += [o for o in inventory.k8s_objects(path) if o["kind"] == "Service"]
-    return sorted(found, key=lambda o: (o["namespace"], o["name"]))
 
 
 def alert_rules(service: str, namespace: str, availability: float, latency_ms: int) -> dict[str, Any]:
@@ -180,7 +171,7 @@ async def dashboards_task(ctx: TaskContext) -> Output:
     latency_ms = int(ctx.task.params.get("latency_ms", 300))
     out_dir = Path(ctx.extra.get("state_dir") or ".cortex") / "runs" / ctx.run_id / "monitoring" / root.name
     written, validators, alerts = [], set(), 0
-    for svc in await asyncio.to_thread(services, root):
+    for svc in await asyncio.to_thread(kubernetes_services, root):
         name, ns = str(svc["name"]), str(svc["namespace"])
         rules, board = alert_rules(name, ns, availability, latency_ms), dashboard(name, ns, availability, latency_ms)
         problems = check_dashboard(board)

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ _HANDLERS: dict[str, Handler] = {}
 LAZY_KINDS = dict.fromkeys(("development.fix-tests", "review.branch", "documentation.runbook"), "cortex.agents.tasks")
 """Kinds whose module is imported on first use: the agent layer costs over a second of imports, paid only by a
 worker that runs a task needing a model."""
-
-SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", ".tox", "dist", "build"})
 
 
 @dataclass
@@ -97,14 +94,3 @@ def count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:
     for item in items:
         counts[str(item[key])] = counts.get(str(item[key]), 0) + 1
     return dict(sorted(counts.items()))
-
-
-def walk_files(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in sorted order, skipping vendored and VCS directories and any symlink (a link
-    could lead outside the target, and tools stay confined to it)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not Path(dirpath, d).is_symlink())
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if not path.is_symlink() and path.is_file():
-                yield path

@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from cortex.errors import TaskFailed
-from cortex.toolset import inventory
+from cortex.repo import Package, node_packages, python_packages
 from cortex.toolset.registry import Output, TaskContext, count_by, task_kind
 
 BUNDLED = Path(__file__).parent / "osv"
@@ -150,7 +150,7 @@ def severity(record: dict[str, Any]) -> str:
     return "unknown"
 
 
-def pinned_version(pkg: dict[str, str]) -> str | None:
+def pinned_version(pkg: Package) -> str | None:
     """The exact version in use: a PyPI ``==`` pin or an npm lock-file version; None when only a range is known."""
     if pkg["ecosystem"] == "npm":
         return pkg.get("locked")
@@ -164,7 +164,7 @@ def audit(root: Path, index: OsvIndex) -> Output:
     """Findings for every pinned package of the repository, one per advisory group (aliases merged)."""
     findings: dict[tuple[str, str], dict[str, Any]] = {}
     unresolved: list[str] = []
-    packages = inventory.python_packages(root) + inventory.node_packages(root)
+    packages = python_packages(root) + node_packages(root)
     for pkg in packages:
         version = pinned_version(pkg)
         if version is None:
@@ -258,7 +258,7 @@ async def _with_online(api: str, root: Path, index: OsvIndex) -> tuple[OsvIndex,
     error in the returned note (the offline result still stands)."""
     from cortex.toolset.osv_online import fetch_records
 
-    packages = inventory.python_packages(root) + inventory.node_packages(root)
+    packages = python_packages(root) + node_packages(root)
     queries = [(p["ecosystem"], p["name"], v) for p in packages if (v := pinned_version(p))]
     try:
         records = await fetch_records(api, queries, index.ids())

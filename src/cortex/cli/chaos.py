@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cortex.errors import CortexError, InputError
-
-console = Console()
-err = Console(stderr=True)
+from cortex.cli.common import console
+from cortex.errors import ExitCode, InputError
 
 
 def chaos(
@@ -48,28 +45,22 @@ def chaos(
     from cortex.chaos.plan import chaos_plan
     from cortex.planner import load_plan
 
-    try:
-        wanted = [f.strip() for f in faults.split(",") if f.strip()]
-        unknown = [f for f in wanted if f not in FAULTS]
-        if unknown:
-            raise InputError("--faults", f"unknown fault(s) {', '.join(unknown)}", hint=f"known: {', '.join(FAULTS)}")
-        if rate <= 0:
-            raise InputError("--rate", f"must be above 0 faults per minute, got {rate}")
-        if kind not in ("chaos.work", "chaos.contend", "chaos.catalog"):
-            raise InputError(
-                "--kind", f"{kind!r} is not a chaos workload", hint="chaos.work, chaos.contend, chaos.catalog"
-            )
-        if plan is None and tasks < 1:
-            raise InputError("--tasks", f"must be at least 1, got {tasks}")
-        p = load_plan(plan) if plan is not None else chaos_plan(tasks, kind=kind, seconds=seconds)
-        result = asyncio.run(
-            run_chaos(p, state_dir, wanted, rate_per_min=rate, max_faults=max_faults, seed=seed, timeout_s=timeout)
-        )
-    except CortexError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(exc.exit_code) from exc
+    wanted = [f.strip() for f in faults.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in FAULTS]
+    if unknown:
+        raise InputError("--faults", f"unknown fault(s) {', '.join(unknown)}", hint=f"known: {', '.join(FAULTS)}")
+    if rate <= 0:
+        raise InputError("--rate", f"must be above 0 faults per minute, got {rate}")
+    if kind not in ("chaos.work", "chaos.contend", "chaos.catalog"):
+        raise InputError("--kind", f"{kind!r} is not a chaos workload", hint="chaos.work, chaos.contend, chaos.catalog")
+    if plan is None and tasks < 1:
+        raise InputError("--tasks", f"must be at least 1, got {tasks}")
+    p = load_plan(plan) if plan is not None else chaos_plan(tasks, kind=kind, seconds=seconds)
+    result = asyncio.run(
+        run_chaos(p, state_dir, wanted, rate_per_min=rate, max_faults=max_faults, seed=seed, timeout_s=timeout)
+    )
     if as_json:
-        console.print_json(dumps(result))
+        print(dumps(result))
     else:
         table = Table(title=f"chaos run {result.run_id}", show_header=False)
         for name, value in result.rows():
@@ -77,8 +68,9 @@ def chaos(
         console.print(table)
         for f in result.faults:
             took = f"{f.recovered_s:.2f} s" if f.recovered_s is not None else "NOT RECOVERED"
-            console.print(f"  {f.at_s:7.2f} s  {f.kind:<18} {f.target:<28} recovered in {took}  {f.detail}")
-        console.print(f"report: {result.report}")
+            line = f"  {f.at_s:7.2f} s  {f.kind:<18} {f.target:<28} recovered in {took}  {f.detail}"
+            console.print(line, markup=False, highlight=False)
+        console.print(f"report: {result.report}", markup=False, highlight=False)
     healthy = result.lost == 0 and result.duplicated == 0 and all(f.recovered_s is not None for f in result.faults)
     if not healthy:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.TASKS_FAILED)

@@ -10,23 +10,25 @@ from cortex.models.plan import Target
 _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
 
-def _traits(repo: Path) -> list[str]:
+def traits(repo: Path) -> list[str]:
+    """What a repository is made of, from its top-level files: python, node, docker, workflows, kubernetes,
+    tests."""
     names = {p.name for p in repo.iterdir()}
-    traits: set[str] = set()
+    found: set[str] = set()
     if names & {"pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"}:
-        traits.add("python")
+        found.add("python")
     if "package.json" in names:
-        traits.add("node")
+        found.add("node")
     if "Dockerfile" in names:
-        traits.add("docker")
+        found.add("docker")
     workflows = repo / ".github" / "workflows"
     if workflows.is_dir() and any(p.suffix in (".yml", ".yaml") for p in workflows.iterdir()):
-        traits.add("workflows")
+        found.add("workflows")
     if (repo / "k8s").is_dir() or (repo / "deploy").is_dir():
-        traits.add("kubernetes")
+        found.add("kubernetes")
     if (repo / "tests").is_dir() or (repo / "test").is_dir():
-        traits.add("tests")
-    return sorted(traits)
+        found.add("tests")
+    return sorted(found)
 
 
 def discover_targets(path: Path) -> list[Target]:
@@ -37,10 +39,10 @@ def discover_targets(path: Path) -> list[Target]:
     if not path.is_dir():
         raise InputError(str(path), "targets must be a directory", hint="pass --targets DIR, e.g. examples/fleet")
     root = path.resolve()
-    if (root / ".git").exists() or _traits(root):
+    if (root / ".git").exists() or traits(root):
         repos = [root]
     else:
         repos = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in _SKIP and not p.name.startswith("."))
     if not repos:
         raise InputError(str(path), "no target directories found", hint="put one repository per subdirectory")
-    return [Target(name=r.name, path=str(r), traits=_traits(r)) for r in repos]
+    return [Target(name=r.name, path=str(r), traits=traits(r)) for r in repos]

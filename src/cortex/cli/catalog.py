@@ -11,41 +11,34 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cortex.cli.common import AsJson, StateDir, console, err, settings
+from cortex.errors import AssetNotFound, InputError
+
 catalog_app = typer.Typer(no_args_is_help=True, help="The asset catalog: serve, discover, query.")
-console = Console()
-err = Console(stderr=True)
 T = TypeVar("T")
-
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR)")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def parse_every(text: str) -> float:
     """``30s``, ``15m`` or ``2h`` in seconds."""
     m = re.fullmatch(r"(\d+)([smh])", text.strip())
     if not m or int(m.group(1)) == 0:
-        raise _fail(f"--every {text!r}: use a positive number with s, m or h, e.g. 15m")
+        raise InputError("--every", f"{text!r} is not a period", hint="use a positive number with s, m or h, e.g. 15m")
     return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 @contextlib.contextmanager
 def _redis_url(state_dir: Path | None) -> Iterator[str]:
-    from cortex.config import Settings
+    """``CORTEX_REDIS_URL``, or the catalog's persistent embedded server under the state directory (attached to
+    when another command already runs it)."""
     from cortex.coord.server import shared_embedded
 
-    settings = Settings()
-    if settings.redis_url:
-        yield settings.redis_url
+    s = settings()
+    if s.redis_url:
+        yield s.redis_url
         return
-    with shared_embedded((state_dir or settings.state_dir).resolve() / "catalog-redis") as url:
+    with shared_embedded((state_dir or s.state_dir).resolve() / "catalog-redis") as url:
         yield url
 
 
@@ -67,9 +60,13 @@ def _with_store(state_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(run(url))
 
 
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
 def _print_assets(assets: list[Any], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps([json.loads(a.model_dump_json()) for a in assets]))
+        _print_json([json.loads(a.model_dump_json()) for a in assets])
         return
     table = Table("id", "type", "namespace", "health", "tags")
     for a in assets:
@@ -88,13 +85,9 @@ def serve(
     """Serve the REST and GraphQL API (uvicorn)."""
     from cortex.catalog.config import CatalogConfig
     from cortex.catalog.server import serve as run_server
-    from cortex.errors import CortexError
     from cortex.roster import load_model
 
-    try:
-        cfg = load_model(CatalogConfig, config) if config else CatalogConfig()
-    except CortexError as exc:
-        raise _fail(str(exc)) from exc
+    cfg = load_model(CatalogConfig, config) if config else CatalogConfig()
     if read_open:
         cfg = cfg.model_copy(update={"read_open": True})
     if not cfg.tokens:
@@ -110,11 +103,11 @@ def token(name: str, scope: Annotated[list[str], typer.Option("--scope")] = ["re
 
     bad = sorted(set(scope) - {"read", "write"})
     if bad:
-        raise _fail(f"--scope {bad[0]!r}: use read or write")
+        raise InputError("--scope", f"{bad[0]!r} is not a scope", hint="use read or write")
     secret, spec = new_token(name, sorted(set(scope)))  # type: ignore[arg-type]
-    console.print(f"token (shown once): {secret}")
-    console.print("config entry:")
-    console.print_json(spec.model_dump_json())
+    print(f"token (shown once): {secret}")
+    print("config entry:")
+    _print_json(json.loads(spec.model_dump_json()))
 
 
 @catalog_app.command()
@@ -132,7 +125,7 @@ def discover(
 
     missing = [p for p in paths if not p.is_dir()]
     if missing:
-        raise _fail(f"{missing[0]}: not a directory")
+        raise InputError(str(missing[0]), "not a directory", hint="pass directories of repositories")
     period = parse_every(every) if every else None
     done = 0
     while True:
@@ -140,9 +133,9 @@ def discover(
         result = _with_store(state_dir, lambda store: run_discovery(store, paths))
         data = {**dataclasses.asdict(result), "writes": result.writes}
         if as_json:
-            console.print_json(json.dumps(data))
+            _print_json(data)
         else:
-            console.print(", ".join(f"{k} {v}" for k, v in data.items()))
+            console.print(", ".join(f"{k} {v}" for k, v in data.items()), markup=False)
         done += 1
         if period is None or (passes is not None and done >= passes):
             return
@@ -154,9 +147,9 @@ def get(asset_id: str, state_dir: StateDir = None, as_json: AsJson = False) -> N
     """Show one asset."""
     found = _with_store(state_dir, lambda store: store.get(asset_id))
     if found is None:
-        raise _fail(f"no asset {asset_id!r}", 1)
+        raise AssetNotFound(asset_id)
     if as_json:
-        console.print_json(found.model_dump_json())
+        _print_json(json.loads(found.model_dump_json()))
     else:
         _print_assets([found], False)
 
@@ -176,31 +169,26 @@ def lineage(
     as_json: AsJson = False,
 ) -> None:
     """Lineage of an asset."""
-    from cortex.catalog.store import AssetNotFound
-
-    if direction not in ("upstream", "downstream", "both") or not 1 <= depth <= 50:
-        raise _fail("--direction must be upstream, downstream or both; --depth between 1 and 50")
+    if direction not in ("upstream", "downstream", "both"):
+        raise InputError("--direction", f"{direction!r} is not a direction", hint="upstream, downstream or both")
+    if not 1 <= depth <= 50:
+        raise InputError("--depth", f"{depth} is out of range", hint="between 1 and 50")
 
     async def walk(store: Any) -> Any:
         return await store.lineage(asset_id, direction=direction, depth=depth)
 
-    try:
-        found = _with_store(state_dir, walk)
-    except AssetNotFound as exc:
-        raise _fail(str(exc), 1) from exc
+    found = _with_store(state_dir, walk)
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "root": found.root,
-                    "nodes": [n.id for n in found.nodes],
-                    "edges": [json.loads(e.model_dump_json()) for e in found.edges],
-                }
-            )
+        _print_json(
+            {
+                "root": found.root,
+                "nodes": [n.id for n in found.nodes],
+                "edges": [json.loads(e.model_dump_json()) for e in found.edges],
+            }
         )
         return
     for e in found.edges:
-        console.print(f"{e.upstream} --{e.relation}--> {e.downstream}")
+        console.print(f"{e.upstream} --{e.relation}--> {e.downstream}", markup=False, highlight=False)
 
 
 @catalog_app.command()
@@ -210,8 +198,8 @@ def stats(state_dir: StateDir = None, as_json: AsJson = False) -> None:
 
     s = _with_store(state_dir, lambda store: store.stats())
     if as_json:
-        console.print_json(json.dumps(dataclasses.asdict(s)))
+        _print_json(dataclasses.asdict(s))
         return
-    console.print(f"assets {s.assets}, edges {s.edges}")
+    console.print(f"assets {s.assets}, edges {s.edges}", markup=False)
     for kind in ("by_type", "by_health", "by_namespace"):
-        console.print(f"{kind}: " + ", ".join(f"{k} {v}" for k, v in getattr(s, kind).items()))
+        console.print(f"{kind}: " + ", ".join(f"{k} {v}" for k, v in getattr(s, kind).items()), markup=False)

@@ -1,0 +1,184 @@
+"""``cortex run``, ``demo`` and ``takeover``: a coordinator in the foreground with a live progress table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from cortex.cli.common import (
+    StateDir,
+    check_run_id,
+    console,
+    err,
+    private_or_configured_redis,
+    require_redis_url,
+    run_async,
+)
+from cortex.cli.common import settings as load_settings
+from cortex.cli.common import state_dir as resolve_state_dir
+from cortex.cli.planning import ClusterOpt, RosterOpt, build, plan
+from cortex.cli.views import progress_table
+from cortex.errors import ExitCode, InputError, PreflightFailed, RunInterrupted
+
+if TYPE_CHECKING:
+    from cortex.config import Settings
+    from cortex.models import Plan
+
+T = TypeVar("T")
+
+
+def _execute(
+    p: Plan,
+    state_dir: Path,
+    metrics_port: int | None,
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    take_over_within: float | None = None,
+) -> None:
+    """Run plan ``p`` (or, with ``take_over_within``, take run ``run_id`` over) with a live progress table."""
+    from rich.live import Live
+
+    from cortex.runtime.coordinator import Coordinator
+
+    prices = {}
+    if settings.prices:
+        from cortex.agents.prices import load_prices
+
+        prices = load_prices(settings.prices)  # before anything starts: a bad table is an input error
+    with private_or_configured_redis() as url, Live(console=console, refresh_per_second=4, transient=False) as live:
+        coord = Coordinator(
+            p,
+            url,
+            state_dir,
+            model=settings.model,
+            metrics_port=metrics_port,
+            run_id=run_id,
+            connect_attempts=settings.redis_connect_attempts,
+            catalog_url=settings.catalog_url,
+            catalog_token=settings.catalog_token,
+            on_update=lambda s: live.update(progress_table(s)),
+            prices=prices,
+        )
+        work = coord.run() if take_over_within is None else coord.take_over(take_over_within)
+        try:
+            result = _run_interruptible(work, coord.request_stop)
+        except PreflightFailed as exc:
+            for c in exc.checks:
+                err.print(f"  {'ok ' if c.ok else 'FAIL'} {c.name}: {c.detail}", markup=False, highlight=False)
+            raise
+        except RunInterrupted:
+            interrupted = True
+        else:
+            interrupted = False
+    if interrupted:  # processes and the embedded server are stopped by now (the blocks above have closed)
+        raise RunInterrupted(f"interrupted: run {coord.run_id} aborted; state in {state_dir}")
+    console.print()
+    console.print(f"run {result.run_id} {result.status}", markup=False)
+    console.print(f"report:  {result.report_md}", markup=False, highlight=False)
+    console.print(f"archive: {result.archive}", markup=False, highlight=False)
+    if result.status != "succeeded":
+        raise typer.Exit(ExitCode.TASKS_FAILED)
+
+
+def run(
+    plan_or_goal: Annotated[str, typer.Argument(metavar="PLAN_JSON|GOAL")],
+    targets: Annotated[Path | None, typer.Option("--targets", help="With a goal: directory of targets")] = None,
+    state_dir: StateDir = None,
+    roster: RosterOpt = None,
+    cluster: ClusterOpt = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Name the run (default: time and a random suffix)")
+    ] = None,
+) -> None:
+    """Run a plan.json, or plan GOAL over --targets and run it. Exit 1 if a required task failed, 4 if another
+    coordinator took the run over (this one stepped down), 6 if pre-flight failed."""
+    from cortex.planner import load_plan, write_plan
+
+    settings = load_settings()
+    sd = state_dir or settings.state_dir
+    if run_id is not None:
+        check_run_id(run_id, "--run-id")
+    if plan_or_goal.endswith(".json") or Path(plan_or_goal).is_file():
+        p = load_plan(Path(plan_or_goal))
+    elif targets is None:
+        raise InputError("--targets", "a goal needs --targets", hint="or pass the path of a plan.json")
+    else:
+        p = build(plan_or_goal, targets, roster, cluster)
+        write_plan(p, sd / "plans" / p.id)
+    _execute(p, sd, metrics_port, settings, run_id=run_id)
+
+
+def demo(
+    state_dir: StateDir = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics")] = None,
+) -> None:
+    """Plan and run the full catalog toolset over a working copy of examples/fleet (from the repository root)."""
+    from cortex.planner import load_plan
+    from cortex.toolset.fleet import working_copy
+
+    source = Path("examples/fleet")
+    if not source.is_dir():
+        raise InputError("examples/fleet", "not found here", hint="run the demo from the repository root")
+    settings = load_settings()
+    sd = resolve_state_dir(state_dir)
+    fleet = working_copy(source, sd / "fleet")
+    console.print(f"working copy of {source}: {fleet} (git repositories; the checkout is never modified)", markup=False)
+    goal = "Run the full catalog toolset across the fleet"
+    console.print(f'$ cortex plan "{goal}" --targets {fleet} --out plans/full', markup=False, highlight=False)
+    plan(goal, targets=fleet, out=Path("plans/full"))
+    console.print("$ cortex run plans/full/plan.json", markup=False, highlight=False)
+    _execute(load_plan(Path("plans/full/plan.json")), sd, metrics_port, settings)
+
+
+def takeover(
+    run_id: str,
+    state_dir: StateDir = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the current lease to lapse")] = 60.0,
+) -> None:
+    """Take RUN_ID over from a coordinator that stopped renewing its lease (crashed, paused, cut off) and finish
+    it. CORTEX_REDIS_URL must name the run's Redis. Exit 5 if the run is unknown there, 4 if its lease never
+    lapsed."""
+    from cortex.runtime.takeover import load_plan
+
+    check_run_id(run_id)
+    url = require_redis_url("to name the Redis server of the run to take over")
+    p = run_async(load_plan(url, run_id))
+    _execute(p, resolve_state_dir(state_dir), None, load_settings(), run_id=run_id, take_over_within=wait)
+
+
+def _run_interruptible(coro: Coroutine[Any, Any, T], request_stop: Callable[[], None]) -> T:
+    """Run ``coro``; the first SIGINT/SIGTERM asks it to stop and cancels it (its cleanup runs), later ones only
+    say so. Python's default handler would raise KeyboardInterrupt anywhere, including in the middle of that
+    cleanup; and a cancellation alone can be absorbed inside a client library, hence the flag too."""
+    import asyncio
+    import signal
+
+    async def main() -> T:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if task.cancelling():
+                err.print("still stopping processes...")
+            else:
+                request_stop()
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await task
+        except (asyncio.CancelledError, RunInterrupted):
+            # Cleanup is done; let nothing cut the exit short. The loop's handlers are removed first, or closing
+            # the loop would put Python's KeyboardInterrupt handler back over SIG_IGN.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+            raise RunInterrupted("interrupted") from None
+
+    return asyncio.run(main())

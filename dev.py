@@ -58,6 +58,7 @@ def main(argv: list[str]) -> None:
         _run(PY, "-m", "ruff", "check", "src", "tests", "bench", "dev.py")
         _run(PY, "-m", "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
         _run(PY, "-m", "mypy")
+        _run(BIN / "lint-imports")
     elif target == "bench":
         for script in sorted((ROOT / "bench").glob("bench_*.py")):
             _run(PY, script, *rest)

@@ -84,4 +84,4 @@ def run_plan(plan: Plan, *, appendonly: bool = False) -> dict[str, Any]:
         EmbeddedRedis(appendonly=appendonly) as server,
     ):
         result = asyncio.run(Coordinator(plan, server.url, Path(state)).run())
-        return result.summary
+        return result.report.model_dump(mode="json", by_alias=True)

@@ -1,4 +1,10 @@
-"""Fixtures: a real Redis server per test session (the embedded one), flushed for each test that uses it."""
+"""Fixtures: a real Redis server per test session (the embedded one), flushed for each test that uses it.
+
+Tests that need Redis are marked ``integration`` (those using the fixtures are marked here; modules that start
+servers or ``cortex run`` themselves say so with ``pytestmark``). ``python3 dev.py test -m "not integration"`` is
+the fast loop; to keep the mark honest, a test without it gets a Redis URL that leads nowhere and cannot start an
+embedded server, so one that needs Redis after all fails instead of passing slowly.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,28 @@ os.environ["CORTEX_MODEL_REQUESTS"] = "local-only"
 
 ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "examples" / "fleet"
+
+
+NO_REDIS = "unix:///nonexistent/unit-tests-have-no-redis.sock"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_outside_integration(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    def refuse(self: EmbeddedRedis, timeout_s: float = 10.0) -> EmbeddedRedis:
+        raise AssertionError("this test starts a Redis server: mark it integration")
+
+    monkeypatch.setenv("CORTEX_REDIS_URL", NO_REDIS)
+    monkeypatch.setenv("CORTEX_REDIS_CONNECT_ATTEMPTS", "1")
+    monkeypatch.setattr(EmbeddedRedis, "start", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,7 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
 
 
+@pytest.mark.integration
 async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_path: Path) -> None:
     result, report, repo = await run(tmp_path, roster(), SCRIPT)
     tasks = {t["id"]: t for t in report["tasks"]}
@@ -153,6 +154,7 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
     assert live["development"]["efficiency"] == round(spent / live["development"]["allocated"], 4)
 
 
+@pytest.mark.integration
 async def test_a_budget_that_runs_out_mid_task_degrades_as_the_policy_says(tmp_path: Path) -> None:
     policy = {"below": 0.9, "max_output_tokens": 300, "skip_optional": False, "partial": True}
     development = {"base_budget": 0, "worker_pool": BUDGET, "max_output_tokens": 1_000, "degradation": policy}
@@ -170,6 +172,7 @@ async def test_a_budget_that_runs_out_mid_task_degrades_as_the_policy_says(tmp_p
     assert dev["used"] <= dev["allocated"] and dev["reserved"] == 0 and dev["overrun"] == 0
 
 
+@pytest.mark.integration
 async def test_an_openai_compatible_endpoint_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scripts = {"You fix failing tests": SCRIPT["development.fix-tests"], "You review a change": SCRIPT["review.branch"]}
     with OpenAICompatibleServer(scripts) as server:
@@ -230,8 +233,9 @@ def test_the_price_table_gives_the_cost_and_a_bad_table_is_refused(tmp_path: Pat
     usage = model_usage(
         {**raw, "development|local-test-model|calls": "3", "coordinator|other:m|input": "5"}, load_prices(table)
     )
-    assert usage["development"]["local-test-model"] == {"input": 1_000_000, "output": 500_000, "calls": 3, "cost": 6.0}
-    assert usage["coordinator"]["other:m"]["cost"] == "unknown: no price for other:m in the price table"
+    dev = usage["development"]["local-test-model"]
+    assert (dev.input, dev.output, dev.calls, dev.cost) == (1_000_000, 500_000, 3, 6.0)
+    assert usage["coordinator"]["other:m"].cost == "unknown: no price for other:m in the price table"
     table.write_text("local-test-model: {input_per_mtok: -1, output_per_mtok: 8.0}\n")
     with pytest.raises(InputError, match=r"prices.yaml.*local-test-model.*input_per_mtok"):
         load_prices(table)
@@ -247,7 +251,8 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
     from cortex.coord.ledger import Ledger
     from cortex.models.task import Estimate, Task
     from cortex.roster import load_cluster, load_roster
-    from cortex.toolset.registry import TaskContext, handler_for
+    from cortex.toolset.context import Services, TaskContext
+    from cortex.toolset.registry import handler_for
 
     fleet = working_copy(FLEET, tmp_path / "fleet")
     repo = fleet / "inventory-service"
@@ -274,7 +279,7 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
         worker_id="w1",
         redis=redis,
         keys=keys,
-        extra={"model": f"script:{script}", "env": {}, "state_dir": tmp_path / "state"},
+        services=Services(model=f"script:{script}", state_dir=tmp_path / "state"),
     )
     handler = handler_for("documentation.runbook")
     assert handler is not None
@@ -282,6 +287,6 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
     assert out["files_changed"] == ["RUNBOOK.md"] and out["title"] == "Add a runbook for inventory-service"
     assert git(repo, "diff", "--name-only", "main", out["branch"]) == "RUNBOOK.md"  # the .py write was refused
     assert git(repo, "show", f"{out['branch']}:RUNBOOK.md") == runbook.strip()
-    assert (await Ledger(redis, keys).account("master:monitoring"))["used"] == sum(
+    assert (await Ledger(redis, keys).account("master:monitoring")).used == sum(
         c["input_tokens"] + c["output_tokens"] for c in out["model_calls"]
     )

@@ -51,7 +51,7 @@ async def test_a_low_budget_switches_to_the_cheaper_model_and_lowers_the_output_
     assert recorded == ["switched to cheaper model script:cheap", "output limit 500 -> 100 tokens"]
     account = await Ledger(redis, KEYS).account("master:m")
     spent = sum(c["input_tokens"] + c["output_tokens"] for c in scope.calls)
-    assert (account["used"], account["reserved"]) == (5_001 + spent, 0)
+    assert (account.used, account.reserved) == (5_001 + spent, 0)
 
 
 async def test_an_optional_task_is_skipped_when_the_budget_is_low(redis: aredis.Redis) -> None:
@@ -69,7 +69,7 @@ async def test_a_refused_reservation_makes_no_call(redis: aredis.Redis) -> None:
         await agent.run("go")
     assert scope.calls == []
     account = await Ledger(redis, KEYS).account("master:m")
-    assert (account["used"], account["reserved"]) == (9_900, 0)
+    assert (account.used, account.reserved) == (9_900, 0)
 
 
 async def test_two_agents_writing_the_same_file_take_turns(redis: aredis.Redis, tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ async def test_two_agents_writing_the_same_file_take_turns(redis: aredis.Redis, 
     from cortex.agents.workspace import Workspace
     from cortex.coord.keys import lock_key
     from cortex.models.task import Estimate, Task
-    from cortex.toolset.registry import TaskContext
+    from cortex.toolset.context import TaskContext
 
     def workspace(worker: str) -> Workspace:
         tree = tmp_path / worker

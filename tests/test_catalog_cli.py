@@ -11,7 +11,7 @@ import pytest
 from .conftest import FLEET
 from .test_inputs import cortex
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def test_discover_is_incremental_across_processes_and_queries_answer(tmp_path: Path) -> None:

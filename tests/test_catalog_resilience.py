@@ -19,7 +19,7 @@ from cortex.coord.server import EmbeddedRedis
 
 from .test_catalog_api import body
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
 def test_server_sent_events_survive_a_redis_crash_and_restart(tmp_path: Path) -> None:

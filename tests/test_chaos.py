@@ -18,7 +18,7 @@ from cortex.chaos.target import CatalogService
 from cortex.coord.server import EmbeddedRedis
 from cortex.runtime.statefiles import WORKERS
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 TASKS = 120
 FIRST = "chaos:chaos-0000"

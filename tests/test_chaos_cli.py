@@ -14,7 +14,7 @@ from cortex.coord.server import EmbeddedRedis
 
 from .test_inputs import cortex
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
 
 def test_chaos_command_prints_the_verification_and_exits_0_when_nothing_was_lost(tmp_path: Path) -> None:

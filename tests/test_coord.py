@@ -67,17 +67,17 @@ async def test_ledger_reservations_never_exceed_any_level_and_balance(redis: are
 
     results = await asyncio.gather(*(spend(w, i) for w in ("w1", "w2") for i in range(20)))
     master = await ledger.account("master:m")
-    assert master["used"] + master["reserved"] <= 600
-    assert master["reserved"] == 0
-    assert master["used"] == 20 * sum(results)
-    assert master["released"] == 10 * sum(results)  # each reservation of 30 released the 10 it did not use
+    assert master.used + master.reserved <= 600
+    assert master.reserved == 0
+    assert master.used == 20 * sum(results)
+    assert master.released == 10 * sum(results)  # each reservation of 30 released the 10 it did not use
     assert not all(results)  # the master level ran out before the workers did
-    assert (await ledger.account("run"))["used"] == master["used"]
-    over = 600 - master["used"] + 1  # the run level could cover it, the master level cannot
+    assert (await ledger.account("run")).used == master.used
+    over = 600 - master.used + 1  # the run level could cover it, the master level cannot
     with pytest.raises(BudgetExceeded, match="exceeds master:m"):
         await ledger.reserve("big", over, master="m")
-    assert (await ledger.account("master:m"))["reserved"] == 0  # the failed reservation held nothing anywhere
-    assert (await ledger.account("run"))["reserved"] == 0
+    assert (await ledger.account("master:m")).reserved == 0  # the failed reservation held nothing anywhere
+    assert (await ledger.account("run")).reserved == 0
 
 
 async def test_reservations_of_holders_that_died_are_released_at_the_end(redis: aredis.Redis) -> None:
@@ -91,8 +91,8 @@ async def test_reservations_of_holders_that_died_are_released_at_the_end(redis: 
     assert await ledger.release_orphans() == 1
     for level, used in (("run", 40), ("master:m", 40), ("worker:w1", 0)):
         account = await ledger.account(level)
-        assert (account["used"], account["reserved"]) == (used, 0), level
-    assert (await ledger.account("worker:w1"))["released"] == 300
+        assert (account.used, account.reserved) == (used, 0), level
+    assert (await ledger.account("worker:w1")).released == 300
     assert await ledger.release_orphans() == 0
 
 
@@ -120,4 +120,4 @@ async def test_usage_above_the_reservation_is_charged_and_shown_as_overrun(redis
     await ledger.reserve("call-1", 100, master="m")
     assert await ledger.commit("call-1", 130, master="m") == 0  # the provider reported more than estimated
     account = await ledger.account("master:m")
-    assert (account["used"], account["reserved"], account["released"], account["overrun"]) == (130, 0, 0, 30)
+    assert (account.used, account.reserved, account.released, account.overrun) == (130, 0, 0, 30)

@@ -18,7 +18,7 @@ from cortex.toolset.fleet import working_copy
 
 from .conftest import FLEET
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def git_out(repo: Path, *args: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
+from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Estimate, RetryPolicy, Task, TaskState
-from cortex.runtime.graphrun import GraphRun, backoff_delay
+from cortex.runtime.graphrun import Changes, GraphRun, backoff_delay
 
 
 def _t(task_id: str, deps: list[str] | None = None, **kw: object) -> Task:
@@ -20,20 +21,15 @@ def _t(task_id: str, deps: list[str] | None = None, **kw: object) -> Task:
     )  # type: ignore[arg-type]
 
 
-def _finish(g: GraphRun, task_id: str, ok: bool, *, retryable: bool = True):  # type: ignore[no-untyped-def]
-    rec = g.records[task_id]
-    return g.apply(
-        task_id,
-        rec.attempt,
-        ok,
-        worker="w1",
-        started=1.0,
-        finished=2.0,
-        output={},
-        error="" if ok else "boom",
-        retryable=retryable,
-        now=0.0,
-    )
+def _result(task_id: str, attempt: int, outcome: Outcome, **kw: object) -> TaskResult:
+    fields: dict[str, object] = {"worker": "w1", "started": 1.0, "finished": 2.0, "error": "", **kw}
+    return TaskResult(task_id=task_id, attempt=attempt, outcome=outcome, **fields)  # type: ignore[arg-type]
+
+
+def _finish(g: GraphRun, task_id: str, ok: bool, *, retryable: bool = True) -> Changes:
+    outcome = Outcome.succeeded if ok else Outcome.failed
+    result = _result(task_id, g.records[task_id].attempt, outcome, error="" if ok else "boom", retryable=retryable)
+    return g.apply(result, now=0.0)
 
 
 def _release(g: GraphRun, recs) -> list[str]:  # type: ignore[no-untyped-def]
@@ -76,7 +72,7 @@ def test_late_duplicate_result_is_counted_and_not_applied() -> None:
     g = GraphRun([_t("a")], RetryPolicy(), model_configured=True)
     _release(g, g.initial().release)
     _finish(g, "a", True)
-    again = g.apply("a", 1, False, worker="w2", started=3, finished=4, output={}, error="late", retryable=True, now=0)
+    again = g.apply(_result("a", 1, Outcome.failed, worker="w2", started=3, finished=4, error="late"), now=0)
     assert again.duplicate and g.duplicates == 1
     assert g.records["a"].state is TaskState.succeeded and g.records["a"].worker == "w1"
 
@@ -103,18 +99,6 @@ def test_a_handler_skip_ends_the_task_skipped_with_its_reason_and_settles_depend
     g = GraphRun([_t("a"), _t("b", ["a"])], RetryPolicy(max_attempts=3), model_configured=True)
     _release(g, g.initial().release)
     rec = g.records["a"]
-    out = g.apply(
-        "a",
-        rec.attempt,
-        False,
-        worker="w",
-        started=1,
-        finished=2,
-        output={},
-        error="npm not here",
-        retryable=False,
-        now=0,
-        skipped=True,
-    )
+    out = g.apply(_result("a", rec.attempt, Outcome.skipped, error="npm not here", retryable=False), now=0)
     assert rec.state is TaskState.skipped and rec.reason == "npm not here" and g.retries == 0
     assert [r.task.id for r in out.ended] == ["a", "b"]  # b needed a to succeed

@@ -1,54 +1,71 @@
 """Handoff admission: a master hands work to another; the coordinator admits it only if the receiver is active,
-staffed and can pay for it, and records every decision."""
+staffed and can pay for it, refuses a second handoff of the same task, and records and announces every
+decision."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from cortex.models.handoff import Handoff
+from cortex.models.messages import MessageType
 from cortex.planner import build_plan
 from cortex.roster import load_cluster, load_roster
 from cortex.runtime.coordinator import Coordinator
 
 from .conftest import FLEET
 
-FIX = {
-    "to": "development",
-    "kind": "development.fix-tests",
-    "worker_type": "implementation",
-    "requires_model": True,
-    "estimate_tokens": 6000,
-    "params": {},
-    "reason": "1 failing test",
-}
+FIX = Handoff(
+    to="development",
+    kind="development.fix-tests",
+    worker_type="implementation",
+    requires_model=True,
+    estimate_tokens=6000,
+    reason="1 failing test",
+)
 
 
-def _coordinator(tmp_path: Path, roster=None) -> Coordinator:  # type: ignore[no-untyped-def]
-    plan = build_plan("Run the full catalog toolset across the fleet", FLEET, roster or load_roster(), load_cluster())
+def _coordinator(tmp_path: Path) -> Coordinator:
+    plan = build_plan("Run the full catalog toolset across the fleet", FLEET, load_roster(), load_cluster())
     return Coordinator(plan, "unix:///nonexistent", tmp_path)  # no connection is made before run()
+
+
+def _admit(coord: Coordinator, h: Handoff) -> str:
+    from cortex.runtime.dispatch import Dispatcher
+
+    dispatcher = Dispatcher(coord.state, None, coord.keys, None, coord.outbox, coord.metrics)  # type: ignore[arg-type]
+    source = coord.state.graph.records["testing.run-tests:payments-api"]
+    return dispatcher.admit_handoff(source, h).decision
 
 
 def test_handoff_within_budget_is_admitted_as_a_task(tmp_path: Path) -> None:
     coord = _coordinator(tmp_path)
-    source = coord.graph.records["testing.run-tests:payments-api"]
-    coord._admit_handoff(source, FIX)
-    assert coord.handoffs[-1]["decision"] == "admitted"
-    task = coord.graph.records["development.fix-tests:payments-api"]
+    assert _admit(coord, FIX) == "admitted"
+    task = coord.state.graph.records["development.fix-tests:payments-api"]
     assert task.task.origin == "handoff:testing" and task.task.master == "development"
     # with no model configured the admitted task ends skipped with the reason
     assert task.state.value == "skipped" and "no model configured" in (task.reason or "")
-    assert coord._events and coord._events[-1][1].type.value == "handoff"
+    sent = {(channel, env.type) for channel, env in coord.outbox.queued}
+    assert ("cortex:master:development", MessageType.handoff) in sent
+    assert ("cortex:master:development", MessageType.result) in sent  # its completion: skipped
+
+
+def test_a_second_handoff_of_the_same_task_is_a_conflict_the_first_wins(tmp_path: Path) -> None:
+    coord = _coordinator(tmp_path)
+    assert _admit(coord, FIX) == "admitted"
+    second = _admit(coord, FIX.model_copy(update={"reason": "again"}))
+    assert second.startswith("duplicate: development.fix-tests:payments-api was already admitted from")
+    conflicts = [env for channel, env in coord.outbox.queued if channel == "cortex:conflicts"]
+    assert [c.context["event"] for c in conflicts] == ["duplicate-handoff"]
+    assert [d.decision for d in coord.state.handoffs] == ["admitted", second]
 
 
 def test_handoff_over_the_receivers_budget_is_rejected(tmp_path: Path) -> None:
     coord = _coordinator(tmp_path)
-    source = coord.graph.records["testing.run-tests:payments-api"]
-    coord._admit_handoff(source, {**FIX, "estimate_tokens": 60_000})  # development has 50,000
-    assert coord.handoffs[-1]["decision"].startswith("rejected: development budget 50,000")
-    assert "development.fix-tests:payments-api" not in coord.graph.records
+    decision = _admit(coord, FIX.model_copy(update={"estimate_tokens": 60_000}))  # development has 50,000
+    assert decision.startswith("rejected: development budget 50,000")
+    assert "development.fix-tests:payments-api" not in coord.state.graph.records
 
 
 def test_handoff_to_an_unknown_master_is_rejected(tmp_path: Path) -> None:
     coord = _coordinator(tmp_path)
-    source = coord.graph.records["testing.run-tests:payments-api"]
-    coord._admit_handoff(source, {**FIX, "to": "legal"})
-    assert coord.handoffs[-1]["decision"].startswith("rejected: legal is not active")
+    assert _admit(coord, FIX.model_copy(update={"to": "legal"})).startswith("rejected: legal is not active")

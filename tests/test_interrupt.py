@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import FLEET, ROOT
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]

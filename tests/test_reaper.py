@@ -7,6 +7,7 @@ import json
 import redis.asyncio as aredis
 
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
+from cortex.models.result import Outcome, TaskResult
 from cortex.runtime.process import ensure_group
 from cortex.runtime.reaper import reclaim
 
@@ -22,7 +23,7 @@ async def test_entries_of_a_dead_worker_are_requeued_and_a_live_workers_are_not(
     await redis.set(keys.heartbeat("live-worker"), "1")
     await redis.hset(keys.running, mapping={"t1": "dead-worker", "t2": "live-worker"})
 
-    assert await reclaim(redis, keys, [queue], idle_ms=0) == 1
+    assert await reclaim(redis, keys, [queue], idle_ms=0) == [("t1", "dead-worker")]
 
     pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=10)
     assert [p["consumer"] for p in pending] == ["live-worker"]
@@ -31,7 +32,7 @@ async def test_entries_of_a_dead_worker_are_requeued_and_a_live_workers_are_not(
     assert json.loads(fields["task"])["id"] == "t1" and fields["reassigned_from"] == "dead-worker"
     assert await redis.hgetall(keys.running) == {"t2": "live-worker"}
     await redis.set(keys.heartbeat("healthy"), "1")
-    assert await reclaim(redis, keys, [queue], idle_ms=0) == 0  # nothing twice
+    assert await reclaim(redis, keys, [queue], idle_ms=0) == []  # nothing twice
 
 
 async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply_once(redis: aredis.Redis) -> None:
@@ -44,9 +45,9 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     first = (await redis.xreadgroup(GROUP_WORKERS, "paused", {queue: ">"}, count=1))[0][1][0][0]
     delivery = Delivery(redis, keys)
     effect = [["HINCRBY", "effects", "t1", "1"]]
-    result = {"task_id": "t1", "attempt": 1, "ok": "1"}
+    result = TaskResult(task_id="t1", attempt=1, worker="w", started=1, finished=2, outcome=Outcome.succeeded)
 
-    assert await reclaim(redis, keys, [queue], idle_ms=0) == 1  # the paused worker has no heartbeat
+    assert await reclaim(redis, keys, [queue], idle_ms=0) == [("t1", "paused")]  # the paused worker has no heartbeat
     pipe = redis.pipeline(transaction=False)
     await delivery.settle(pipe, queue, first, result, effect)  # it wakes up and settles its copy: refused
     assert await pipe.execute() == [0]
@@ -60,10 +61,10 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
 
     await redis.xadd(queue, {"task": json.dumps({"id": "t1"}), "attempt": "2"})  # delivered again, e.g. a retry
     third = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
-    await delivery.settle(pipe, queue, third, {**result, "attempt": 2}, effect)
+    await delivery.settle(pipe, queue, third, result.model_copy(update={"attempt": 2}), effect)
     assert await pipe.execute() == [1]  # its result is reported, its effects are not applied twice
     assert await redis.hget("effects", "t1") == "1" and await redis.xlen(keys.results) == 2
-    assert await reclaim(redis, keys, [queue], idle_ms=0) == 0
+    assert await reclaim(redis, keys, [queue], idle_ms=0) == []
 
 
 async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(redis: aredis.Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +91,10 @@ async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(re
     async def settled(task_id: str, within_s: float) -> bool:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:  # the worker is another process: poll its results stream
-            if any(f["task_id"] == task_id for _, f in await redis.xrange(keys.results)):
+            if any(
+                TaskResult.model_validate_json(f["result"]).task_id == task_id
+                for _, f in await redis.xrange(keys.results)
+            ):
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -108,8 +112,9 @@ async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(re
         stolen = (await pipe.execute())[1]
         assert stolen and json.loads(stolen[0][1][0][1]["task"])["id"] == "lost"
         assert await settled("lost", 20)
-        lost = next(f for _, f in await redis.xrange(keys.results) if f["task_id"] == "lost")
-        assert lost["ok"] == "1" and lost["redelivered"] == "1"
+        results = [TaskResult.model_validate_json(f["result"]) for _, f in await redis.xrange(keys.results)]
+        lost = next(r for r in results if r.task_id == "lost")
+        assert lost.outcome is Outcome.succeeded and lost.redelivered
     finally:
         proc.terminate()
         proc.wait(timeout=20)

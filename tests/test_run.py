@@ -10,21 +10,26 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 import redis.asyncio as aredis
 
 from cortex.coord.server import EmbeddedRedis
 from cortex.models import Cluster, Roster
+from cortex.models.messages import StreamEvent
 from cortex.planner import build_plan
 from cortex.runtime.coordinator import Coordinator
 from cortex.toolset.fleet import working_copy
 
-from .conftest import FLEET
+from .conftest import FLEET, ROOT
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-# Fails on its first run (creates the marker), succeeds on the second: a real transient failure.
-FLAKY = "import pathlib,sys; p=pathlib.Path(sys.argv[1]); ok=p.exists(); p.touch(); sys.exit(0 if ok else 3)"
+# A real transient failure: the one run that creates the marker (atomically, O_EXCL) fails; every other passes.
+FLAKY = (
+    "import os,sys\ntry: os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL))\n"
+    "except FileExistsError: sys.exit(0)\nsys.exit(3)"
+)
 
 
 def free_port() -> int:
@@ -105,6 +110,7 @@ def make_roster(marker: Path) -> Roster:
                             "worker_type": "gen",
                             "per": "run",
                             "params": {"seconds": 0.6},
+                            "priority": 10,  # released first, to workers that have claimed nothing yet
                         },
                         {
                             "name": "nap-b",
@@ -112,6 +118,7 @@ def make_roster(marker: Path) -> Roster:
                             "worker_type": "gen",
                             "per": "run",
                             "params": {"seconds": 0.6},
+                            "priority": 10,  # released first, to workers that have claimed nothing yet
                         },
                     ],
                 },
@@ -175,7 +182,11 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
         "current-execution.json",
         "worker-distribution.json",
     }
+    # report.json is what its committed schema says, and every archived event is an envelope with its channel
+    schema = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
+    jsonschema.validate(report, schema)
     events = [json.loads(line) for line in (archive / "events.jsonl").read_text().splitlines()]
+    assert all(StreamEvent.model_validate(e).channel.startswith("cortex:") for e in events)
     dispatched = {e["task_id"] for e in events if e["context"].get("event") == "dispatched"}
     assert set(flaky_ids) <= dispatched
     # payments-api has a failing test: testing handed a fix to development, admitted and skipped (no model)

@@ -17,7 +17,7 @@ from .conftest import FLEET
 from .test_catalog_api import Catalog, make_catalog
 from .test_run import small_cluster
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def inventory_roster() -> Roster:

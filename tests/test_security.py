@@ -126,7 +126,8 @@ def _run(kind: str, repo: str, **params: object) -> dict:  # type: ignore[type-a
 
     from cortex.coord.keys import RunKeys
     from cortex.models.task import Estimate, Task
-    from cortex.toolset.registry import TaskContext, handler_for
+    from cortex.toolset.context import TaskContext
+    from cortex.toolset.registry import handler_for
 
     task = Task(
         id="t",

@@ -11,8 +11,9 @@ import pytest
 from cortex.coord.keys import RunKeys
 from cortex.errors import TaskSkipped
 from cortex.models.task import Estimate, Task
+from cortex.toolset.context import TaskContext
 from cortex.toolset.fleet import working_copy
-from cortex.toolset.registry import TaskContext, handler_for
+from cortex.toolset.registry import handler_for
 
 from .conftest import FLEET
 

@@ -25,6 +25,7 @@ from cortex.coord.keys import RunKeys
 from cortex.coord.ledger import Ledger
 from cortex.errors import BudgetExceeded, TaskSkipped
 from cortex.models.roster import Degradation
+from cortex.models.state import LedgerAccount
 
 CHARS_PER_TOKEN_BOUND = 3
 """Prompt tokens are estimated as characters / 3: tokenizers average about 4 characters a token on English and
@@ -45,7 +46,7 @@ class LedgerLike(Protocol):
 
     async def commit(self, reservation_id: str, used: int, *, master: str, worker: str | None = None) -> int: ...
 
-    async def account(self, level: str) -> dict[str, int]: ...
+    async def account(self, level: str) -> LedgerAccount: ...
 
 
 class LocalLedger:
@@ -84,9 +85,9 @@ class LocalLedger:
             a["overrun"] += max(0, used - held)
         return max(0, held - used)
 
-    async def account(self, level: str) -> dict[str, int]:
+    async def account(self, level: str) -> LedgerAccount:
         """One level's figures."""
-        return dict(self.accounts.get(level, {"allocated": 0, "used": 0, "reserved": 0, "released": 0, "overrun": 0}))
+        return LedgerAccount(**self.accounts.get(level, {}))
 
 
 @dataclass
@@ -158,9 +159,9 @@ class BudgetedModel(WrapperModel):
         """Apply the master's policy when its remaining budget is below the threshold; the output limit to use."""
         s, p = self.scope, self.scope.policy
         account = await self.ledger.account(f"master:{s.master}")
-        if not account["allocated"]:
+        if not account.allocated:
             return max_out
-        left = (account["allocated"] - account["used"] - account["reserved"]) / account["allocated"]
+        left = account.remaining / account.allocated
         if left >= p.below:
             return max_out
         why = f"master {s.master} has {left:.0%} of its budget left (policy: below {p.below:.0%})"

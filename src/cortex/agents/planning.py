@@ -58,7 +58,7 @@ async def assisted_plan(
     else:
         tasks, result = review(proposal, roster, targets, planned)
         assistance.update(accepted=result.accepted, rejected=result.rejected, added=result.added)
-    assistance["tokens"] = await ledger.account("run")
+    assistance["tokens"] = (await ledger.account("run")).model_dump()
     plan = assemble_plan(goal, targets, roster, cluster, routing, tasks)
     note = (
         f"Planning assistance by {model.model_name}: not used ({assistance['not_used']})."

@@ -7,7 +7,7 @@ from cortex.agents.providers import build_model
 from cortex.errors import ModelUnavailable, TaskFailed, TaskSkipped
 from cortex.models import Plan
 from cortex.models.roster import Master
-from cortex.toolset.registry import TaskContext
+from cortex.toolset.context import TaskContext
 
 _plans: dict[str, Plan] = {}
 
@@ -26,10 +26,10 @@ async def master_of(ctx: TaskContext) -> Master:
 async def budgeted_model(ctx: TaskContext) -> tuple[BudgetedModel, Master]:
     """The model this task's agent calls, inside the ledger; skipped when no model is configured."""
     master = await master_of(ctx)
-    spec = master.model or ctx.extra.get("model")
+    spec = master.model or ctx.services.model
     if not spec:
         raise TaskSkipped("no model configured (set CORTEX_MODEL, or a model for this master in the roster)")
-    env = dict(ctx.extra.get("env") or {})
+    env = dict(ctx.services.env)
     try:
         model = build_model(spec, env, script_key=ctx.task.kind)
         cheaper = (

@@ -5,9 +5,7 @@ run."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+import redis.asyncio as aredis
 from pydantic import BaseModel
 from pydantic_ai import Agent
 
@@ -15,17 +13,18 @@ from cortex.agents.budget import BudgetedModel, CallScope
 from cortex.agents.providers import build_model
 from cortex.coord.keys import RunKeys
 from cortex.errors import BudgetExceeded, CortexError
+from cortex.models.report import ExecutiveSummary, Report
 from cortex.models.roster import Master
 
 SUMMARY_INSTRUCTIONS = """You write the executive summary of an orchestration run for a busy engineering
 manager, from the report data you are given and nothing else. State the outcome, the most important findings
 with their numbers as given, and what needs a human decision. Do not invent figures."""
 
-LEAVE_OUT = ("tasks", "lineage", "processes", "nodes", "critical_path")
+LEAVE_OUT = {"tasks", "lineage", "processes", "nodes", "critical_path", "executive_summary", "paths"}
 
 
-class ExecutiveSummary(BaseModel):
-    """The summary: a headline, a few paragraphs, and the decisions it asks for."""
+class SummaryText(BaseModel):
+    """What the model writes: a headline, a few paragraphs, and the decisions it asks for."""
 
     headline: str
     paragraphs: list[str]
@@ -33,19 +32,19 @@ class ExecutiveSummary(BaseModel):
 
 
 async def write_summary(
-    redis: Any, keys: RunKeys, master: Master, spec: str, env: dict[str, str], data: dict[str, Any]
-) -> dict[str, Any]:
-    """``{"by", "headline", "paragraphs", "decisions_needed"}``, or ``{"not_written": reason}``."""
-    facts = {k: v for k, v in data.items() if k not in LEAVE_OUT}
+    redis: aredis.Redis, keys: RunKeys, master: Master, spec: str, env: dict[str, str], report: Report
+) -> ExecutiveSummary:
+    """The summary with the model that wrote it, or why it was not written."""
+    facts = report.model_dump_json(by_alias=True, exclude=LEAVE_OUT)
     try:
         model = build_model(master.model or spec, env, script_key="coordinator.summary")
         scope = CallScope(
             redis, keys, "coordinator.summary", master.name, None, False, master.max_output_tokens, master.degradation
         )
-        agent = Agent(BudgetedModel(model, scope), output_type=ExecutiveSummary, instructions=SUMMARY_INSTRUCTIONS)
-        result = await agent.run("Report data (JSON):\n" + json.dumps(facts, default=str, sort_keys=True))
+        agent = Agent(BudgetedModel(model, scope), output_type=SummaryText, instructions=SUMMARY_INSTRUCTIONS)
+        result = await agent.run("Report data (JSON):\n" + facts)
     except (CortexError, BudgetExceeded) as exc:
-        return {"not_written": str(exc)}
+        return ExecutiveSummary(not_written=str(exc))
     except Exception as exc:  # a provider error must not lose the run's report
-        return {"not_written": f"{type(exc).__name__}: {exc}"}
-    return {"by": model.model_name, **result.output.model_dump(), "model_calls": scope.calls}
+        return ExecutiveSummary(not_written=f"{type(exc).__name__}: {exc}")
+    return ExecutiveSummary(by=model.model_name, **result.output.model_dump(), model_calls=scope.calls)

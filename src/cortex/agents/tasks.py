@@ -25,8 +25,8 @@ from cortex.agents.workspace import Workspace
 from cortex.errors import BudgetExceeded, TaskFailed
 from cortex.files import write_atomic
 from cortex.models.roster import Master
+from cortex.toolset.context import Output, TaskContext, task_kind
 from cortex.toolset.development import branch_worktree, describe, git, run_pytest
-from cortex.toolset.registry import Output, TaskContext, task_kind
 
 T = TypeVar("T")
 
@@ -84,7 +84,7 @@ async def _commit(ctx: TaskContext, root: Path, tree: Path, message: str) -> tup
     if not diff:
         return None, None
     await git(tree, "commit", "-q", "-m", message + "\nMade by Cortex; not pushed.\n")
-    state = Path(ctx.extra.get("state_dir") or ".cortex")
+    state = ctx.services.state_dir
     patch = state / "runs" / ctx.run_id / "patches" / f"{root.name}-{ctx.task.kind.split('.')[-1]}.patch"
     write_atomic(patch, diff)
     return await git(tree, "rev-parse", "HEAD"), str(patch)

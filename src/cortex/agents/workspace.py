@@ -13,8 +13,8 @@ from pydantic_ai import Tool
 from cortex.coord.locks import FencedLock
 from cortex.errors import TaskFailed
 from cortex.files import SKIP_DIRS
+from cortex.toolset.context import TaskContext
 from cortex.toolset.development import describe, git, run_pytest
-from cortex.toolset.registry import TaskContext
 
 MAX_READ = 100_000
 """Characters of a file an agent may read at once."""
@@ -60,9 +60,7 @@ class Workspace:
         lock = self.locks.get(path)
         if lock is None:
             resource = f"file:{self.repo.resolve()}/{path}"
-            lock = FencedLock(
-                self.ctx.redis, resource, ttl_ms=int(self.ctx.task.timeout_s * 1000), owner=self.ctx.worker_id
-            )
+            lock = self.ctx.lock(resource, ttl_ms=int(self.ctx.task.timeout_s * 1000))
             await lock.acquire(timeout_s=self.ctx.task.timeout_s)
             self.locks[path] = lock
         if not await lock.still_held():

@@ -3,7 +3,7 @@ to take over a failed node's workers."""
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import JsonValue
 
 from cortex.models import Cluster, Plan, Roster
 from cortex.models.plan import RoutingDecision
@@ -37,7 +37,7 @@ def chaos_plan(
     workers: int = 6,
     nodes: int = 3,
     slots: int = 4,
-    params: dict[str, Any] | None = None,
+    params: dict[str, JsonValue] | None = None,
     budget: int = 0,
     estimate_tokens: int = 0,
     optional_every: int = 0,

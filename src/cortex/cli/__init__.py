@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cortex.cli import planning, processes, running, views
+from cortex.cli import live, planning, processes, running, views
 from cortex.cli.catalog import catalog_app
 from cortex.cli.chaos import chaos
 from cortex.cli.common import exit_for
@@ -38,6 +38,10 @@ app.command()(running.takeover)
 app.command()(views.status)
 app.command()(views.history)
 app.command()(views.report)
+app.command()(live.watch)
+app.command()(live.drain)
+app.command()(live.resume)
+app.command()(live.cancel)
 app.command()(processes.worker)
 app.command()(processes.master)
 app.command()(processes.supervisor)

@@ -14,13 +14,13 @@ server or a primary with replicas; Redis Cluster would need the run's keys in on
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import redis.asyncio as aredis
 
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
+from cortex.models.result import Outcome, TaskResult
 
-# KEYS: queue, results, running, committed. ARGV: group, entry id, task id, ok, effects JSON, result field/values.
+# KEYS: queue, results, running, committed. ARGV: group, entry id, task id, ok, effects JSON, result JSON.
 # Returns 0 when the entry was already settled (the result is dropped), 1 when settled, 2 when effects applied.
 _SETTLE = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -30,9 +30,7 @@ if ARGV[4] == '1' and redis.call('HSETNX', KEYS[4], ARGV[3], ARGV[2]) == 1 then
   for _, c in ipairs(cjson.decode(ARGV[5])) do redis.call(unpack(c)) end
   applied = 1
 end
-local fields = {'effects_applied', tostring(applied)}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XADD', KEYS[2], '*', 'effects_applied', tostring(applied), 'result', ARGV[6])
 return 1 + applied
 """
 
@@ -69,13 +67,12 @@ class Delivery:
         pipe: aredis.client.Pipeline,
         queue: str,
         entry_id: str,
-        result: dict[str, Any],
+        result: TaskResult,
         effects: list[list[str]],
     ) -> None:
         """Queue on ``pipe`` the atomic settle of ``entry_id``: ack, result, and effects when first to succeed."""
-        args: list[Any] = [GROUP_WORKERS, entry_id, result["task_id"], result["ok"], json.dumps(effects)]
-        for k, v in result.items():
-            args += [k, str(v)]
+        ok = "1" if result.outcome is Outcome.succeeded else "0"
+        args = [GROUP_WORKERS, entry_id, result.task_id, ok, json.dumps(effects), result.model_dump_json()]
         keys = [queue, self.keys.results, self.keys.running, self.keys.committed]
         await self._settle(keys=keys, args=args, client=pipe)
 

@@ -1,19 +1,22 @@
-"""Events: every envelope goes to its pub/sub channel and to the run's event stream (pub/sub drops messages
-nobody hears; the stream is what the archive keeps)."""
+"""Events: every envelope goes to its pub/sub channel and to the run's event stream, in one pipeline.
+
+Pub/sub is fire and forget: a message nobody is subscribed to is gone. The run's event stream is the durable
+record (the archive keeps it as ``events.jsonl``); the channels are for whoever follows a run live (``cortex
+watch``) and for the control messages processes obey, whose durable copy is the run's ``control`` hash.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortex.coord.keys import RunKeys
-from cortex.models.messages import Envelope
+from cortex.models.messages import Envelope, StreamEvent
 
 
 def emit(pipe: aredis.client.Pipeline, keys: RunKeys, channel: str, envelope: Envelope) -> None:
@@ -23,6 +26,40 @@ def emit(pipe: aredis.client.Pipeline, keys: RunKeys, channel: str, envelope: En
     pipe.publish(channel, data)
 
 
+def as_commands(keys: RunKeys, channel: str, envelope: Envelope) -> list[list[str]]:
+    """The same publication as raw Redis commands, for a task's effects: they run with the task's first successful
+    settle, so an event about what a task produced is sent once however often the task ran."""
+    data = envelope.dumps()
+    return [["XADD", keys.events, "*", "channel", channel, "data", data], ["PUBLISH", channel, data]]
+
+
+class Outbox:
+    """Envelopes waiting to go out with the next pipeline the owner executes (the coordinator sends its events
+    together with the writes they describe)."""
+
+    def __init__(self, keys: RunKeys) -> None:
+        self.keys = keys
+        self._queued: list[tuple[str, Envelope]] = []
+
+    def add(self, channel: str, envelope: Envelope) -> None:
+        """Queue ``envelope`` for ``channel``."""
+        self._queued.append((channel, envelope))
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    @property
+    def queued(self) -> list[tuple[str, Envelope]]:
+        """What is waiting, oldest first."""
+        return list(self._queued)
+
+    def drain_into(self, pipe: aredis.client.Pipeline) -> None:
+        """Queue every waiting envelope on ``pipe`` and forget them."""
+        for channel, envelope in self._queued:
+            emit(pipe, self.keys, channel, envelope)
+        self._queued = []
+
+
 async def publish(redis: aredis.Redis, keys: RunKeys, channel: str, envelope: Envelope) -> None:
     """Publish one envelope now."""
     pipe = redis.pipeline(transaction=False)
@@ -30,11 +67,11 @@ async def publish(redis: aredis.Redis, keys: RunKeys, channel: str, envelope: En
     await pipe.execute()
 
 
-async def read_events(redis: aredis.Redis, keys: RunKeys, *, count: int = 10_000) -> list[dict[str, Any]]:
+async def read_events(redis: aredis.Redis, keys: RunKeys, *, count: int = 10_000) -> list[StreamEvent]:
     """Every event of the run so far, oldest first, decoded."""
     import json
 
-    out: list[dict[str, Any]] = []
+    out: list[StreamEvent] = []
     last = "-"
     while True:
         batch = await redis.xrange(keys.events, min=last, max="+", count=count)
@@ -44,9 +81,7 @@ async def read_events(redis: aredis.Redis, keys: RunKeys, *, count: int = 10_000
             return out
         for entry_id, fields in batch:
             event = json.loads(fields["data"])
-            event["channel"] = fields["channel"]
-            event["stream_id"] = entry_id
-            out.append(event)
+            out.append(StreamEvent.model_validate({**event, "channel": fields["channel"], "stream_id": entry_id}))
         last = batch[-1][0]
 
 

@@ -1,6 +1,8 @@
 """Every Redis key and channel name Cortex uses. Nothing else builds key strings.
 
-Channels are the original design's; a run's keys live under ``cortex:run:{run_id}:``.
+A run's keys live under ``cortex:run:{run_id}:``. The channels are the original design's five; they are shared by
+every run on the server, so each message carries its ``run_id`` and receivers filter on it. What goes on which
+channel is in ``docs/architecture.md`` ("Channels").
 """
 
 from __future__ import annotations
@@ -9,9 +11,15 @@ from dataclasses import dataclass
 
 PREFIX = "cortex"
 CH_COORDINATOR = f"{PREFIX}:master:coordinator"
-"""System-wide broadcasts."""
+"""System-wide broadcasts: phases, node failures, reassignments, the end of a run."""
 CH_LINEAGE = f"{PREFIX}:lineage"
+"""Every lineage edge as it is recorded, with the task, worker and master that produced it."""
 CH_CONFLICTS = f"{PREFIX}:conflicts"
+"""Every contention and how it was resolved: fenced writes refused, locks waited on, duplicates ignored."""
+MASTER_CHANNELS = f"{PREFIX}:master:*"
+"""Pattern of every master's channel (the coordinator's included)."""
+WORKER_CHANNELS = f"{PREFIX}:worker:*"
+"""Pattern of every worker's channel."""
 RUNS = f"{PREFIX}:runs"
 """Sorted set of run ids by start time."""
 FENCE_COUNTER = f"{PREFIX}:fence"
@@ -112,14 +120,15 @@ class RunKeys:
         return f"{self.base}:nodes"
 
     @property
-    def leader(self) -> str:
-        """Leadership lease of the run's coordinator."""
-        return f"{self.base}:leader"
-
-    @property
     def coordinator(self) -> str:
         """Hash with the leading coordinator's run-level counters (fenced), read by a coordinator taking over."""
         return f"{self.base}:coordinator"
+
+    @property
+    def control(self) -> str:
+        """Hash process id -> the standing control command (drain), so a process that missed the message on its
+        channel, or restarted, still obeys it."""
+        return f"{self.base}:control"
 
     @property
     def stop(self) -> str:

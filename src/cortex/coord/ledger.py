@@ -11,6 +11,7 @@ import redis.asyncio as aredis
 
 from cortex.coord.keys import RunKeys
 from cortex.errors import BudgetExceeded
+from cortex.models.state import LedgerAccount
 
 # KEYS: accounts (run, master, worker...), reservations hash. ARGV: reservation id, tokens.
 # Returns 0 on success, the 1-based index of the first account that cannot cover the reservation, or -1 when the
@@ -95,7 +96,7 @@ class Ledger:
         if failed:
             level = accounts[failed - 1].rsplit(":ledger:", 1)[1]
             snap = await self.account(level)
-            raise BudgetExceeded(level, tokens, snap["allocated"] - snap["used"] - snap["reserved"])
+            raise BudgetExceeded(level, tokens, snap.remaining)
 
     async def commit(self, reservation_id: str, used: int, *, master: str, worker: str | None = None) -> int:
         """Charge the ``used`` tokens of a reservation and release the rest of it; returns how many were released.
@@ -107,7 +108,7 @@ class Ledger:
         """At the end of a run: give back every reservation whose holder died before committing it."""
         return int(await self._orphans(keys=[self.keys.ledger("reservations")]))
 
-    async def account(self, level: str) -> dict[str, int]:
+    async def account(self, level: str) -> LedgerAccount:
         """``allocated``, ``used``, ``reserved``, ``released`` and ``overrun`` of one level (zeros when absent)."""
         raw = await self.redis.hgetall(self.keys.ledger(level))
-        return {k: int(raw.get(k, 0)) for k in ("allocated", "used", "reserved", "released", "overrun")}
+        return LedgerAccount(**{k: int(raw.get(k, 0)) for k in LedgerAccount.model_fields})

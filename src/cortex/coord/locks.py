@@ -8,7 +8,9 @@ old holder is fenced out even before the new holder writes anything.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
@@ -44,14 +46,29 @@ return (#ARGV - 1) / 2
 """
 
 
-class FencedLock:
-    """A lease on ``resource`` for ``ttl_ms``. ``token`` is valid until a newer holder acquires."""
+ConflictHook = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Told of each contention: ``lock-wait`` (someone else holds it), ``lock-acquired`` (after waiting) and
+``fenced-write-refused`` (a newer holder exists), with the details."""
 
-    def __init__(self, redis: aredis.Redis, resource: str, *, ttl_ms: int, owner: str | None = None) -> None:
+
+class FencedLock:
+    """A lease on ``resource`` for ``ttl_ms``. ``token`` is valid until a newer holder acquires. ``on_conflict``, if
+    given, hears of every contention (the runtime publishes them on the conflicts channel)."""
+
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        resource: str,
+        *,
+        ttl_ms: int,
+        owner: str | None = None,
+        on_conflict: ConflictHook | None = None,
+    ) -> None:
         self.redis = redis
         self.resource = resource
         self.ttl_ms = ttl_ms
         self.owner = owner or uuid.uuid4().hex
+        self.on_conflict = on_conflict
         self.token = 0
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
@@ -72,11 +89,24 @@ class FencedLock:
 
     async def acquire(self, timeout_s: float = 30.0, poll_s: float = 0.005) -> None:
         """Wait until the lease is ours; ``TimeoutError`` after ``timeout_s``."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        if await self.try_acquire():
+            return
+        started = time.monotonic()
+        await self._conflict("lock-wait", holder=await self.holder())
         while not await self.try_acquire():  # noqa: ASYNC110  (Redis does not notify a release; poll)
-            if asyncio.get_running_loop().time() > deadline:
+            if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"lock on {self.resource!r} not acquired within {timeout_s} s")
             await asyncio.sleep(poll_s)
+        await self._conflict("lock-acquired", waited_s=round(time.monotonic() - started, 4), token=self.token)
+
+    async def holder(self) -> str | None:
+        """Who holds the lease now (its owner name), or None."""
+        value = await self.redis.get(lock_key(self.resource))
+        return None if value is None else str(value).rsplit("|", 1)[0]
+
+    async def _conflict(self, event: str, **details: Any) -> None:
+        if self.on_conflict is not None:
+            await self.on_conflict(event, {"resource": self.resource, "owner": self.owner, **details})
 
     async def renew(self) -> bool:
         """Extend the lease; False means it was lost (expired or taken) and the holder must stop writing."""
@@ -101,4 +131,6 @@ class FencedLock:
         for field, value in mapping.items():
             args += [field, value]
         if int(await self._hset(keys=[fence_key(self.resource), key], args=args)) < 0:
+            newest = await self.redis.get(fence_key(self.resource))
+            await self._conflict("fenced-write-refused", key=key, token=self.token, newest_token=int(newest or 0))
             raise FencedWriteRefused(self.resource, self.token)

@@ -40,3 +40,11 @@ class Envelope(BaseModel):
     def dumps(self) -> str:
         """The wire form, with ``from`` as the key."""
         return self.model_dump_json(by_alias=True)
+
+
+class StreamEvent(Envelope):
+    """An envelope as the run's event stream keeps it (and the archive's ``events.jsonl``): with the channel it was
+    published on and its stream entry id."""
+
+    channel: str
+    stream_id: str

@@ -8,8 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cortex.models.cluster import Cluster
+from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope
 from cortex.models.plan import Plan
+from cortex.models.report import MasterSummary, Report, StoredTaskRecord
+from cortex.models.result import TaskResult
 from cortex.models.roster import Roster
 from cortex.models.state import ExecutionState
 from cortex.models.task import Task
@@ -21,6 +24,12 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "plan": Plan,
     "execution-state": ExecutionState,
     "message-envelope": Envelope,
+    "handoff": Handoff,
+    "handoff-decision": HandoffDecision,
+    "task-result": TaskResult,
+    "task-record": StoredTaskRecord,
+    "master-summary": MasterSummary,
+    "report": Report,
 }
 
 

@@ -32,12 +32,39 @@ class Check(BaseModel):
 class TokenUse(BaseModel):
     """One ledger account as it stands: what is allocated, used, held by calls in flight, and left."""
 
+    model_config = ConfigDict(extra="forbid")
+
     allocated: int
     used: int
     reserved: int
     remaining: int
     efficiency: float
     """used / allocated (0 when nothing is allocated)."""
+
+
+class LedgerAccount(BaseModel):
+    """One token ledger account as stored: allocated, used by calls, reserved by calls in flight, released (reserved
+    and not used) and overrun (used beyond a reservation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allocated: int = 0
+    used: int = 0
+    reserved: int = 0
+    released: int = 0
+    overrun: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """What is left to reserve."""
+        return self.allocated - self.used - self.reserved
+
+    def use(self) -> TokenUse:
+        """The account as the live state shows it, with what is left and the efficiency (used over allocated)."""
+        eff = round(self.used / self.allocated, 4) if self.allocated else 0.0
+        return TokenUse(
+            allocated=self.allocated, used=self.used, reserved=self.reserved, remaining=self.remaining, efficiency=eff
+        )
 
 
 class ExecutionState(BaseModel):
@@ -58,6 +85,8 @@ class ExecutionState(BaseModel):
     pid: int
     """Process id of the coordinator (``cortex status`` tells a dead run from a running one by it)."""
     state_dir: str
+    redis: str = ""
+    """The run's Redis URL, any password replaced (``cortex watch`` follows a run on a server without one)."""
     tasks: dict[str, TaskCounts] = Field(default_factory=dict)
     """Task counts by master."""
     phase_times: dict[str, float] = Field(default_factory=dict)

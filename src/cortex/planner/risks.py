@@ -56,12 +56,14 @@ FAILURE_SCENARIOS: tuple[FailureScenario, ...] = (
     FailureScenario(
         id=6,
         name="Token budget exhaustion",
-        detection="A ledger reservation is refused because it would exceed the run, master or worker allocation.",
-        recovery="The reservation fails atomically (Lua), so no level is ever overdrawn; an optional task is "
-        "skipped with the reason, a required one fails without retry; reservations of holders that died are "
-        "released at the end of the run. Roster policies (cheaper model, smaller output) arrive with the LLM "
-        "agents (issue 5).",
-        status="partial",
+        detection="A ledger reservation is refused because it would exceed the run, master or worker allocation; "
+        "before that, a master's remaining budget falls below its roster policy's threshold.",
+        recovery="Reservations are atomic (Lua), so no level is ever overdrawn. Below the threshold a master "
+        "degrades as its roster policy says (a cheaper model, a smaller output limit, optional tasks skipped), "
+        "and each step is recorded in the report. A reservation refused mid-task ends the task with what it has "
+        "(partial) when the policy allows, else fails it without retry; reservations of holders that died are "
+        "released at the end of the run.",
+        status="implemented",
     ),
     FailureScenario(
         id=7,

@@ -8,19 +8,11 @@ from __future__ import annotations
 import heapq
 import math
 
+from cortex.models.phase import Phase
 from cortex.models.plan import PhaseWindow, Schedule, ScheduledTask, TimelineMinute, WorkerAssignment
 from cortex.models.roster import PhaseEstimates
 from cortex.models.task import Task
 from cortex.planner.dag import Dag
-
-PHASES = (
-    (0, "preflight", "Pre-flight checks: Redis, nodes, budgets, catalog, model provider"),
-    (1, "activation", "Master activation: one process per master, registered and subscribed"),
-    (2, "distribution", "Worker distribution: worker processes started on their nodes, health-checked"),
-    (3, "execution", "Parallel execution: tasks released as dependencies finish"),
-    (4, "aggregation", "Aggregation: results merged per master, success criteria checked"),
-    (5, "reporting", "Reporting and cleanup: report, archive, processes and run keys cleaned up"),
-)
 
 
 def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
@@ -89,14 +81,14 @@ def list_schedule(tasks: list[Task], graph: Dag, workers: list[WorkerAssignment]
 def _phases(est: PhaseEstimates, makespan: float) -> list[PhaseWindow]:
     lengths = [est.preflight, est.activation, est.distribution, makespan, est.aggregation, est.reporting]
     windows, at = [], 0.0
-    for (index, name, description), length in zip(PHASES, lengths, strict=True):
+    for phase, length in zip(Phase, lengths, strict=True):
         windows.append(
             PhaseWindow(
-                index=index,
-                name=name,
+                index=int(phase),
+                name=phase.name,
                 start_s=round(at, 3),
                 end_s=round(at + length, 3),
-                description=description,
+                description=phase.description,
             )
         )
         at += length

@@ -9,6 +9,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import RetryPolicy, Task, TaskState
 from cortex.runtime.records import TaskRecord
 
@@ -20,8 +21,8 @@ def backoff_delay(policy: RetryPolicy, failed_attempt: int, rng: random.Random) 
 
 
 @dataclass
-class Outcome:
-    """What applying one result changed."""
+class Changes:
+    """What applying one result (or admitting or restoring tasks) changed."""
 
     release: list[TaskRecord] = field(default_factory=list)
     retry_at: float | None = None
@@ -45,33 +46,40 @@ class GraphRun:
         self.retries = 0
 
     def add(self, task: Task) -> TaskRecord:
-        """Admit a task at run time (a handoff); it has no dependencies."""
+        """Add a task at run time without deciding anything about it yet."""
         rec = TaskRecord(task)
         self.records[task.id] = rec
         self.dependents[task.id] = []
         return rec
+
+    def admit(self, task: Task) -> Changes:
+        """Admit a task at run time (a handoff; it has no dependencies): release it, or skip it when it needs a
+        model and none is configured."""
+        out = Changes()
+        self._ready(self.add(task), out)
+        return out
 
     @property
     def done(self) -> bool:
         """Every task has ended."""
         return all(r.state.terminal for r in self.records.values())
 
-    def initial(self) -> Outcome:
+    def initial(self) -> Changes:
         """Tasks with no dependencies, ready at the start."""
-        out = Outcome()
+        out = Changes()
         for rec in sorted(self.records.values(), key=lambda r: (-r.task.priority, r.task.id)):
             if not rec.task.depends_on:
                 self._ready(rec, out)
         return out
 
-    def _ready(self, rec: TaskRecord, out: Outcome) -> None:
+    def _ready(self, rec: TaskRecord, out: Changes) -> None:
         """``rec``'s dependencies allow it to run: release it, or skip it when it needs a missing model."""
         if rec.task.requires_model and not self.model_configured:
             self.skip(rec, "no model configured (set CORTEX_MODEL to run tasks that need one)", out)
         else:
             out.release.append(rec)
 
-    def skip(self, rec: TaskRecord, reason: str, out: Outcome) -> None:
+    def skip(self, rec: TaskRecord, reason: str, out: Changes) -> None:
         """End ``rec`` unrun, then settle its dependents."""
         rec.move(TaskState.skipped)
         rec.reason = reason
@@ -85,12 +93,12 @@ class GraphRun:
         rec.attempt += 1
         rec.released_at = now
 
-    def _settle_dependents(self, rec: TaskRecord, out: Outcome) -> None:
+    def _settle_dependents(self, rec: TaskRecord, out: Changes) -> None:
         for dep_id in sorted(self.dependents[rec.task.id], key=lambda i: (-self.records[i].task.priority, i)):
             if self.records[dep_id].state is TaskState.pending:
                 self._settle(self.records[dep_id], out)
 
-    def _settle(self, dep: TaskRecord, out: Outcome) -> None:
+    def _settle(self, dep: TaskRecord, out: Changes) -> None:
         """Release or skip pending ``dep`` if its dependencies decide it already."""
         parents = [self.records[p] for p in dep.task.depends_on]
         bad = [p for p in parents if p.state.terminal and p.state is not TaskState.succeeded]
@@ -99,7 +107,7 @@ class GraphRun:
         elif all(p.state.terminal for p in parents):
             self._ready(dep, out)
 
-    def restore(self, records: list[TaskRecord]) -> Outcome:
+    def restore(self, records: list[TaskRecord]) -> Changes:
         """Take over ``records`` (as another coordinator stored them) and say what to release now: tasks waiting
         out a retry, and pending tasks whose dependencies have ended (their release may never have been sent)."""
         for rec in records:
@@ -110,7 +118,7 @@ class GraphRun:
         for r in self.records.values():
             for d in r.task.depends_on:
                 self.dependents[d].append(r.task.id)
-        out = Outcome()
+        out = Changes()
         for rec in sorted(self.records.values(), key=lambda r: (-r.task.priority, r.task.id)):
             if rec.state is TaskState.retrying:
                 out.release.append(rec)
@@ -118,44 +126,30 @@ class GraphRun:
                 self._settle(rec, out)
         return out
 
-    def apply(
-        self,
-        task_id: str,
-        attempt: int,
-        ok: bool,
-        *,
-        worker: str,
-        started: float,
-        finished: float,
-        output: dict[str, object],
-        error: str,
-        retryable: bool,
-        now: float,
-        skipped: bool = False,
-    ) -> Outcome:
-        """Apply one result. The first result of the current attempt wins; anything else is a duplicate.
-        ``skipped``: the handler found the task does not apply here (``TaskSkipped``); ``error`` says why."""
-        out = Outcome()
-        rec = self.records.get(task_id)
-        if rec is None or rec.state is not TaskState.released or attempt != rec.attempt:
+    def apply(self, result: TaskResult, now: float) -> Changes:
+        """Apply one result. The first result of the current attempt wins; anything else is a duplicate. A skipped
+        result means the handler found the task does not apply here (``TaskSkipped``); ``error`` says why."""
+        out = Changes()
+        rec = self.records.get(result.task_id)
+        if rec is None or rec.state is not TaskState.released or result.attempt != rec.attempt:
             self.duplicates += 1
             out.duplicate = True
             return out
-        rec.worker, rec.started_at, rec.finished_at = worker, started, finished
+        rec.worker, rec.started_at, rec.finished_at = result.worker, result.started, result.finished
         if rec.released_at is not None:
-            rec.dispatch_latency_s.append(max(0.0, started - rec.released_at))
-        if skipped:
-            self.skip(rec, error, out)
+            rec.dispatch_latency_s.append(max(0.0, result.started - rec.released_at))
+        if result.outcome is Outcome.skipped:
+            self.skip(rec, result.error, out)
             return out
-        if ok:
+        if result.outcome is Outcome.succeeded:
             rec.move(TaskState.succeeded)
-            rec.output, rec.error = dict(output), None
+            rec.output, rec.error = dict(result.output), None
             out.ended.append(rec)
             self._settle_dependents(rec, out)
             return out
-        rec.errors.append(error)
-        rec.error = error
-        if retryable and rec.attempt < self.policy.max_attempts:
+        rec.errors.append(result.error)
+        rec.error = result.error
+        if result.retryable and rec.attempt < self.policy.max_attempts:
             rec.move(TaskState.retrying)
             self.retries += 1
             out.retry_at = now + backoff_delay(self.policy, rec.attempt, self.rng)

@@ -1,16 +1,48 @@
 """A master process: takes the tasks the coordinator released to it and dispatches each to the queue of the
-worker type that runs it, announcing the dispatch on its channel."""
+worker type that runs it, announcing the dispatch on its channel. It obeys drain and resume on that channel: a
+draining master dispatches nothing, and the tasks released to it wait in its inbox."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+
+import redis.asyncio as aredis
 
 from cortex.coord import events
 from cortex.coord.connection import connect
 from cortex.coord.keys import GROUP_MASTERS, GROUP_WORKERS, RunKeys, master_channel
 from cortex.models.messages import Envelope, MessageType
-from cortex.runtime.process import Cursor, ensure_group, heartbeat, stop_on_signals
+from cortex.runtime.control import Control
+from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
+
+
+async def _dispatch(
+    redis: aredis.Redis, keys: RunKeys, name: str, entries: list[tuple[str, dict[str, str]]], known: set[str]
+) -> None:
+    """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, in one transaction."""
+    inbox, channel = keys.inbox(name), master_channel(name)
+    pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
+    for entry_id, fields in entries:
+        task = json.loads(fields["task"])
+        queue = keys.queue(task["worker_type"])
+        if queue not in known:
+            await ensure_group(redis, queue, GROUP_WORKERS)
+            known.add(queue)
+        pipe.xadd(queue, fields)
+        pipe.xack(inbox, GROUP_MASTERS, entry_id)
+        env = Envelope(
+            run_id=keys.run_id,
+            sender=f"{name}-master",
+            to=task["worker_type"],
+            type=MessageType.task,
+            task_id=task["id"],
+            priority="high" if task.get("priority", 0) > 0 else "normal",
+            context={"event": "dispatched", "attempt": int(fields["attempt"])},
+        )
+        events.emit(pipe, keys, channel, env)
+    await pipe.execute()
 
 
 async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> None:
@@ -23,38 +55,29 @@ async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> N
     stop_on_signals(stop)
     inbox = keys.inbox(name)
     await ensure_group(redis, inbox, GROUP_MASTERS)
-    beat = asyncio.create_task(heartbeat(redis, keys, f"master-{name}", stop))
-    channel = master_channel(name)
+    process_id = f"master-{name}"
+    beat = asyncio.create_task(heartbeat(redis, keys, process_id, stop))
+    control = Control(redis, keys, process_id)
+    follow = asyncio.create_task(control.follow(stop))
     known_queues: set[str] = set()
     cursor = Cursor()
     try:
-        while not stop.is_set():
-            reply = await redis.xreadgroup(GROUP_MASTERS, name, {inbox: cursor.value}, count=batch, block=500)
-            entries = reply[0][1] if reply else []
-            cursor.after_read(bool(entries))
-            if not entries:
-                continue
-            pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
-            for entry_id, fields in entries:
-                task = json.loads(fields["task"])
-                queue = keys.queue(task["worker_type"])
-                if queue not in known_queues:
-                    await ensure_group(redis, queue, GROUP_WORKERS)
-                    known_queues.add(queue)
-                pipe.xadd(queue, fields)
-                pipe.xack(inbox, GROUP_MASTERS, entry_id)
-                env = Envelope(
-                    run_id=run_id,
-                    sender=f"{name}-master",
-                    to=task["worker_type"],
-                    type=MessageType.task,
-                    task_id=task["id"],
-                    priority="high" if task.get("priority", 0) > 0 else "normal",
-                    context={"event": "dispatched", "attempt": int(fields["attempt"])},
-                )
-                events.emit(pipe, keys, channel, env)
-            await pipe.execute()
+        async with lifecycle(redis, keys, process_id, master_channel(name), {"master": name}):
+            while not stop.is_set():
+                if control.draining:
+                    control.changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(control.changed.wait(), 0.5)
+                    continue
+                reply = await redis.xreadgroup(GROUP_MASTERS, name, {inbox: cursor.value}, count=batch, block=500)
+                entries = reply[0][1] if reply else []
+                cursor.after_read(bool(entries))
+                if entries:
+                    await _dispatch(redis, keys, name, entries, known_queues)
     finally:
         stop.set()
         await beat
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
         await redis.aclose()

@@ -1,16 +1,22 @@
-"""What every master and worker process shares: a heartbeat lease, stop on SIGTERM/SIGINT, consumer groups."""
+"""What every master and worker process shares: a heartbeat lease, its lifecycle on its channel, stop on
+SIGTERM/SIGINT, consumer groups."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aredis
+from pydantic import JsonValue
 from redis.exceptions import RedisError, ResponseError
 
+from cortex.coord import events
 from cortex.coord.keys import RunKeys
+from cortex.models.messages import Envelope, MessageType
 
 HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_TTL_MS = 4000
@@ -63,6 +69,33 @@ async def heartbeat(redis: aredis.Redis, keys: RunKeys, process_id: str, stop: a
             await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
     with contextlib.suppress(RedisError):
         await redis.delete(key)
+
+
+@contextlib.asynccontextmanager
+async def lifecycle(
+    redis: aredis.Redis, keys: RunKeys, process_id: str, channel: str, about: dict[str, JsonValue]
+) -> AsyncIterator[None]:
+    """Announce on ``channel`` that the process registered (with its pid and ``about``) and, on the way out, that
+    it stopped. The heartbeat lease is what liveness is judged by; these messages are for people following the run
+    (a process killed by a signal sends no ``stopped``)."""
+
+    async def say(event: str) -> None:
+        env = Envelope(
+            run_id=keys.run_id,
+            sender=process_id,
+            to="all",
+            type=MessageType.heartbeat,
+            context={"event": event, "process": process_id, "pid": os.getpid(), **about},
+        )
+        # an announcement is never worth failing or holding up the process over
+        with contextlib.suppress(RedisError, TimeoutError):
+            await asyncio.wait_for(events.publish(redis, keys, channel, env), 2.0)
+
+    await say("registered")
+    try:
+        yield
+    finally:
+        await say("stopped")
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

@@ -13,10 +13,13 @@ from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.runtime.process import HEARTBEAT_TTL_MS
 
 
-async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str], *, idle_ms: int = HEARTBEAT_TTL_MS) -> int:
-    """Requeue entries idle for ``idle_ms`` whose consumer's heartbeat is gone; returns how many were moved."""
+async def reclaim(
+    redis: aredis.Redis, keys: RunKeys, queues: list[str], *, idle_ms: int = HEARTBEAT_TTL_MS
+) -> list[tuple[str, str]]:
+    """Requeue entries idle for ``idle_ms`` whose consumer's heartbeat is gone; returns (task id, dead consumer)
+    of each entry moved."""
     delivery = Delivery(redis, keys)
-    moved = 0
+    moved: list[tuple[str, str]] = []
     for queue in queues:
         pending = await redis.xpending_range(queue, GROUP_WORKERS, min="-", max="+", count=1000, idle=idle_ms)
         for entry in pending:
@@ -26,7 +29,8 @@ async def reclaim(redis: aredis.Redis, keys: RunKeys, queues: list[str], *, idle
             entry_id = entry["message_id"]
             fields = await redis.xrange(queue, entry_id, entry_id)
             if await delivery.requeue(queue, entry_id, consumer):
-                moved += 1
+                task_id = str(json.loads(fields[0][1]["task"])["id"]) if fields else "?"
+                moved.append((task_id, consumer))
                 if fields:
-                    await redis.hdel(keys.running, str(json.loads(fields[0][1]["task"])["id"]))
+                    await redis.hdel(keys.running, task_id)
     return moved

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.errors import IllegalTransition
+from cortex.models.report import StoredTaskRecord, TaskReport
 from cortex.models.task import TRANSITIONS, Task, TaskState
 
 
@@ -41,8 +41,11 @@ class TaskRecord:
             return None
         return round(self.finished_at - self.started_at, 4)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (task record in Redis, report and archive)."""
+    def to_report(self) -> TaskReport:
+        """The record as the report and the aggregation read it."""
+        return TaskReport.model_construct(**self._fields())
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "id": self.task.id,
             "master": self.task.master,
@@ -50,7 +53,7 @@ class TaskRecord:
             "worker_type": self.task.worker_type,
             "target": self.task.target,
             "origin": self.task.origin,
-            "state": self.state.value,
+            "state": self.state,
             "attempts": self.attempt,
             "worker": self.worker,
             "released_at": self.released_at,
@@ -65,24 +68,20 @@ class TaskRecord:
         }
 
     def to_json(self) -> str:
-        """The record as stored in Redis: ``to_dict`` plus the whole task, so a coordinator taking the run over
-        can rebuild it (tasks admitted at run time are not in the plan)."""
-        return json.dumps(
-            {
-                **self.to_dict(),
-                "task": self.task.model_dump(mode="json"),
-                "dispatch_latency_s": self.dispatch_latency_s,
-            },
-            default=str,
+        """The record as stored in Redis (``StoredTaskRecord``): the report's fields plus the whole task, so a
+        coordinator taking the run over can rebuild it (tasks admitted at run time are not in the plan)."""
+        stored = StoredTaskRecord.model_construct(
+            **self._fields(), task=self.task, dispatch_latency_s=self.dispatch_latency_s
         )
+        return stored.model_dump_json(by_alias=True, warnings=False)
 
     @classmethod
     def from_json(cls, text: str) -> TaskRecord:
         """A record as ``to_json`` stored it (restoring is not a state transition: it is the state)."""
-        data = json.loads(text)
-        rec = cls(Task.model_validate(data["task"]), state=TaskState(data["state"]), attempt=int(data["attempts"]))
-        rec.worker, rec.error, rec.reason = data["worker"], data["error"], data["reason"]
-        rec.released_at, rec.started_at, rec.finished_at = data["released_at"], data["started_at"], data["finished_at"]
-        rec.output, rec.errors = dict(data["output"] or {}), list(data["errors"])
-        rec.dispatch_latency_s = list(data.get("dispatch_latency_s", []))
+        data = StoredTaskRecord.model_validate_json(text)
+        rec = cls(data.task, state=data.state, attempt=data.attempts)
+        rec.worker, rec.error, rec.reason = data.worker, data.error, data.reason
+        rec.released_at, rec.started_at, rec.finished_at = data.released_at, data.started_at, data.finished_at
+        rec.output, rec.errors = dict(data.output), list(data.errors)
+        rec.dispatch_latency_s = list(data.dispatch_latency_s)
         return rec

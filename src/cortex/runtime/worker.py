@@ -1,7 +1,8 @@
 """A worker process: claims tasks from its type's queue stream, runs them, reports results.
 
 Delivery is at least once: after a restart the worker first re-reads the entries it had claimed and not
-acknowledged; the coordinator records only the first result of each task attempt.
+acknowledged; the coordinator records only the first result of each task attempt. The worker obeys control
+messages on its channel (drain, resume, cancel; ``runtime.control``) and announces each task it claims there.
 """
 
 from __future__ import annotations
@@ -14,83 +15,90 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aredis
+from pydantic import ValidationError
 
+from cortex.coord import events
 from cortex.coord.connection import connect
 from cortex.coord.delivery import Delivery
-from cortex.coord.keys import GROUP_WORKERS, RunKeys
+from cortex.coord.keys import GROUP_WORKERS, RunKeys, worker_channel
 from cortex.errors import TaskFailed, TaskSkipped
+from cortex.models.handoff import Handoff
+from cortex.models.messages import Envelope, MessageType
+from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Task
-from cortex.runtime.process import Cursor, ensure_group, heartbeat, stop_on_signals
-from cortex.toolset.registry import TaskContext, handler_for
-
-
-async def execute(
-    redis: aredis.Redis,
-    keys: RunKeys,
-    worker_id: str,
-    fields: dict[str, str],
-    extra: dict[str, Any] | None = None,
-    effects: list[list[str]] | None = None,
-) -> dict[str, Any]:
-    """Run one task message; the result fields for the results stream (never raises for task errors). The
-    handler's Redis effects are appended to ``effects`` when it succeeds."""
-    task = Task.model_validate_json(fields["task"])
-    attempt = int(fields["attempt"])
-    started = time.time()
-    result: dict[str, Any] = {
-        "task_id": task.id,
-        "attempt": attempt,
-        "worker": worker_id,
-        "started": started,
-        "released_ts": fields.get("released_ts", "0"),
-        "retryable": "1",
-    }
-    handler = handler_for(task.kind)
-    target = fields.get("target_path") or None
-    try:
-        if handler is None:
-            raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
-        ctx = TaskContext(
-            task=task,
-            attempt=attempt,
-            target_path=Path(target) if target else None,
-            run_id=keys.run_id,
-            worker_id=worker_id,
-            redis=redis,
-            keys=keys,
-            extra=extra or {},
-        )
-        async with asyncio.timeout(task.timeout_s):
-            output = await handler(ctx)
-        result.update(ok="1", output=json.dumps(output, default=str), error="")
-        if effects is not None:
-            effects.extend(ctx.effects)
-    except TaskSkipped as exc:
-        result.update(ok="skip", output="{}", error=str(exc), retryable="0")
-    except TaskFailed as exc:
-        result.update(ok="0", output="{}", error=str(exc), retryable="1" if exc.retryable else "0")
-    except TimeoutError:
-        result.update(ok="0", output="{}", error=f"timed out after {task.timeout_s:.0f} s")
-    except Exception as exc:  # a handler bug fails its task, never the worker
-        tail = traceback.format_exception_only(exc)[-1].strip()
-        result.update(ok="0", output="{}", error=f"{type(exc).__name__} in handler: {tail}")
-    result["finished"] = time.time()
-    return result
-
+from cortex.runtime.control import Control
+from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
+from cortex.toolset.context import Services, TaskContext
+from cortex.toolset.registry import handler_for
 
 QUICK_TASK_S = 0.005
 """Tasks faster than this let the worker prefetch more; a slower one drops prefetch back to 1."""
 MAX_PREFETCH = 32
 SLOW_FLUSH_S = 0.01
-"""Results are sent at once after a task that took longer than this, so no finished work waits on a batch."""
+"""Results are sent at once after a task that took longer than this, so no finished work waits on a batch; and a
+task running longer than this hands the rest of its batch back to the queue."""
+
+
+async def execute(
+    redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str], services: Services
+) -> tuple[TaskResult, list[list[str]]]:
+    """Run one task message: its result (never raises for a task's own errors) and, when it succeeded, the Redis
+    effects to apply with it."""
+    task = Task.model_validate_json(fields["task"])
+    started = time.time()
+    ctx = TaskContext(
+        task=task,
+        attempt=int(fields["attempt"]),
+        target_path=Path(fields["target_path"]) if fields.get("target_path") else None,
+        run_id=keys.run_id,
+        worker_id=worker_id,
+        redis=redis,
+        keys=keys,
+        services=services,
+    )
+    outcome, output, handoffs, error, retryable = Outcome.failed, {}, [], "", True
+    try:
+        handler = handler_for(task.kind)
+        if handler is None:
+            raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
+        async with asyncio.timeout(task.timeout_s):
+            produced = await handler(ctx)
+        # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for
+        output = json.loads(json.dumps(produced, default=str))
+        handoffs = [Handoff.model_validate(h) for h in output.pop("handoffs", [])]
+        outcome = Outcome.succeeded
+    except TaskSkipped as exc:
+        outcome, error, retryable = Outcome.skipped, str(exc), False
+    except TaskFailed as exc:
+        error, retryable = str(exc), exc.retryable
+    except TimeoutError:
+        error = f"timed out after {task.timeout_s:.0f} s"
+    except ValidationError as exc:  # a handler returned a handoff that is not one: a bug in that handler
+        error, retryable = f"handler returned an invalid handoff: {exc.errors()[0]['msg']}", False
+    except Exception as exc:  # a handler bug fails its task, never the worker
+        tail = traceback.format_exception_only(exc)[-1].strip()
+        error = f"{type(exc).__name__} in handler: {tail}"
+    result = TaskResult(
+        task_id=task.id,
+        attempt=ctx.attempt,
+        worker=worker_id,
+        started=started,
+        finished=time.time(),
+        released_ts=float(fields["released_ts"]) if fields.get("released_ts") else None,
+        outcome=outcome,
+        output=output if outcome is Outcome.succeeded else {},
+        handoffs=handoffs,
+        error=error,
+        retryable=retryable,
+    )
+    return result, (ctx.effects if outcome is Outcome.succeeded else [])
 
 
 @dataclass
 class WorkerServices:
-    """Services a worker offers its tasks, built at the process edge from settings."""
+    """The settings a worker builds its tasks' ``Services`` from, read at the process edge."""
 
     catalog_url: str | None = None
     catalog_token: str | None = None
@@ -98,9 +106,7 @@ class WorkerServices:
     osv_path: Path | None = None
     osv_api: str | None = None
     model: str | None = None
-    """``provider:model`` for tasks that need one (a master's own model in the roster wins)."""
     env: dict[str, str] = field(default_factory=dict)
-    """Provider keys and endpoints (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``...): read here, at the process edge."""
 
     @classmethod
     def from_settings(cls) -> WorkerServices:
@@ -108,15 +114,146 @@ class WorkerServices:
         from cortex.config import Settings
 
         s = Settings()
-        return cls(
-            catalog_url=s.catalog_url,
-            catalog_token=s.catalog_token,
-            state_dir=s.state_dir,
-            osv_path=s.osv_path,
-            osv_api=s.osv_api,
-            model=s.model,
-            env=dict(os.environ),
-        )
+        return cls(s.catalog_url, s.catalog_token, s.state_dir, s.osv_path, s.osv_api, s.model, dict(os.environ))
+
+    def build(self, worker_id: str) -> Services:
+        """The services of worker ``worker_id`` (its own catalog cache and write queue: no two processes append
+        to the same file)."""
+        catalog = None
+        if self.catalog_url:
+            from cortex.catalog.client import CatalogClient
+
+            cache = self.state_dir / "catalog-cache" / worker_id
+            catalog = CatalogClient(self.catalog_url, cache, token=self.catalog_token)
+        return Services(self.state_dir, self.osv_path, self.osv_api, self.model, self.env, catalog)
+
+
+class Worker:
+    """One worker: its queue, its control, the task it is running."""
+
+    def __init__(self, redis: aredis.Redis, keys: RunKeys, worker_id: str, worker_type: str, services: Services):
+        self.redis, self.keys, self.worker_id, self.services = redis, keys, worker_id, services
+        self.queue = keys.queue(worker_type)
+        self.delivery = Delivery(redis, keys)
+        self.control = Control(redis, keys, worker_id)
+        self.control.on_cancel = self._cancel
+        self.current: tuple[str, asyncio.Task[tuple[TaskResult, list[list[str]]]]] | None = None
+        self.cancelled_by: str | None = None
+
+    def _cancel(self, task_id: str, by: str) -> bool:
+        if self.current is None or self.current[0] != task_id or self.current[1].done() or self.cancelled_by:
+            return False
+        self.cancelled_by = by
+        self.current[1].cancel()
+        return True
+
+    async def _run(
+        self, fields: dict[str, str], task_id: str, rest: list[tuple[str, dict[str, str]]]
+    ) -> tuple[TaskResult, list[list[str]]]:
+        """Execute one entry as its own asyncio task, so a cancel message can stop it. ``rest`` (the batch's entries
+        not started yet) goes back to the queue as soon as this task has run for ``SLOW_FLUSH_S``: other workers
+        may be idle meanwhile."""
+        job = asyncio.create_task(execute(self.redis, self.keys, self.worker_id, fields, self.services))
+        self.current, self.cancelled_by = (task_id, job), None
+        started = time.time()
+        try:
+            if rest:
+                done, _ = await asyncio.wait({job}, timeout=SLOW_FLUSH_S)
+                if not done:
+                    await self._hand_back(rest)
+                    rest.clear()
+            return await job
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self.cancelled_by is None or (me is not None and me.cancelling()):
+                raise  # the worker itself is being stopped
+            result = TaskResult(
+                task_id=task_id,
+                attempt=int(fields["attempt"]),
+                worker=self.worker_id,
+                started=started,
+                finished=time.time(),
+                outcome=Outcome.failed,
+                error=f"cancelled by {self.cancelled_by}",
+                retryable=False,
+                cancelled_by=self.cancelled_by,
+                released_ts=float(fields["released_ts"]) if fields.get("released_ts") else None,
+            )
+            return result, []
+        finally:
+            self.current = None
+
+    async def _announce(self, claimed: dict[str, dict[str, str]]) -> None:
+        """Mark the claimed tasks running and say so on the worker's channel (one pipeline)."""
+        pipe = self.redis.pipeline(transaction=False)
+        ids = {e: fields_task_id(f) for e, f in claimed.items()}
+        pipe.hset(self.keys.running, mapping=dict.fromkeys(ids.values(), self.worker_id))
+        for entry_id, fields in claimed.items():
+            env = Envelope(
+                run_id=self.keys.run_id,
+                sender=self.worker_id,
+                to=self.worker_id,
+                type=MessageType.task,
+                task_id=ids[entry_id],
+                context={"event": "assigned", "attempt": int(fields["attempt"])},
+            )
+            events.emit(pipe, self.keys, worker_channel(self.worker_id), env)
+        await pipe.execute()
+
+    async def _hand_back(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Entries claimed and not started go back to the queue for another worker (a drain arrived, or a task of
+        the batch turned out slow)."""
+        for entry_id, fields in entries:
+            if await self.delivery.requeue(self.queue, entry_id, self.worker_id):
+                await self.redis.hdel(self.keys.running, fields_task_id(fields))
+
+    async def serve(self, stop: asyncio.Event, prefetch: int) -> None:
+        """Claim, run and settle entries until ``stop``; while draining, claim nothing."""
+        await ensure_group(self.redis, self.queue, GROUP_WORKERS)
+        cursor = Cursor()  # our own unacknowledged entries first (after a restart), then new ones
+        count = prefetch
+        while not stop.is_set():
+            if self.control.draining:
+                self.control.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.control.changed.wait(), 0.5)
+                continue
+            redelivered = cursor.pending
+            reply = await self.redis.xreadgroup(
+                GROUP_WORKERS, self.worker_id, {self.queue: cursor.value}, count=count, block=500
+            )
+            entries = reply[0][1] if reply else []
+            cursor.after_read(bool(entries))
+            if not entries:
+                continue
+            if self.control.draining:  # the drain arrived while the read was waiting: take none of it
+                await self._hand_back(entries)
+                continue
+            await self._announce(dict(entries))
+            pipe = self.redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
+            quick = True
+            for i, (entry_id, fields) in enumerate(entries):
+                if self.control.draining:
+                    await self._hand_back(entries[i:])
+                    break
+                rest = entries[i + 1 :]
+                result, effects = await self._run(fields, fields_task_id(fields), rest)
+                # delivered before, to an incarnation that died or a reply that was lost
+                result.redelivered = redelivered
+                await self.delivery.settle(pipe, self.queue, entry_id, result, effects)
+                took = result.finished - result.started
+                quick = quick and took < QUICK_TASK_S
+                if took >= SLOW_FLUSH_S:
+                    await pipe.execute()
+                if i + 1 < len(entries) and not rest:
+                    break  # the rest of the batch was handed back while this task ran
+            await pipe.execute()
+            count = min(MAX_PREFETCH, count * 2) if quick else prefetch
+
+
+def fields_task_id(fields: dict[str, str]) -> str:
+    """The task id of a queue entry, without validating the whole task."""
+    return str(json.loads(fields["task"])["id"])
 
 
 async def run_worker(
@@ -131,62 +268,29 @@ async def run_worker(
     """Serve the queue of ``worker_type`` as consumer ``worker_id`` until SIGTERM.
 
     Prefetch adapts: while tasks finish in under ``QUICK_TASK_S`` the worker claims up to ``MAX_PREFETCH``
-    entries per read and reports their results in one pipeline; one slow task drops it back to ``prefetch``, so
-    long tasks are never hoarded by one worker while others idle.
+    entries per read and reports their results in one pipeline; one slow task drops it back to ``prefetch`` and
+    hands the rest of its batch back to the queue, so long tasks are never hoarded by one worker while others
+    idle.
     """
     redis = await connect(url)
     keys = RunKeys(run_id)
     stop = asyncio.Event()
     stop_on_signals(stop)
-    queue = keys.queue(worker_type)
-    services = services or WorkerServices()
-    extra: dict[str, Any] = {
-        "osv_path": services.osv_path,
-        "osv_api": services.osv_api,
-        "state_dir": services.state_dir,
-        "model": services.model,
-        "env": services.env,
-    }
-    if services.catalog_url:
-        from cortex.catalog.client import CatalogClient
-
-        # one cache and write queue per worker: no two processes append to the same file
-        cache = services.state_dir / "catalog-cache" / worker_id
-        extra["catalog"] = CatalogClient(services.catalog_url, cache, token=services.catalog_token)
-    await ensure_group(redis, queue, GROUP_WORKERS)
-    delivery = Delivery(redis, keys)
+    svc = (services or WorkerServices()).build(worker_id)
+    worker = Worker(redis, keys, worker_id, worker_type, svc)
     beat = asyncio.create_task(heartbeat(redis, keys, worker_id, stop))
-    cursor = Cursor()  # our own unacknowledged entries first (after a restart), then new ones
-    count = prefetch
+    follow = asyncio.create_task(worker.control.follow(stop))
     try:
-        while not stop.is_set():
-            redelivered = cursor.pending
-            reply = await redis.xreadgroup(GROUP_WORKERS, worker_id, {queue: cursor.value}, count=count, block=500)
-            entries = reply[0][1] if reply else []
-            cursor.after_read(bool(entries))
-            if not entries:
-                continue
-            ids = {entry_id: json.loads(fields["task"])["id"] for entry_id, fields in entries}
-            await redis.hset(keys.running, mapping=dict.fromkeys(ids.values(), worker_id))
-            pipe = redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
-            quick = True
-            for entry_id, fields in entries:
-                effects: list[list[str]] = []
-                result = await execute(redis, keys, worker_id, fields, extra, effects)
-                if redelivered:  # delivered before, to an incarnation that died or a reply that was lost
-                    result["redelivered"] = "1"
-                await delivery.settle(pipe, queue, entry_id, result, effects)
-                took = result["finished"] - result["started"]
-                quick = quick and took < QUICK_TASK_S
-                if took >= SLOW_FLUSH_S:
-                    await pipe.execute()
-            await pipe.execute()
-            count = min(MAX_PREFETCH, count * 2) if quick else prefetch
+        async with lifecycle(redis, keys, worker_id, worker_channel(worker_id), {"worker_type": worker_type}):
+            await worker.serve(stop, prefetch)
     finally:
         stop.set()
         await beat
-        if "catalog" in extra:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
+        if svc.catalog is not None:
             with contextlib.suppress(Exception):  # last chance for writes queued while the API was down
-                await asyncio.wait_for(extra["catalog"].replay(), 3)
-            await extra["catalog"].aclose()
+                await asyncio.wait_for(svc.catalog.replay(), 3)
+            await svc.catalog.aclose()
         await redis.aclose()

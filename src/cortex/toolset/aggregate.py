@@ -2,71 +2,82 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from typing import Any
 
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.models.report import MasterSummary, StoredTaskRecord, TaskReport
+from cortex.toolset.context import Output, TaskContext, task_kind
 
 
-def merge(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _num(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _summarise(agg: MasterSummary, rec: TaskReport) -> None:
+    """Add what one task that succeeded reported to its master's summary."""
+    result = rec.output
+    assets = result.get("assets", {})
+    for k, v in assets.items() if isinstance(assets, dict) else []:
+        agg.assets[k] = agg.assets.get(k, 0) + _num(v)
+    written = Counter(agg.written)
+    if rec.kind == "development.bump-pin":
+        written["fix_branches"] += 1
+        written["needing_human_review"] += int(bool(result.get("needs_human_review")))
+        agg.branches.append(f"{result['repository']}:{result['branch']}")
+    if rec.kind == "cicd.workflows":
+        patches = result.get("patches", [])
+        written["workflow_patches"] += len(patches) if isinstance(patches, list) else 0
+        written["workflow_improvements"] += _num(result.get("improvements", 0))
+    if rec.kind == "monitoring.dashboards":
+        written.update({"dashboards": _num(result["dashboards"]), "alerts": _num(result["alerts"])})
+        files = result["files"]
+        if isinstance(files, list):
+            agg.files.extend(str(f) for f in files)
+    agg.written = dict(written)
+    findings = result.get("findings", [])
+    for f in findings if isinstance(findings, list) else []:
+        sev = str(f.get("severity", "unknown")) if isinstance(f, dict) else "unknown"
+        agg.findings[sev] = agg.findings.get(sev, 0) + 1
+    if rec.kind in ("testing.pytest", "testing.npm"):  # other tools use some of the same words ("errors") otherwise
+        tests = Counter(agg.tests)
+        for key in ("tests", "passed", "failures", "errors", "skipped"):
+            tests[key] += _num(result.get(key, 0))
+        for key, name in (("failing", "failing_after_reruns"), ("flaky", "flaky")):
+            items = result.get(key, [])
+            tests[name] += len(items) if isinstance(items, list) else 0
+        agg.tests = dict(tests)
+        coverage = result.get("coverage_percent")
+        if isinstance(coverage, int | float):
+            agg.coverage[str(result.get("repository"))] = float(coverage)
+    if rec.kind == "inventory.metrics":
+        agg.code_lines += _num(result.get("code_lines", 0))
+
+
+def merge(records: list[TaskReport]) -> dict[str, MasterSummary]:
     """Per master: task outcomes, and the sums of what its tools reported (only what ran counts)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, MasterSummary] = {}
     for rec in records:
-        master = rec["master"]
-        agg = out.setdefault(
-            master,
-            {
-                "outcomes": Counter(),
-                "assets": Counter(),
-                "findings": Counter(),
-                "tests": Counter(),
-                "written": Counter(),
-                "code_lines": 0,
-            },
-        )
-        agg["outcomes"][rec["state"]] += 1
-        result = rec.get("output") or {}
-        if rec["state"] != "succeeded":
-            continue
-        agg["assets"].update(result.get("assets", {}))
-        if rec["kind"] == "development.bump-pin":
-            agg["written"]["fix_branches"] += 1
-            agg["written"]["needing_human_review"] += int(bool(result.get("needs_human_review")))
-            agg.setdefault("branches", []).append(f"{result['repository']}:{result['branch']}")
-        if rec["kind"] == "cicd.workflows":
-            agg["written"]["workflow_patches"] += len(result.get("patches", []))
-            agg["written"]["workflow_improvements"] += int(result.get("improvements", 0))
-        if rec["kind"] == "monitoring.dashboards":
-            agg["written"].update({"dashboards": result["dashboards"], "alerts": result["alerts"]})
-            agg.setdefault("files", []).extend(result["files"])
-        for f in result.get("findings", []):
-            agg["findings"][f.get("severity", "unknown")] += 1
-        if rec["kind"] in (
-            "testing.pytest",
-            "testing.npm",
-        ):  # other tools use some of the same words ("errors") for other things
-            for key in ("tests", "passed", "failures", "errors", "skipped"):
-                agg["tests"][key] += int(result.get(key, 0))
-            agg["tests"]["failing_after_reruns"] += len(result.get("failing", []))
-            agg["tests"]["flaky"] += len(result.get("flaky", []))
-            if result.get("coverage_percent") is not None:
-                agg.setdefault("coverage", {})[str(result.get("repository"))] = result["coverage_percent"]
-        if rec["kind"] == "inventory.metrics":
-            agg["code_lines"] += int(result.get("code_lines", 0))
-    return {m: {k: dict(v) if isinstance(v, Counter) else v for k, v in a.items()} for m, a in sorted(out.items())}
+        agg = out.setdefault(rec.master, MasterSummary())
+        agg.outcomes[rec.state.value] = agg.outcomes.get(rec.state.value, 0) + 1
+        if rec.state.value == "succeeded":
+            _summarise(agg, rec)
+    for agg in out.values():
+        agg.outcomes = dict(sorted(agg.outcomes.items()))
+        agg.assets, agg.findings = dict(sorted(agg.assets.items())), dict(sorted(agg.findings.items()))
+        agg.tests, agg.written = dict(sorted(agg.tests.items())), dict(sorted(agg.written.items()))
+    return dict(sorted(out.items()))
 
 
-def open_findings(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def open_findings(records: list[TaskReport]) -> dict[str, dict[str, int]]:
     """Findings per target repository, by severity, from the tasks that succeeded."""
     out: dict[str, dict[str, int]] = {}
     for rec in records:
-        if rec["state"] != "succeeded" or not rec.get("target"):
+        findings = rec.output.get("findings", [])
+        if rec.state.value != "succeeded" or not rec.target or not isinstance(findings, list):
             continue
-        for f in (rec.get("output") or {}).get("findings", []):
-            counts = out.setdefault(rec["target"], {})
-            sev = str(f.get("severity", "unknown"))
+        for f in findings:
+            counts = out.setdefault(rec.target, {})
+            sev = str(f.get("severity", "unknown")) if isinstance(f, dict) else "unknown"
             counts[sev] = counts.get(sev, 0) + 1
     return out
 
@@ -75,10 +86,10 @@ async def record_health(ctx: TaskContext, findings: dict[str, dict[str, int]]) -
     """Put each repository's open findings into its catalog health: degraded when any is high or critical."""
     from cortex.models.assets import Health, HealthStatus
 
-    client = ctx.extra.get("catalog")
+    client = ctx.services.catalog
     if client is None:
         return {}
-    done = {}
+    done: dict[str, str] = {}
     for repo, counts in sorted(findings.items()):
         current = (await client.get(f"repo:{repo}")).value
         if current is None:
@@ -96,9 +107,12 @@ async def aggregate_task(ctx: TaskContext) -> Output:
     """Merge the run's task records, store the result in the run's aggregate hash, and record each repository's
     open findings in the catalog's health signals when the run has a catalog."""
     raw = await ctx.redis.hgetall(ctx.keys.tasks)
-    records = [json.loads(v) for k, v in sorted(raw.items()) if k != ctx.task.id]
+    records: list[TaskReport] = [
+        StoredTaskRecord.model_validate_json(v) for k, v in sorted(raw.items()) if k != ctx.task.id
+    ]
     merged = merge(records)
     if merged:
-        await ctx.redis.hset(ctx.keys.aggregate, mapping={m: json.dumps(v) for m, v in merged.items()})
+        await ctx.redis.hset(ctx.keys.aggregate, mapping={m: v.model_dump_json() for m, v in merged.items()})
     health = await record_health(ctx, open_findings(records))
-    return {"masters": merged, "tasks_merged": len(records), "catalog_health": health}
+    masters = {m: v.model_dump(mode="json") for m, v in merged.items()}
+    return {"masters": masters, "tasks_merged": len(records), "catalog_health": health}

@@ -8,7 +8,7 @@ import os
 import time
 
 from cortex.errors import TaskFailed
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.context import Output, TaskContext, task_kind
 
 
 @task_kind("builtin.noop")

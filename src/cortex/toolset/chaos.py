@@ -20,10 +20,9 @@ from typing import Any
 
 from cortex.coord.keys import PREFIX
 from cortex.coord.ledger import Ledger
-from cortex.coord.locks import FencedLock
 from cortex.errors import BudgetExceeded, TaskFailed, TaskSkipped
 from cortex.files import write_atomic
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.context import Output, TaskContext, task_kind
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ async def work(ctx: TaskContext) -> Output:
 
 
 def _shared_file(ctx: TaskContext) -> Path:
-    root = Path(ctx.extra.get("state_dir") or ".cortex").resolve() / "chaos"
+    root = ctx.services.state_dir.resolve() / "chaos"
     path = (root / str(ctx.task.params.get("file", "counter.json"))).resolve()
     if not path.is_relative_to(root):
         raise TaskFailed(f"params.file must stay under {root}", retryable=False)
@@ -66,7 +65,7 @@ async def contend(ctx: TaskContext) -> Output:
     """Add this task to a shared counter file under a fenced lock. The write is refused when a newer holder has
     the lock (this one's lease expired, e.g. while it held it for ``params.hold_s``)."""
     path = _shared_file(ctx)
-    lock = FencedLock(ctx.redis, f"file:{path}", ttl_ms=int(ctx.task.params.get("lease_ms", 5000)), owner=ctx.worker_id)
+    lock = ctx.lock(f"file:{path}", ttl_ms=int(ctx.task.params.get("lease_ms", 5000)))
     await lock.acquire(timeout_s=float(ctx.task.params.get("wait_s", 60)))
     try:
         doc = _read_counter(path)
@@ -119,7 +118,7 @@ async def catalog_write(ctx: TaskContext) -> Output:
     from cortex.errors import CatalogUnavailable
     from cortex.models.assets import Asset
 
-    client = ctx.extra.get("catalog")
+    client = ctx.services.catalog
     if client is None:
         raise TaskFailed("no catalog configured (CORTEX_CATALOG_URL)", retryable=False)
     await asyncio.sleep(float(ctx.task.params.get("seconds", 0)))

@@ -13,7 +13,7 @@ import yaml
 
 from cortex.errors import TaskFailed
 from cortex.repo import load_workflow, workflow_files
-from cortex.toolset.registry import Output, TaskContext, count_by, task_kind
+from cortex.toolset.context import Output, TaskContext, count_by, task_kind
 
 _SHA = re.compile(r"@[0-9a-f]{40}$")
 _SETUP_WITH_CACHE = ("actions/setup-python", "actions/setup-node", "actions/setup-java", "actions/setup-go")
@@ -107,7 +107,7 @@ async def workflows_task(ctx: TaskContext) -> Output:
     directory (nothing in the repository changes)."""
     root = ctx.require_target()
     result = await asyncio.to_thread(audit, root)
-    out_dir = Path(ctx.extra.get("state_dir") or ".cortex") / "runs" / ctx.run_id / "cicd" / root.name
+    out_dir = ctx.services.state_dir / "runs" / ctx.run_id / "cicd" / root.name
     patches = []
     for path in workflow_files(root):
         rel = str(path.relative_to(root))

@@ -11,13 +11,11 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from cortex.coord.locks import FencedLock
 from cortex.errors import TaskFailed
 from cortex.toolset.builtin import run_argv
-from cortex.toolset.registry import Output, TaskContext, task_kind
-from cortex.toolset.testing import parse_junit, pytest_config
+from cortex.toolset.context import Output, TaskContext, task_kind
+from cortex.toolset.testing import JunitCounts, no_report, parse_junit, pytest_config
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Cortex",
@@ -77,7 +75,7 @@ async def branch_worktree(ctx: TaskContext, root: Path, branch: str) -> AsyncIte
         raise TaskFailed(
             f"{root} is not a git repository: fix branches need one (the demo uses working copies)", retryable=False
         )
-    lock = FencedLock(ctx.redis, f"repo:{root}", ttl_ms=int(ctx.task.timeout_s * 1000), owner=ctx.worker_id)
+    lock = ctx.lock(f"repo:{root}", ttl_ms=int(ctx.task.timeout_s * 1000))
     await lock.acquire(timeout_s=ctx.task.timeout_s)
     try:
         with tempfile.TemporaryDirectory(prefix="cortex-fix-") as tmp:
@@ -92,17 +90,17 @@ async def branch_worktree(ctx: TaskContext, root: Path, branch: str) -> AsyncIte
         await lock.release()
 
 
-async def run_pytest(tree: Path, scratch: Path, timeout_s: float) -> tuple[int, dict[str, Any]]:
+async def run_pytest(tree: Path, scratch: Path, timeout_s: float) -> tuple[int, JunitCounts]:
     """pytest in ``tree`` (no cache written into it): exit code and the JUnit counts."""
     junit = scratch / f"junit-{uuid.uuid4().hex[:8]}.xml"
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={tree}"]
     argv += ["-c", str(pytest_config(tree, scratch)), f"--junitxml={junit}"]
     code, _, _ = await run_argv(argv, str(tree), timeout_s, env={"PYTHONDONTWRITEBYTECODE": "1"})
-    counts = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failures": 0, "failing": []}
+    counts = parse_junit(junit) if junit.exists() else no_report()
     return code, counts
 
 
-def describe(counts: dict[str, Any], code: int) -> str:
+def describe(counts: JunitCounts, code: int) -> str:
     """One line of test results for a commit message."""
     return f"{counts['passed']} passed, {counts['failures']} failed of {counts['tests']} (pytest exit {code})"
 

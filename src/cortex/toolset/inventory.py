@@ -11,7 +11,7 @@ from typing import Any
 
 from cortex.files import walk_files
 from cortex.repo import LANGUAGES, docker_images, is_dockerfile, k8s_objects, node_packages, python_packages
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.context import Output, TaskContext, task_kind
 
 
 def discover(root: Path) -> Output:
@@ -60,7 +60,7 @@ async def discover_task(ctx: TaskContext) -> Output:
 
 async def record_in_catalog(ctx: TaskContext, root: Path) -> dict[str, Any] | str:
     """Send the repository's assets and lineage to the catalog (queued if the API is down), with provenance."""
-    client = ctx.extra.get("catalog")
+    client = ctx.services.catalog
     if client is None:
         return "not configured"
     from cortex.catalog.discovery import repository_records

@@ -16,7 +16,7 @@ import yaml
 from cortex.errors import TaskFailed
 from cortex.repo import kubernetes_services
 from cortex.toolset.builtin import run_argv
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.context import Output, TaskContext, task_kind
 
 # Burn-rate alerting from the Google SRE workbook: (long window, short window, burn rate, severity).
 BURN_RATES = (("1h", "5m", 14.4, "page"), ("6h", "30m", 6.0, "page"), ("3d", "6h", 1.0, "ticket"))
@@ -169,7 +169,7 @@ async def dashboards_task(ctx: TaskContext) -> Output:
     root = ctx.require_target()
     availability = float(ctx.task.params.get("availability", 99.9))
     latency_ms = int(ctx.task.params.get("latency_ms", 300))
-    out_dir = Path(ctx.extra.get("state_dir") or ".cortex") / "runs" / ctx.run_id / "monitoring" / root.name
+    out_dir = ctx.services.state_dir / "runs" / ctx.run_id / "monitoring" / root.name
     written, validators, alerts = [], set(), 0
     for svc in await asyncio.to_thread(kubernetes_services, root):
         name, ns = str(svc["name"]), str(svc["namespace"])

@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from cortex.errors import TaskFailed
 from cortex.repo import Package, node_packages, python_packages
-from cortex.toolset.registry import Output, TaskContext, count_by, task_kind
+from cortex.toolset.context import Output, TaskContext, count_by, task_kind
 
 BUNDLED = Path(__file__).parent / "osv"
 """The small real subset shipped for the demo fleet (see its README)."""
@@ -242,10 +242,10 @@ def fix_handoffs(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @task_kind("security.dependency-audit")
 async def dependency_audit_task(ctx: TaskContext) -> Output:
     """Audit the target's pinned dependencies against the OSV database (``params.osv`` or the bundled subset)."""
-    source = Path(ctx.task.params.get("osv") or ctx.extra.get("osv_path") or BUNDLED)
+    source = Path(ctx.task.params.get("osv") or ctx.services.osv_path or BUNDLED)
     root = ctx.require_target()
     index = await asyncio.to_thread(load_osv, source)
-    api = ctx.task.params.get("osv_api") or ctx.extra.get("osv_api")
+    api = ctx.task.params.get("osv_api") or ctx.services.osv_api
     online: dict[str, Any] = {"api": None}
     if api:
         index, online = await _with_online(str(api), root, index)

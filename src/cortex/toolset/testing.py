@@ -10,11 +10,11 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET  # noqa: S405  (parses the XML our own pytest run just wrote)
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from cortex.errors import TaskFailed
 from cortex.toolset.builtin import run_argv
-from cortex.toolset.registry import Output, TaskContext, task_kind
+from cortex.toolset.context import Output, TaskContext, task_kind
 
 # pytest exit codes: 0 all passed, 1 some failed, 5 none collected; the rest mean the run itself broke.
 _RAN = {0, 1, 5}
@@ -30,7 +30,24 @@ def _node_id(case: ET.Element) -> str:
     return "::".join(p for p in (file, cls, name) if p)
 
 
-def parse_junit(path: Path) -> dict[str, Any]:
+class JunitCounts(TypedDict):
+    """What a JUnit XML report says: counts, the run's duration and the ids of the failing tests."""
+
+    tests: int
+    failures: int
+    errors: int
+    skipped: int
+    passed: int
+    duration_s: float
+    failing: list[str]
+
+
+def no_report() -> JunitCounts:
+    """The counts of a run that wrote no report (nothing was collected)."""
+    return JunitCounts(tests=0, failures=0, errors=0, skipped=0, passed=0, duration_s=0.0, failing=[])
+
+
+def parse_junit(path: Path) -> JunitCounts:
     """Counts and failing test ids from a JUnit XML report."""
     root = ET.parse(path).getroot()  # noqa: S314
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
@@ -38,15 +55,15 @@ def parse_junit(path: Path) -> dict[str, Any]:
         cases = list(root.iter("testcase"))
         bad = [_node_id(c) for c in cases if c.find("failure") is not None or c.find("error") is not None]
         skipped = sum(1 for c in cases if c.find("skipped") is not None)
-        return {
-            "tests": len(cases),
-            "failures": len(bad),
-            "errors": 0,
-            "skipped": skipped,
-            "passed": len(cases) - len(bad) - skipped,
-            "duration_s": 0.0,
-            "failing": bad,
-        }
+        return JunitCounts(
+            tests=len(cases),
+            failures=len(bad),
+            errors=0,
+            skipped=skipped,
+            passed=len(cases) - len(bad) - skipped,
+            duration_s=0.0,
+            failing=bad,
+        )
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     failing: list[str] = []
     duration = 0.0
@@ -58,7 +75,15 @@ def parse_junit(path: Path) -> dict[str, Any]:
             if case.find("failure") is not None or case.find("error") is not None:
                 failing.append(_node_id(case))
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    return {**counts, "passed": passed, "duration_s": round(duration, 3), "failing": failing}
+    return JunitCounts(
+        tests=counts["tests"],
+        failures=counts["failures"],
+        errors=counts["errors"],
+        skipped=counts["skipped"],
+        passed=passed,
+        duration_s=round(duration, 3),
+        failing=failing,
+    )
 
 
 _CONFIGS = (
@@ -141,7 +166,7 @@ async def pytest_task(ctx: TaskContext) -> Output:
             raise TaskFailed(f"pytest timed out after {budget:.0f} s") from exc
         if code not in _RAN:
             raise TaskFailed(f"pytest exited with {code}: {(err or out).strip()[-500:]}")
-        result: dict[str, Any] = parse_junit(junit) if junit.exists() else {"tests": 0, "passed": 0, "failing": []}
+        result: dict[str, Any] = {**(parse_junit(junit) if junit.exists() else no_report())}
         result["coverage_percent"] = await _coverage(root, scratch, budget)
         flaky: list[str] = []
         failing: list[str] = []
@@ -187,6 +212,6 @@ async def npm_test_task(ctx: TaskContext) -> Output:
             raise TaskFailed(f"npm test timed out after {ctx.task.timeout_s:.0f} s") from exc
         if not junit.exists():
             raise TaskFailed(f"npm test exited with {code} and wrote no test report: {(err or out).strip()[-500:]}")
-        result: dict[str, Any] = parse_junit(junit)
+        result: dict[str, Any] = {**parse_junit(junit)}
     result.update(repository=root.name, exit_code=code, runner="npm test (node --test)", flaky=[])
     return result

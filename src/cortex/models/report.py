@@ -1,0 +1,241 @@
+"""The report of a run (``report.json``) and the records it is made of: tasks as they ended, per-master summaries,
+ledger accounts, node usage, lineage. Every figure in it was measured or is copied from the plan and named as an
+estimate there."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from cortex.models.handoff import HandoffDecision
+from cortex.models.state import Check, LedgerAccount
+from cortex.models.task import Task, TaskState
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TaskReport(_Strict):
+    """One task as it ended (or stands): state, attempts, times, errors and its output."""
+
+    id: str
+    master: str
+    kind: str
+    worker_type: str
+    target: str | None
+    origin: str
+    state: TaskState
+    attempts: int
+    worker: str | None
+    released_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    """Measured run time of the attempt that ended the task."""
+    estimate_s: float
+    """The plan's estimate, for comparison."""
+    error: str | None
+    errors: list[str]
+    """The error of every failed attempt, in order."""
+    reason: str | None
+    """Why the task was skipped."""
+    output: dict[str, JsonValue]
+
+
+class StoredTaskRecord(TaskReport):
+    """A task record as the leading coordinator keeps it in Redis: the report's fields plus the whole task, so a
+    coordinator taking the run over can rebuild it (tasks admitted at run time are not in the plan)."""
+
+    task: Task
+    dispatch_latency_s: list[float] = Field(default_factory=list)
+
+
+class WorkerMove(_Strict):
+    """A worker moved off a failed node (``to`` is None when no healthy node had a free slot)."""
+
+    worker: str
+    from_node: str = Field(alias="from")
+    to: str | None
+    at: float
+
+
+class ModelCalls(_Strict):
+    """Model calls of one master with one model, as the providers reported them, and their cost."""
+
+    calls: int = 0
+    input: int = 0
+    output: int = 0
+    cost: float | str
+    """In the price table's currency, or why it is unknown."""
+
+
+class Degradation(_Strict):
+    """One step a master's budget policy took: when, for which task, which step and why."""
+
+    at: float
+    master: str
+    task: str | None
+    worker: str | None
+    step: str
+    why: str
+
+
+class NodeUsage(_Strict):
+    """What a node supervisor measured of the processes it started."""
+
+    cpu_s: float
+    rss_mib: float
+    peak_rss_mib: float
+    processes: int
+    supervisor_pid: int
+
+
+class ProcessStatus(_Strict):
+    """A master or worker process as its node supervisor last reported it."""
+
+    id: str
+    node: str
+    kind: str
+    worker_type: str | None = None
+    pid: int | None
+    alive: bool
+    restarts: int
+
+
+class MasterSummary(_Strict):
+    """What one master's tasks produced, summed from the tools' output (only tasks that succeeded count)."""
+
+    outcomes: dict[str, int] = Field(default_factory=dict)
+    assets: dict[str, int] = Field(default_factory=dict)
+    findings: dict[str, int] = Field(default_factory=dict)
+    """Findings by severity."""
+    tests: dict[str, int] = Field(default_factory=dict)
+    written: dict[str, int] = Field(default_factory=dict)
+    """Fix branches, workflow patches, dashboards, alerts written."""
+    code_lines: int = 0
+    branches: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+    coverage: dict[str, float] = Field(default_factory=dict)
+    """Line coverage per repository, in percent."""
+
+
+class LineageNode(_Strict):
+    """A node of the run's lineage graph: a master, task, worker, target, finding or group of assets."""
+
+    id: str
+    kind: str
+    state: str | None = None
+    task_kind: str | None = None
+    node: str | None = None
+    severity: str | None = None
+    count: int | None = None
+
+
+class LineageLink(_Strict):
+    """``from`` -[relation]-> ``to`` in the run's lineage graph."""
+
+    source: str = Field(alias="from")
+    to: str
+    relation: str
+
+
+class LineageGraph(_Strict):
+    """What produced what in the run."""
+
+    nodes: list[LineageNode] = Field(default_factory=list)
+    edges: list[LineageLink] = Field(default_factory=list)
+
+
+class ExecutiveSummary(_Strict):
+    """The summary the coordinator's model wrote from the report data, or why it was not written."""
+
+    by: str | None = None
+    headline: str | None = None
+    paragraphs: list[str] = Field(default_factory=list)
+    decisions_needed: list[str] = Field(default_factory=list)
+    model_calls: list[dict[str, JsonValue]] = Field(default_factory=list)
+    """Each call: model, reserved, input and output tokens as the provider reported them."""
+    not_written: str | None = None
+
+
+class PhaseTimes(_Strict):
+    """Seconds per phase, measured and as the plan estimated them."""
+
+    measured_s: dict[str, float]
+    estimated_s: dict[str, float]
+
+
+class Makespan(_Strict):
+    """The execution phase's length, measured, against the plan's estimate and lower bound."""
+
+    measured_s: float | None
+    estimated_s: float
+    lower_bound_s: float
+
+
+class CriticalPath(_Strict):
+    """The plan's critical path and the one the run took (through the dependency that finished last)."""
+
+    planned: list[str]
+    taken: list[str]
+
+
+class Latency(_Strict):
+    """Percentiles of a measured latency, in seconds, over ``samples`` measurements."""
+
+    p50: float | None
+    p99: float | None
+    samples: int
+
+
+class NodeFailures(_Strict):
+    """Nodes whose supervisor died, and where their workers went."""
+
+    nodes: list[str] = Field(default_factory=list)
+    moves: list[WorkerMove] = Field(default_factory=list)
+
+
+class ReportPaths(_Strict):
+    """Where the report and the archive were written."""
+
+    report_md: str
+    report_json: str
+    archive: str
+
+
+class Report(_Strict):
+    """``report.json``: everything the run measured, with the plan's estimates beside it."""
+
+    run_id: str
+    plan_id: str
+    goal: str
+    status: str
+    """``succeeded`` or ``failed`` (a required task failed)."""
+    started_at: float
+    finished_at: float
+    duration_s: float
+    checks: list[Check]
+    phases: PhaseTimes
+    makespan: Makespan
+    critical_path: CriticalPath
+    dispatch_latency_s: Latency
+    tasks_by_master: dict[str, dict[str, int]]
+    tasks: list[TaskReport]
+    retries: int
+    reassignments: int
+    node_failures: NodeFailures
+    duplicates_ignored: int
+    handoffs: list[HandoffDecision]
+    tokens: dict[str, LedgerAccount]
+    """Ledger accounts: ``run`` and one per master."""
+    models: dict[str, dict[str, ModelCalls]] = Field(default_factory=dict)
+    """Model calls per master and model."""
+    degradations: list[Degradation] = Field(default_factory=list)
+    orphan_reservations_released: int = 0
+    nodes: dict[str, NodeUsage]
+    processes: dict[str, ProcessStatus]
+    results: dict[str, MasterSummary]
+    success_criteria: dict[str, bool]
+    lineage: LineageGraph
+    executive_summary: ExecutiveSummary | None = None
+    paths: ReportPaths | None = None

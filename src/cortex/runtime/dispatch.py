@@ -1,0 +1,221 @@
+"""Phase 3's moving parts: results in, task records out (fenced), releases to the masters' inboxes, handoffs
+admitted, and the events that describe all of it.
+
+The order of one turn matters (``step``): read results; apply them; write the changed records under the
+leadership token; release what became ready; only then acknowledge the results. A task released now may read its
+dependencies' records (the aggregation task does), and a coordinator that lost its lease fails the fenced write
+before it could acknowledge results it cannot record.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+
+import redis.asyncio as aredis
+
+from cortex.coord.events import Outbox
+from cortex.coord.keys import CH_CONFLICTS, CH_LINEAGE, GROUP_COORDINATOR, RunKeys, master_channel
+from cortex.models.handoff import Handoff, HandoffDecision
+from cortex.models.messages import Envelope, MessageType
+from cortex.models.result import TaskResult
+from cortex.observability.metrics import RunMetrics
+from cortex.runtime.graphrun import Changes
+from cortex.runtime.handoffs import decide
+from cortex.runtime.leadership import Leadership
+from cortex.runtime.lineage import task_lineage
+from cortex.runtime.records import TaskRecord
+from cortex.runtime.runstate import RunState
+
+
+class Dispatcher:
+    """Applies results to the run's state and sends what follows from them."""
+
+    def __init__(
+        self,
+        state: RunState,
+        redis: aredis.Redis,
+        keys: RunKeys,
+        leadership: Leadership,
+        outbox: Outbox,
+        metrics: RunMetrics,
+    ) -> None:
+        self.state, self.redis, self.keys, self.leadership = state, redis, keys, leadership
+        self.outbox, self.metrics = outbox, metrics
+        self.dirty: set[str] = set()
+        """Task records changed since the last fenced write."""
+        self.retries: list[tuple[float, str]] = []
+        """Tasks waiting out a retry backoff: (when, task id), a heap."""
+        self.pending: list[TaskRecord] = []
+        """Tasks ready to be released with the next pipeline."""
+        self.cursor = ">"
+        """``0`` re-reads results this consumer read and never acknowledged (after a take-over)."""
+        self.targets = {t.name: t.path for t in state.plan.targets}
+        self.node_of = {w.worker_id: w.node for w in state.plan.workers}
+
+    # ----------------------------------------------------------------------------------- applying
+    def take(self, changes: Changes) -> None:
+        """Queue the releases a change made and announce the tasks it ended."""
+        self.pending.extend(changes.release)
+        for rec in changes.ended:
+            self.dirty.add(rec.task.id)
+            self.metrics.tasks.labels(rec.task.master, rec.state.value).inc()
+            if rec.duration_s is not None:
+                self.metrics.duration.labels(rec.task.master).observe(rec.duration_s)
+            self._completed(rec)
+
+    def _completed(self, rec: TaskRecord) -> None:
+        """A task ended: say so on its master's channel, and announce its lineage edges."""
+        run_id = self.state.run_id
+        context = {"state": rec.state.value, "attempt": rec.attempt, "worker": rec.worker, "duration_s": rec.duration_s}
+        if rec.error or rec.reason:
+            context["why"] = rec.error or rec.reason
+        self.outbox.add(
+            master_channel(rec.task.master),
+            Envelope(
+                run_id=run_id,
+                sender="coordinator",
+                to=f"{rec.task.master}-master",
+                type=MessageType.result,
+                task_id=rec.task.id,
+                context=context,
+            ),
+        )
+        nodes, edges = task_lineage(rec, self.node_of)
+        self.outbox.add(
+            CH_LINEAGE,
+            Envelope(
+                run_id=run_id,
+                sender="coordinator",
+                to="all",
+                type=MessageType.lineage,
+                task_id=rec.task.id,
+                context={
+                    "task": rec.task.id,
+                    "worker": rec.worker,
+                    "master": rec.task.master,
+                    "recorded_in": "run",
+                    "nodes": [n.model_dump(exclude_none=True) for n in nodes],
+                    "edges": [e.model_dump(by_alias=True) for e in edges],
+                },
+            ),
+        )
+
+    def _conflict(self, task_id: str | None, **context: object) -> None:
+        self.outbox.add(
+            CH_CONFLICTS,
+            Envelope(
+                run_id=self.state.run_id,
+                sender="coordinator",
+                to="all",
+                type=MessageType.conflict,
+                task_id=task_id,
+                context=dict(context),
+            ),
+        )
+
+    def apply(self, result: TaskResult) -> None:
+        """Apply one result read from the results stream."""
+        graph = self.state.graph
+        changes = graph.apply(result, time.time())
+        self.dirty.add(result.task_id)
+        if changes.duplicate:
+            rec = graph.records.get(result.task_id)
+            self._conflict(
+                result.task_id,
+                event="duplicate-result",
+                worker=result.worker,
+                attempt=result.attempt,
+                resolution="ignored: only the first result of a task's current attempt is applied"
+                + (f" (the task is {rec.state.value}, attempt {rec.attempt})" if rec else ""),
+            )
+            return
+        if changes.retry_at is not None:
+            heapq.heappush(self.retries, (changes.retry_at, result.task_id))
+            self.metrics.retries.inc()
+        self.take(changes)
+        if result.redelivered:  # a restarted worker took over its own dead entry
+            self.state.reassignments += 1
+            self.metrics.reassignments.inc()
+        for h in result.handoffs:
+            self.admit_handoff(graph.records[result.task_id], h)
+
+    def admit_handoff(self, source: TaskRecord, h: Handoff) -> HandoffDecision:
+        """Decide on one handoff, record the decision, tell the receiving master, and admit the task."""
+        state = self.state
+        decision, task = decide(state.plan, state.graph.records, state.handoffs, source, h)
+        state.handoffs.append(decision)
+        self.outbox.add(
+            master_channel(h.to),
+            Envelope(
+                run_id=state.run_id,
+                sender=f"{source.task.master}-master",
+                to=f"{h.to}-master",
+                type=MessageType.handoff,
+                task_id=decision.task,
+                context=decision.model_dump(by_alias=True),
+            ),
+        )
+        if decision.decision.startswith("duplicate"):
+            self._conflict(
+                decision.task, event="duplicate-handoff", source_task=source.task.id, resolution=decision.decision
+            )
+        if task is not None:
+            self.take(state.graph.admit(task))
+        return decision
+
+    # ----------------------------------------------------------------------------------- sending
+    def due_retries(self, now: float) -> None:
+        """Queue the tasks whose retry backoff has passed."""
+        while self.retries and self.retries[0][0] <= now:
+            _, task_id = heapq.heappop(self.retries)
+            self.pending.append(self.state.graph.records[task_id])
+
+    async def flush(self) -> None:
+        """Write changed task records under the leadership token (refused if a newer coordinator exists)."""
+        dirty, self.dirty = self.dirty, set()
+        records = self.state.graph.records
+        await self.leadership.hset(self.keys.tasks, {i: records[i].to_json() for i in sorted(dirty)})
+
+    async def release(self) -> None:
+        """Send the ready tasks to their masters' inboxes, with the events waiting in the outbox."""
+        if not self.pending and not len(self.outbox):
+            return
+        if self.pending:
+            await self.flush()  # a fenced write first: a coordinator that lost its lease releases nothing
+        pipe = self.redis.pipeline(transaction=False)
+        now = time.time()
+        for rec in self.pending:
+            self.state.graph.mark_released(rec, now)
+            self.dirty.add(rec.task.id)
+            pipe.xadd(
+                self.keys.inbox(rec.task.master),
+                {
+                    "task": rec.task.model_dump_json(),
+                    "attempt": str(rec.attempt),
+                    "released_ts": repr(now),
+                    "target_path": self.targets.get(rec.task.target or "", ""),
+                },
+            )
+        self.outbox.drain_into(pipe)
+        self.pending = []
+        await pipe.execute()
+
+    async def step(self) -> None:
+        """One turn of phase 3 (see the module's docstring for why in this order)."""
+        self.due_retries(time.time())
+        cursor = self.cursor
+        reply = await self.redis.xreadgroup(
+            GROUP_COORDINATOR, "coordinator", {self.keys.results: cursor}, count=1000, block=50
+        )
+        ids = []
+        for entry_id, fields in reply[0][1] if reply else []:
+            ids.append(entry_id)
+            self.apply(TaskResult.model_validate_json(fields["result"]))
+        if cursor == "0" and not ids:
+            self.cursor = ">"
+        if ids or self.dirty:
+            await self.flush()
+        await self.release()
+        if ids:
+            await self.redis.xack(self.keys.results, GROUP_COORDINATOR, *ids)

@@ -1,0 +1,63 @@
+"""Phases 4 and 5 as the coordinator runs them: the per-master results, and what is read from Redis once every
+process has stopped (ledger, node usage, model calls, degradations) for the report."""
+
+from __future__ import annotations
+
+import os
+
+import redis.asyncio as aredis
+
+from cortex.coord.keys import RunKeys
+from cortex.coord.ledger import Ledger
+from cortex.models.report import Degradation, MasterSummary, NodeUsage, Report
+from cortex.models.state import LedgerAccount
+from cortex.runtime.report import EndFigures, model_usage
+from cortex.runtime.runstate import RunState
+
+
+async def aggregate(redis: aredis.Redis, keys: RunKeys, state: RunState) -> dict[str, MasterSummary]:
+    """Phase 4: per-master results from the aggregation task when it ran, else merged here from the records."""
+    from cortex.toolset.aggregate import merge
+
+    raw = await redis.hgetall(keys.aggregate)
+    if raw:
+        return {m: MasterSummary.model_validate_json(v) for m, v in sorted(raw.items())}
+    return merge([r.to_report() for r in state.graph.records.values()])
+
+
+async def accounts(ledger: Ledger, state: RunState) -> dict[str, LedgerAccount]:
+    """Every master's ledger account and the run's."""
+    tokens = {line.master: await ledger.account(f"master:{line.master}") for line in state.plan.budget.lines}
+    tokens["run"] = await ledger.account("run")
+    return tokens
+
+
+async def end_figures(
+    redis: aredis.Redis, keys: RunKeys, state: RunState, prices: dict[str, dict[str, float]]
+) -> EndFigures:
+    """What the report measures once every process has stopped. Reservations still held belong to processes that
+    died holding them; none can commit any more, so they are released first."""
+    ledger = Ledger(redis, keys)
+    orphans = await ledger.release_orphans()
+    nodes = {k: NodeUsage.model_validate_json(v) for k, v in (await redis.hgetall(keys.nodes)).items()}
+    return EndFigures(
+        tokens=await accounts(ledger, state),
+        nodes=nodes,
+        models=model_usage(await redis.hgetall(keys.model_usage), prices),
+        degradations=[Degradation.model_validate_json(d) for d in await redis.lrange(keys.degradations, 0, -1)],
+        orphan_reservations=orphans,
+    )
+
+
+async def summarise(
+    redis: aredis.Redis, keys: RunKeys, state: RunState, report: Report, model: str, prices: dict[str, dict[str, float]]
+) -> None:
+    """The executive summary by the fallback master's model, from the report's data; its tokens join the
+    report's figures."""
+    from cortex.agents.summary import write_summary
+
+    name = state.plan.roster.routing.fallback
+    master = next(m for m in state.plan.roster.masters if m.name == name)
+    report.executive_summary = await write_summary(redis, keys, master, model, dict(os.environ), report)
+    report.tokens = await accounts(Ledger(redis, keys), state)
+    report.models = model_usage(await redis.hgetall(keys.model_usage), prices)

@@ -1,0 +1,145 @@
+"""The Redis contract made true: a real run carries its kind of message on each of the five channels, `cortex
+watch` shows them live, and a drained worker takes no new task until it is resumed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cortex.coord.server import EmbeddedRedis
+from cortex.models.task import Estimate, Task
+from cortex.planner import assemble_plan
+from cortex.runtime.coordinator import Coordinator
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+RUN_ID = "channels-1"
+
+
+def _plan() -> Any:
+    from cortex.chaos.plan import MASTERS, chaos_cluster
+    from cortex.models import Roster
+    from cortex.models.plan import RoutingDecision
+
+    roster = Roster.model_validate(
+        {
+            "masters": [{"name": m, "role": m, "base_budget": 0, "worker_pool": 0} for m in MASTERS],
+            "worker_types": [{"name": f"{m}-w", "master": m, "count": 2, "budget": 0} for m in MASTERS],
+            "routing": {"fallback": "testing"},
+        }
+    )
+    # 16 steady tasks for the testing workers; two tasks that contend for one file for the monitoring workers
+    work = [
+        Task(
+            id=f"work-{i:02d}",
+            master="testing",
+            kind="chaos.work",
+            worker_type="testing-w",
+            params={"seconds": 0.4},
+            estimate=Estimate(seconds=0.4, tokens=0),
+        )
+        for i in range(16)
+    ]
+    contend = [
+        Task(
+            id=f"contend-{c}",
+            master="monitoring",
+            kind="chaos.contend",
+            worker_type="monitoring-w",
+            params={"hold_s": 0.6, "file": "shared.json"},
+            estimate=Estimate(seconds=0.6, tokens=0),
+        )
+        for c in "ab"
+    ]
+    routing = RoutingDecision(
+        mode="parallel", selected=list(MASTERS), scores=[], single_expert_threshold=1, parallel_threshold=1
+    )
+    return assemble_plan("channels", [], roster, chaos_cluster(2, 2), routing, work + contend)
+
+
+def _cortex(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CORTEX_REDIS_URL": url}
+    return subprocess.run([sys.executable, "-m", "cortex", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_task(tmp_path: Path) -> None:
+    plan = _plan()
+    drained = "testing-w-worker-01"
+    assert drained in {w.worker_id for w in plan.workers}
+    with EmbeddedRedis(appendonly=False) as server:
+        env = {**os.environ, "CORTEX_REDIS_URL": server.url}
+        argv = [sys.executable, "-m", "cortex", "watch", RUN_ID, "--json", "--wait", "60"]
+        watcher = subprocess.Popen(  # noqa: ASYNC220  (read and waited on below)
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert watcher.stderr is not None
+            ready = await asyncio.to_thread(watcher.stderr.readline)
+            assert ready.startswith(f"watching run {RUN_ID}"), ready
+            coord = Coordinator(plan, server.url, tmp_path / "state", run_id=RUN_ID)
+            run = asyncio.ensure_future(coord.run())
+            await coord.executing.wait()
+            sent = await asyncio.to_thread(_cortex, "drain", RUN_ID, drained, url=server.url)
+            assert sent.returncode == 0, sent.stderr
+            await asyncio.sleep(2.0)  # the other testing worker goes on alone meanwhile
+            sent = await asyncio.to_thread(_cortex, "resume", RUN_ID, drained, url=server.url)
+            assert sent.returncode == 0, sent.stderr
+            result = await run
+            out, err = await asyncio.to_thread(watcher.communicate, timeout=60)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+    assert result.status == "succeeded"
+    assert watcher.returncode == 0, err  # it ended by itself with the run
+    events = [json.loads(line) for line in out.splitlines()]
+
+    def seen(channel: str, kind: str, **context: object) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in events
+            if e["channel"] == channel
+            and e["type"] == kind
+            and all(e["context"].get(k) == v for k, v in context.items())
+        ]
+
+    coordinator = "cortex:master:coordinator"
+    assert [e["context"]["name"] for e in seen(coordinator, "control", event="phase")] == [
+        "preflight", "activation", "distribution", "execution", "aggregation", "reporting"
+    ]  # fmt: skip
+    assert seen(coordinator, "control", event="run-ended", status="succeeded")
+    master = "cortex:master:testing"
+    assert {e["task_id"] for e in seen(master, "task", event="dispatched")} == {f"work-{i:02d}" for i in range(16)}
+    assert {e["task_id"] for e in seen(master, "result", state="succeeded")} == {f"work-{i:02d}" for i in range(16)}
+    assert seen("cortex:master:monitoring", "heartbeat", event="registered")
+    worker = f"cortex:worker:{drained}"
+    assert seen(worker, "heartbeat", event="registered") and seen(worker, "task", event="assigned")
+    lineage = seen("cortex:lineage", "lineage")
+    assert {e["task_id"] for e in lineage} == {t.id for t in plan.tasks}
+    ran_on = {(x["from"], x["to"]) for e in lineage for x in e["context"]["edges"] if x["relation"] == "ran_on"}
+    assert all(any(src == f"task:{t.id}" for src, _ in ran_on) for t in plan.tasks)
+    conflicts = seen("cortex:conflicts", "conflict")
+    waits = [c for c in conflicts if c["context"]["event"] == "lock-wait"]
+    assert len(waits) == 1 and waits[0]["task_id"] in ("contend-a", "contend-b")
+    assert [c["context"]["event"] for c in conflicts if c["task_id"] == waits[0]["task_id"]] == [
+        "lock-wait",
+        "lock-acquired",
+    ]
+
+    # the drain was obeyed: nothing assigned to the drained worker between its acknowledgements, while the
+    # other worker went on; and after the resume it took tasks again
+    (draining,) = seen(worker, "control", event="draining")
+    (resumed,) = seen(worker, "control", event="resumed")
+    assert draining["context"]["by"] == "operator" and draining["ts"] < resumed["ts"]
+    mine = [e["ts"] for e in seen(worker, "task", event="assigned")]
+    assert not [t for t in mine if draining["ts"] < t < resumed["ts"]]
+    assert [t for t in mine if t > resumed["ts"]]
+    other = [e["ts"] for e in seen("cortex:worker:testing-w-worker-02", "task", event="assigned")]
+    assert len([t for t in other if draining["ts"] < t < resumed["ts"]]) >= 3

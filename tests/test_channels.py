@@ -121,10 +121,14 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
     assert seen("cortex:master:monitoring", "heartbeat", event="registered")
     worker = f"cortex:worker:{drained}"
     assert seen(worker, "heartbeat", event="registered") and seen(worker, "task", event="assigned")
-    lineage = seen("cortex:lineage", "lineage")
-    assert {e["task_id"] for e in lineage} == {t.id for t in plan.tasks}
-    ran_on = {(x["from"], x["to"]) for e in lineage for x in e["context"]["edges"] if x["relation"] == "ran_on"}
-    assert all(any(src == f"task:{t.id}" for src, _ in ran_on) for t in plan.tasks)
+    claims = [e for w in ("01", "02") for e in seen(f"cortex:worker:testing-w-worker-{w}", "task", event="assigned")]
+    assigned = [t["task_id"] for e in claims for t in e["context"]["tasks"]]
+    assert sorted(assigned) == [f"work-{i:02d}" for i in range(16)]
+    lineage = [t for e in seen("cortex:lineage", "lineage") for t in e["context"]["tasks"]]
+    assert sorted(t["task"] for t in lineage) == sorted(t.id for t in plan.tasks)  # each task's edges, once
+    ran_on = {(a, b) for t in lineage for a, relation, b in t["edges"] if relation == "ran_on"}
+    assert {a for a, _ in ran_on} == {f"task:{t.id}" for t in plan.tasks}
+    assert all(b == f"worker:{t['worker']}" for t in lineage for a, r, b in t["edges"] if r == "ran_on")
     conflicts = seen("cortex:conflicts", "conflict")
     waits = [c for c in conflicts if c["context"]["event"] == "lock-wait"]
     assert len(waits) == 1 and waits[0]["task_id"] in ("contend-a", "contend-b")
@@ -138,8 +142,35 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
     (draining,) = seen(worker, "control", event="draining")
     (resumed,) = seen(worker, "control", event="resumed")
     assert draining["context"]["by"] == "operator" and draining["ts"] < resumed["ts"]
-    mine = [e["ts"] for e in seen(worker, "task", event="assigned")]
+    mine = [e["ts"] for e in seen(worker, "task", event="assigned")]  # one message per claim
     assert not [t for t in mine if draining["ts"] < t < resumed["ts"]]
     assert [t for t in mine if t > resumed["ts"]]
     other = [e["ts"] for e in seen("cortex:worker:testing-w-worker-02", "task", event="assigned")]
     assert len([t for t in other if draining["ts"] < t < resumed["ts"]]) >= 3
+
+
+async def test_a_cancelled_task_fails_without_retry_and_its_dependents_are_skipped(tmp_path: Path) -> None:
+    from cortex.chaos.plan import chaos_plan
+
+    plan = chaos_plan(4, seconds=0.2, workers=2, nodes=1)
+    long = plan.tasks[0].model_copy(update={"params": {"seconds": 60}})  # chaos-0000, a minute unless cancelled
+    after = plan.tasks[1].model_copy(update={"depends_on": [long.id]})
+    plan = plan.model_copy(update={"tasks": [long, after, *plan.tasks[2:]]})
+    with EmbeddedRedis(appendonly=False) as server:
+        coord = Coordinator(plan, server.url, tmp_path / "state", run_id="cancel-1")
+        run = asyncio.ensure_future(coord.run())
+        await coord.executing.wait()
+        while long.id not in coord.state.running:  # noqa: ASYNC110  (the coordinator refreshes it every 0.5 s)
+            await asyncio.sleep(0.1)
+        sent = await asyncio.to_thread(_cortex, "cancel", "cancel-1", long.id, url=server.url)
+        assert sent.returncode == 0, sent.stderr
+        result = await asyncio.wait_for(run, 60)
+        nothing = await asyncio.to_thread(_cortex, "cancel", "cancel-1", long.id, url=server.url)
+    tasks = {t.id: t for t in result.report.tasks}
+    cancelled = tasks[long.id]
+    assert cancelled.state.value == "failed" and cancelled.attempts == 1  # not retried
+    assert cancelled.error == "cancelled by operator" and cancelled.duration_s is not None
+    assert cancelled.duration_s < 30
+    assert tasks[after.id].state.value == "skipped" and long.id in (tasks[after.id].reason or "")
+    assert all(tasks[t.id].state.value == "succeeded" for t in plan.tasks[2:])
+    assert nothing.returncode == 5  # the run is over: no such live run

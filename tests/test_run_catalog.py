@@ -71,6 +71,17 @@ async def test_inventory_tasks_record_assets_with_provenance(redis_server: Embed
                 "task_id": "inventory.discover:payments-api",
                 "worker": edge["agent"],
             }
+        # the edges recorded in the catalog were announced on the lineage channel, once, with their producer
+        events = [json.loads(line) for line in (result.archive / "events.jsonl").read_text().splitlines()]
+        announced = [
+            t
+            for e in events
+            if e["channel"] == "cortex:lineage" and e["context"]["recorded_in"] == "catalog"
+            for t in e["context"]["tasks"]
+            if t["task"] == "inventory.discover:payments-api"
+        ]
+        assert len(announced) == 1 and announced[0]["worker"] == edge["agent"]
+        assert ["pkg:pypi:requests", "dependency_of", "repo:payments-api"] in announced[0]["edges"]
     finally:
         server.stop()
 

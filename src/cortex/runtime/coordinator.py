@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class RunResult:
     report_md: Path
     report_json: Path
     archive: Path
-    report: Report
+    report: Report = field(repr=False)
 
 
 class Coordinator:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from typing import Any
 
 import redis.asyncio as aredis
 
@@ -50,6 +51,8 @@ class Dispatcher:
         """Tasks ready to be released with the next pipeline."""
         self.cursor = ">"
         """``0`` re-reads results this consumer read and never acknowledged (after a take-over)."""
+        self.lineage: list[dict[str, Any]] = []
+        """Lineage of the tasks ended since the last release, announced with it."""
         self.targets = {t.name: t.path for t in state.plan.targets}
         self.node_of = {w.worker_id: w.node for w in state.plan.workers}
 
@@ -82,22 +85,25 @@ class Dispatcher:
             ),
         )
         nodes, edges = task_lineage(rec, self.node_of)
+        self.lineage.append(
+            {"task": rec.task.id, "worker": rec.worker, "master": rec.task.master, "nodes": nodes, "edges": edges}
+        )
+
+    def _announce_lineage(self) -> None:
+        """The lineage edges of the tasks that ended since the last release, as one message (a busy coordinator
+        ends hundreds of tasks a second; one message per turn keeps that affordable)."""
+        if not self.lineage:
+            return
+        tasks, self.lineage = self.lineage, []
         self.outbox.add(
             CH_LINEAGE,
             Envelope(
-                run_id=run_id,
+                run_id=self.state.run_id,
                 sender="coordinator",
                 to="all",
                 type=MessageType.lineage,
-                task_id=rec.task.id,
-                context={
-                    "task": rec.task.id,
-                    "worker": rec.worker,
-                    "master": rec.task.master,
-                    "recorded_in": "run",
-                    "nodes": [n.model_dump(exclude_none=True) for n in nodes],
-                    "edges": [e.model_dump(by_alias=True) for e in edges],
-                },
+                task_id=str(tasks[0]["task"]) if len(tasks) == 1 else None,
+                context={"recorded_in": "run", "tasks": tasks},
             ),
         )
 
@@ -179,6 +185,7 @@ class Dispatcher:
 
     async def release(self) -> None:
         """Send the ready tasks to their masters' inboxes, with the events waiting in the outbox."""
+        self._announce_lineage()
         if not self.pending and not len(self.outbox):
             return
         if self.pending:

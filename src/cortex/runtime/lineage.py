@@ -9,27 +9,27 @@ import hashlib
 from cortex.models.report import LineageGraph, LineageLink, LineageNode
 from cortex.runtime.records import TaskRecord
 
+Node = dict[str, str | int | None]
+"""A lineage node: ``id``, ``kind`` and the attributes of its kind (state, task_kind, node, severity, count)."""
+Edge = tuple[str, str, str]
+"""``(from, relation, to)``."""
 
-def task_lineage(rec: TaskRecord, node_of: dict[str, str]) -> tuple[list[LineageNode], list[LineageLink]]:
-    """The nodes and edges one task contributes (only a task that succeeded contributes outputs)."""
-    nodes: list[LineageNode] = []
-    edges: list[LineageLink] = []
 
-    def node(nid: str, kind: str, **attrs: str | int | None) -> str:
-        nodes.append(LineageNode(id=nid, kind=kind, **attrs))
-        return nid
-
-    def edge(src: str, dst: str, relation: str) -> None:
-        edges.append(LineageLink(source=src, to=dst, relation=relation))
-
-    t = node(f"task:{rec.task.id}", "task", state=rec.state.value, task_kind=rec.task.kind)
-    edge(node(f"master:{rec.task.master}", "master"), t, "owns")
+def task_lineage(rec: TaskRecord, node_of: dict[str, str]) -> tuple[list[Node], list[Edge]]:
+    """The nodes and edges one task contributes (only a task that succeeded contributes outputs). Plain values:
+    the coordinator announces them for every task, so they are cheap to make; ``lineage_graph`` types them."""
+    t = f"task:{rec.task.id}"
+    nodes: list[Node] = [{"id": t, "kind": "task", "state": rec.state.value, "task_kind": rec.task.kind}]
+    master = f"master:{rec.task.master}"
+    nodes.append({"id": master, "kind": "master"})
+    edges: list[Edge] = [(master, "owns", t)]
     if rec.task.target:
-        edge(t, node(f"target:{rec.task.target}", "target"), "examined")
+        nodes.append({"id": f"target:{rec.task.target}", "kind": "target"})
+        edges.append((t, "examined", f"target:{rec.task.target}"))
     if rec.worker:
-        edge(t, node(f"worker:{rec.worker}", "worker", node=node_of.get(rec.worker, "")), "ran_on")
-    for d in rec.task.depends_on:
-        edge(f"task:{d}", t, "before")
+        nodes.append({"id": f"worker:{rec.worker}", "kind": "worker", "node": node_of.get(rec.worker, "")})
+        edges.append((t, "ran_on", f"worker:{rec.worker}"))
+    edges += [(f"task:{d}", "before", t) for d in rec.task.depends_on]
     out = rec.output if rec.state.value == "succeeded" else {}
     findings = out.get("findings", [])
     for f in findings if isinstance(findings, list) else []:
@@ -38,11 +38,13 @@ def task_lineage(rec: TaskRecord, node_of: dict[str, str]) -> tuple[list[Lineage
         where = f.get("file", f.get("package", f.get("where", "")))
         fid = f"finding:{rec.task.target}:{f.get('tool', 'cicd')}:{f.get('id', f.get('rule'))}:{where}"
         severity = f.get("severity")
-        edge(t, node(fid, "finding", severity=str(severity) if severity is not None else None), "found")
+        nodes.append({"id": fid, "kind": "finding", "severity": str(severity) if severity is not None else None})
+        edges.append((t, "found", fid))
     assets = out.get("assets", {})
     for kind, count in sorted(assets.items()) if isinstance(assets, dict) else []:
-        n = int(count) if isinstance(count, int | float | str) else 0
-        edge(t, node(f"assets:{rec.task.target}:{kind}", "assets", count=n), "discovered")
+        aid = f"assets:{rec.task.target}:{kind}"
+        nodes.append({"id": aid, "kind": "assets", "count": int(count) if isinstance(count, int | float) else 0})
+        edges.append((t, "discovered", aid))
     return nodes, edges
 
 
@@ -53,8 +55,9 @@ def lineage_graph(records: dict[str, TaskRecord], node_of: dict[str, str]) -> Li
     for rec in sorted(records.values(), key=lambda r: r.task.id):
         task_nodes, task_edges = task_lineage(rec, node_of)
         for n in task_nodes:
-            nodes.setdefault(n.id, n)
-        edges += task_edges
+            if n["id"] not in nodes:
+                nodes[str(n["id"])] = LineageNode.model_validate(n)
+        edges += [LineageLink(source=a, relation=r, to=b) for a, r, b in task_edges]
     return LineageGraph(nodes=list(nodes.values()), edges=edges)
 
 

@@ -112,13 +112,22 @@ async def follow(
                 await pubsub.aclose()
 
 
+def _brief(value: object) -> str:
+    """A context value in a few characters: lists and mappings by their size, tasks by their ids."""
+    if isinstance(value, list):
+        ids = [v.get("task_id") or v.get("task") for v in value if isinstance(v, dict)]
+        if ids and all(ids) and len(ids) <= 3:
+            return ",".join(str(i) for i in ids)
+        return f"[{len(value)}]"
+    if isinstance(value, dict):
+        return f"{{{len(value)}}}"
+    return str(value)
+
+
 def describe(event: Event) -> str:
     """One line for people: time, channel, type, sender and receiver, task, and the message's content."""
     env = event.envelope
     stamp = time.strftime("%H:%M:%S", time.localtime(env.ts)) + f".{int(env.ts % 1 * 1000):03d}"
-    context = " ".join(f"{k}={v}" for k, v in env.context.items() if k not in ("nodes", "edges"))
-    if "edges" in env.context:
-        edges = env.context["edges"]
-        context += f" edges={len(edges) if isinstance(edges, list) else edges}"
+    context = " ".join(f"{k}={_brief(v)}" for k, v in env.context.items())
     task = f" {env.task_id}" if env.task_id else ""
     return f"{stamp} {event.channel} {env.type.value} {env.sender}->{env.to}{task} {context}".rstrip()

@@ -137,36 +137,45 @@ class Worker:
         self.delivery = Delivery(redis, keys)
         self.control = Control(redis, keys, worker_id)
         self.control.on_cancel = self._cancel
-        self.current: tuple[str, asyncio.Task[tuple[TaskResult, list[list[str]]]]] | None = None
+        self.current: tuple[str, asyncio.Task[None]] | None = None
+        """The task running now, and the asyncio task that runs it (the worker's own)."""
         self.cancelled_by: str | None = None
+        self.handed_back = False
+        """The rest of the current batch went back to the queue."""
+        self._background: set[asyncio.Future[None]] = set()
 
     def _cancel(self, task_id: str, by: str) -> bool:
-        if self.current is None or self.current[0] != task_id or self.current[1].done() or self.cancelled_by:
+        if self.current is None or self.current[0] != task_id or self.cancelled_by:
             return False
         self.cancelled_by = by
-        self.current[1].cancel()
+        self.current[1].cancel()  # thrown into the handler where it waits; ``_run`` turns it into the result
         return True
+
+    def _hand_back_soon(self, rest: list[tuple[str, dict[str, str]]]) -> None:
+        """Timer callback: the running task is slow, so the rest of its batch goes back to the queue now."""
+        self.handed_back = True
+        job = asyncio.ensure_future(self._hand_back(rest))
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
 
     async def _run(
         self, fields: dict[str, str], task_id: str, rest: list[tuple[str, dict[str, str]]]
     ) -> tuple[TaskResult, list[list[str]]]:
-        """Execute one entry as its own asyncio task, so a cancel message can stop it. ``rest`` (the batch's entries
-        not started yet) goes back to the queue as soon as this task has run for ``SLOW_FLUSH_S``: other workers
-        may be idle meanwhile."""
-        job = asyncio.create_task(execute(self.redis, self.keys, self.worker_id, fields, self.services))
-        self.current, self.cancelled_by = (task_id, job), None
+        """Execute one entry. A cancel message for it cancels this (the worker's) asyncio task while it waits in
+        the handler; that cancellation is taken back here and the task ends failed. ``rest`` (the batch's entries
+        not started yet) goes back to the queue once this task has run for ``SLOW_FLUSH_S``: other workers may be
+        idle meanwhile."""
+        me = asyncio.current_task()
+        assert me is not None, "a worker runs inside an asyncio task"
+        self.current, self.cancelled_by = (task_id, me), None
+        timer = asyncio.get_running_loop().call_later(SLOW_FLUSH_S, self._hand_back_soon, rest) if rest else None
         started = time.time()
         try:
-            if rest:
-                done, _ = await asyncio.wait({job}, timeout=SLOW_FLUSH_S)
-                if not done:
-                    await self._hand_back(rest)
-                    rest.clear()
-            return await job
+            return await execute(self.redis, self.keys, self.worker_id, fields, self.services)
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if self.cancelled_by is None or (me is not None and me.cancelling()):
+            if self.cancelled_by is None or me.cancelling() > 1:
                 raise  # the worker itself is being stopped
+            me.uncancel()
             result = TaskResult(
                 task_id=task_id,
                 attempt=int(fields["attempt"]),
@@ -182,22 +191,24 @@ class Worker:
             return result, []
         finally:
             self.current = None
+            if timer is not None:
+                timer.cancel()
 
     async def _announce(self, claimed: dict[str, dict[str, str]]) -> None:
-        """Mark the claimed tasks running and say so on the worker's channel (one pipeline)."""
+        """Mark the claimed tasks running and say so on the worker's channel: one message per claim, which may
+        hold a prefetched batch (one pipeline)."""
+        tasks = [{"task_id": fields_task_id(f), "attempt": int(f["attempt"])} for f in claimed.values()]
         pipe = self.redis.pipeline(transaction=False)
-        ids = {e: fields_task_id(f) for e, f in claimed.items()}
-        pipe.hset(self.keys.running, mapping=dict.fromkeys(ids.values(), self.worker_id))
-        for entry_id, fields in claimed.items():
-            env = Envelope(
-                run_id=self.keys.run_id,
-                sender=self.worker_id,
-                to=self.worker_id,
-                type=MessageType.task,
-                task_id=ids[entry_id],
-                context={"event": "assigned", "attempt": int(fields["attempt"])},
-            )
-            events.emit(pipe, self.keys, worker_channel(self.worker_id), env)
+        pipe.hset(self.keys.running, mapping={str(t["task_id"]): self.worker_id for t in tasks})
+        env = Envelope(
+            run_id=self.keys.run_id,
+            sender=self.worker_id,
+            to=self.worker_id,
+            type=MessageType.task,
+            task_id=str(tasks[0]["task_id"]) if len(tasks) == 1 else None,
+            context={"event": "assigned", "tasks": tasks},
+        )
+        events.emit(pipe, self.keys, worker_channel(self.worker_id), env)
         await pipe.execute()
 
     async def _hand_back(self, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -231,13 +242,12 @@ class Worker:
                 continue
             await self._announce(dict(entries))
             pipe = self.redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
-            quick = True
+            quick, self.handed_back = True, False
             for i, (entry_id, fields) in enumerate(entries):
                 if self.control.draining:
                     await self._hand_back(entries[i:])
                     break
-                rest = entries[i + 1 :]
-                result, effects = await self._run(fields, fields_task_id(fields), rest)
+                result, effects = await self._run(fields, fields_task_id(fields), entries[i + 1 :])
                 # delivered before, to an incarnation that died or a reply that was lost
                 result.redelivered = redelivered
                 await self.delivery.settle(pipe, self.queue, entry_id, result, effects)
@@ -245,8 +255,8 @@ class Worker:
                 quick = quick and took < QUICK_TASK_S
                 if took >= SLOW_FLUSH_S:
                     await pipe.execute()
-                if i + 1 < len(entries) and not rest:
-                    break  # the rest of the batch was handed back while this task ran
+                if self.handed_back:
+                    break  # the rest of the batch went back to the queue while this task ran
             await pipe.execute()
             count = min(MAX_PREFETCH, count * 2) if quick else prefetch
 

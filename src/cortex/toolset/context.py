@@ -71,8 +71,11 @@ class TaskContext:
         """Apply the Redis ``command`` if and when this attempt's success is the task's first (exactly once)."""
         self.effects.append(list(command))
 
-    def lineage(self, upstream: str, relation: str, downstream: str) -> None:
-        """Announce a lineage edge this task recorded, on the lineage channel, once with the task's success."""
+    def lineage(self, edges: list[tuple[str, str, str]], *, recorded_in: str = "catalog") -> None:
+        """Announce the lineage edges ``(upstream, relation, downstream)`` this task recorded, on the lineage
+        channel, once, with the task's success (a task effect)."""
+        if not edges:
+            return
         env = Envelope(
             run_id=self.run_id,
             sender=self.worker_id,
@@ -80,13 +83,15 @@ class TaskContext:
             type=MessageType.lineage,
             task_id=self.task.id,
             context={
-                "upstream": upstream,
-                "relation": relation,
-                "downstream": downstream,
-                "task": self.task.id,
-                "worker": self.worker_id,
-                "master": self.task.master,
-                "recorded_in": "catalog",
+                "recorded_in": recorded_in,
+                "tasks": [
+                    {
+                        "task": self.task.id,
+                        "worker": self.worker_id,
+                        "master": self.task.master,
+                        "edges": [list(e) for e in edges],
+                    }
+                ],
             },
         )
         self.effects.extend(events.as_commands(self.keys, CH_LINEAGE, env))

@@ -72,11 +72,13 @@ async def record_in_catalog(ctx: TaskContext, root: Path) -> dict[str, Any] | st
     for asset in {a.id: a for a in produced.assets}.values():
         stamped = asset.model_copy(update={"metadata": {**asset.metadata, "recorded_by": recorded_by}})
         outcomes[await client.upsert(stamped)] += 1
-    for up, down, relation in sorted(set(produced.edges)):
+    edges = sorted(set(produced.edges))
+    for up, down, relation in edges:
         edge = LineageEdge(
             upstream=up, downstream=down, relation=relation, run_id=ctx.run_id, task_id=ctx.task.id, agent=ctx.worker_id
         )
         outcomes[await client.link(edge)] += 1
+    ctx.lineage([(up, relation, down) for up, down, relation in edges])
     return {"sent": outcomes["sent"], "queued": outcomes["queued"]}
 
 

@@ -131,7 +131,7 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
     assert git(repo, "log", "-1", "--format=%s", out["branch"]) == "Round the fee half up to the cent"
     assert git(repo, "status", "--porcelain") == ""  # made in a separate worktree
     assert "+    return int(total_cents * (100 + percent) / 100 + 0.5)" in Path(out["patch"]).read_text()  # noqa: ASYNC240
-    review = tasks[f"review.branch:payments-api:{out['branch'].rsplit('-', 1)[1]}"]
+    review = tasks[f"review.branch:payments-api:{out['branch'].removeprefix('cortex/')}"]
     assert review["state"] == "succeeded" and review["output"]["verdict"] == "approve"
     assert [(f["file"], f["severity"]) for f in review["output"]["findings"]] == [("src/payments/money.py", "minor")]
     # every token the agents used is in the ledger, and nothing stays reserved

@@ -20,7 +20,7 @@ def test_discover_is_incremental_across_processes_and_queries_answer(tmp_path: P
     state = ["--state-dir", str(tmp_path / "state")]
     first = cortex("catalog", "discover", str(fleet), "--json", *state, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["created"] == 28
+    assert json.loads(first.stdout)["created"] == 39
     second = cortex("catalog", "discover", str(fleet), "--json", *state, cwd=tmp_path)
     assert json.loads(second.stdout)["writes"] == 0  # a new process, the same persisted catalog
     got = json.loads(cortex("catalog", "get", "repo:payments-api", "--json", *state, cwd=tmp_path).stdout)
@@ -28,7 +28,7 @@ def test_discover_is_incremental_across_processes_and_queries_answer(tmp_path: P
     lineage = json.loads(cortex("catalog", "lineage", "repo:web-frontend", "--json", *state, cwd=tmp_path).stdout)
     assert "pkg:npm:lodash" in lineage["nodes"]
     stats = json.loads(cortex("catalog", "stats", "--json", *state, cwd=tmp_path).stdout)
-    assert stats["by_type"]["repository"] == 4
+    assert stats["by_type"]["repository"] == 6
     found = json.loads(cortex("catalog", "search", "lodash", "--json", *state, cwd=tmp_path).stdout)
     assert [a["id"] for a in found] == ["pkg:npm:lodash"]
 

@@ -20,7 +20,16 @@ async def test_discovery_registers_assets_and_lineage_then_is_incremental(redis:
 
     first = await discover(store, [fleet])
     stats = await store.stats()
-    assert stats.by_type == {"image": 5, "package": 12, "repository": 4, "service": 2, "workflow": 3, "workload": 2}
+    assert stats.by_type == {
+        "group": 2,
+        "image": 6,
+        "package": 15,
+        "repository": 6,
+        "service": 3,
+        "system": 1,
+        "workflow": 3,
+        "workload": 3,
+    }
     assert first.created == stats.assets and first.edges_added == stats.edges > 0
     lineage = await store.lineage("repo:payments-api", direction="both", depth=1)
     relations = {(e.upstream, e.relation, e.downstream) for e in lineage.edges}
@@ -30,6 +39,22 @@ async def test_discovery_registers_assets_and_lineage_then_is_incremental(redis:
     assert all(e.agent == "cortex catalog discover" for e in lineage.edges)
     repo = await store.get("repo:payments-api")
     assert repo is not None and repo.health.signals["tests_present"] is True
+    # owners and systems: Backstage's catalog-info.yaml first, CODEOWNERS otherwise; nobody says: unowned
+    proxy = await store.get("repo:edge-proxy")
+    assert proxy is not None and proxy.owner == "platform-team"
+    assert proxy.metadata["ownership"]["system"] == "payments" and proxy.metadata["ownership"]["lifecycle"] == (
+        "production"
+    )
+    lineage = await store.lineage("repo:edge-proxy", direction="downstream", depth=1)
+    relations = {(e.upstream, e.relation, e.downstream) for e in lineage.edges}
+    assert ("repo:edge-proxy", "owned_by", "group:platform-team") in relations
+    assert ("repo:edge-proxy", "part_of", "system:payments") in relations
+    billing = await store.get("repo:billing-worker")
+    assert billing is not None and billing.owner == "billing-team"  # from CODEOWNERS' * rule
+    assert repo.owner == "unowned"
+    # an unparsable pyproject.toml yields nothing; the same repository's requirements.txt still does
+    lineage = await store.lineage("repo:billing-worker", direction="upstream", depth=1)
+    assert {e.upstream for e in lineage.edges} >= {"pkg:pypi:requests", "pkg:pypi:tabulate"}
 
     events = await redis.xlen(store.keys.events)
     second = await discover(store, [fleet])

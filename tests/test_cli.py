@@ -59,7 +59,7 @@ def test_plan_run_status_history_report(tmp_path: Path) -> None:
     current = json.loads((state / "current-execution.json").read_text())
     run_id = current["run_id"]
     assert current["status"] == "succeeded" and current["phase"] == 5
-    assert current["tasks"]["inventory"]["succeeded"] == 8  # discover + metrics on 4 repositories
+    assert current["tasks"]["inventory"]["succeeded"] == 12  # discover + metrics on 6 repositories
     distribution = json.loads((state / "worker-distribution.json").read_text())
     assert set(distribution["nodes"]) == {"k3s-worker01", "k3s-worker02"}
 
@@ -68,7 +68,7 @@ def test_plan_run_status_history_report(tmp_path: Path) -> None:
     history = cortex("history", "--state-dir", str(state), cwd=tmp_path)
     assert run_id in history.stdout
     report = cortex("report", run_id, "--state-dir", str(state), cwd=tmp_path)
-    assert report.returncode == 0 and "Tasks by master" in report.stdout and "repository 4" in report.stdout
+    assert report.returncode == 0 and "Tasks by master" in report.stdout and "repository 6" in report.stdout
     missing = cortex("report", "nope", "--state-dir", str(state), cwd=tmp_path)
     assert missing.returncode == 5 and "no archived execution" in missing.stderr
 

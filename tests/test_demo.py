@@ -60,9 +60,22 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         ("web-frontend", "osv", "GHSA-35jh-r3h4-6jhm"),
         ("web-frontend", "osv", "GHSA-xvch-5gv4-984h"),
         ("web-frontend", "osv", "GHSA-rv95-896h-c2vc"),
+        ("billing-worker", "osv", "PYSEC-2018-28"),
+        ("billing-worker", "osv", "PYSEC-2023-74"),
+        ("edge-proxy", "osv", "GO-2020-0015"),
     }
-    assert found("security.static-analysis") == {("payments-api", "bandit", "B602"), ("payments-api", "bandit", "B404")}
-    assert found("security.secrets") == {("payments-api", "detect-secrets", "AWS Access Key")}
+    assert found("security.static-analysis") == {
+        ("payments-api", "bandit", "B602"),
+        ("payments-api", "bandit", "B404"),
+        ("billing-worker", "bandit", "B105"),
+    }
+    assert found("security.secrets") == {
+        ("payments-api", "detect-secrets", "AWS Access Key"),
+        ("billing-worker", "detect-secrets", "GitHub Token"),
+        ("billing-worker", "detect-secrets", "Base64 High Entropy String"),
+    }
+    # the unparsable manifest is a finding with its location, and hid nothing else of its repository
+    assert found("inventory.discover") == {("billing-worker", "inventory", "unparsable-manifest")}
     failing = {t for out in outputs.values() for t in out.get("failing", [])}
     assert failing == {"tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"}
     flaky = {t for out in outputs.values() for t in out.get("flaky", [])}
@@ -72,8 +85,10 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         for task, out in outputs.items()
         if task.startswith("testing.run-tests")
     }
-    assert set(coverage) == {"payments-api", "inventory-service", "auth-lib"}
-    assert coverage["auth-lib"] == 100.0 and all(0 < c <= 100 for c in coverage.values())
+    assert set(coverage) == {"payments-api", "inventory-service", "auth-lib", "billing-worker"}
+    # measured over every file of the target's packages, imported by a test or not (payments' metrics.py and
+    # inventory's app.py are not), not over what the tests happened to import
+    assert coverage == {"auth-lib": 100.0, "billing-worker": 71.43, "inventory-service": 56.52, "payments-api": 47.83}
     workflow_rules = {
         (task.split(":")[1], f["rule"], f["where"].split(".github/workflows/")[1])
         for task, out in outputs.items()
@@ -114,14 +129,14 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         "web-frontend": {"artipacked", "excessive-permissions", "unpinned-uses"},
     }
     results = report["results"]
-    assert results["inventory"]["assets"]["repository"] == 4
+    assert results["inventory"]["assets"]["repository"] == 6
     node = outputs["testing.run-node-tests:web-frontend"] if shutil.which("npm") else None
     if node is not None:  # Node is optional for Cortex: without it the task is skipped (tested in test_graphrun)
         assert (node["tests"], node["passed"], node["failures"]) == (2, 2, 0)
     extra = 2 if node is not None else 0  # the Node suite's two passing tests
     assert results["testing"]["tests"] == {
-        "tests": 9 + extra,
-        "passed": 7 + extra,
+        "tests": 10 + extra,
+        "passed": 8 + extra,
         "failures": 2,
         "errors": 0,
         "skipped": 0,
@@ -130,29 +145,95 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     }
     assert results["testing"]["coverage"] == coverage
     assert "development.fix-tests:payments-api" in {h["task"] for h in report["handoffs"]}
-    for service in ("payments-api", "inventory-service"):  # the two repositories deploying a Kubernetes Service
+    # the three repositories deploying a Kubernetes Service, each on the metrics it exposes
+    metrics = {"payments-api": "payments_requests_total", "inventory-service": "http_requests_total",
+               "edge-proxy": "edge_proxy_requests_total"}  # fmt: skip
+    for service, series in metrics.items():
         monitoring = outputs[f"monitoring.dashboards:{service}"]
-        assert (monitoring["dashboards"], monitoring["alerts"]) == (1, 4)
+        assert (monitoring["dashboards"], monitoring["alerts"], monitoring["service_monitors"]) == (1, 4, 1)
+        assert monitoring["instrumentation"]["requests"] == series and monitoring["instrumentation"]["detected"]
         assert all(Path(f).is_file() and str(tmp_path / "state") in f for f in monitoring["files"])  # noqa: ASYNC240
+        board = json.loads(Path(monitoring["files"][1]).read_text())  # noqa: ASYNC240
+        assert series in board["panels"][0]["targets"][0]["expr"]
     assert not any(t.startswith("monitoring.dashboards:auth-lib") for t in outputs)
-    assert results["monitoring"]["written"] == {"dashboards": 2, "alerts": 8}
+    assert results["monitoring"]["written"] == {"dashboards": 3, "alerts": 12}
     patches = [p for task, out in outputs.items() if task.startswith("cicd.workflow-audit") for p in out["patches"]]
     assert sorted(Path(p["patch"]).name for p in patches) == ["build.patch", "ci.patch", "test.patch"]
     assert results["cicd"]["written"]["workflow_patches"] == 3
-    # security handed each fixable pin to development, which made a branch in the working copy
+    # security handed each fixable pin to development, which made a verified branch in the working copy, or said
+    # why it could not
     bumps = {t.split(":", 1)[1]: out for t, out in outputs.items() if t.startswith("development.bump-pin")}
-    assert {k: (o["from"], o["to"]) for k, o in bumps.items()} == {
-        "payments-api:requests": ("2.19.0", "2.31.0"),
-        "payments-api:pyyaml": ("5.3", "5.4"),
-        "inventory-service:jinja2": ("2.10", "2.11.3"),
-        "auth-lib:pyjwt": ("1.7.1", "2.4.0"),
+    assert {k: (o["from"], o["to"], o["fixed"]) for k, o in bumps.items()} == {
+        "payments-api:requests": ("2.19.0", "2.31.0", True),
+        "payments-api:pyyaml": ("5.3", "5.4", False),  # 5.4's sdist no longer builds (Cython 3): said so
+        "inventory-service:jinja2": ("2.10", "2.11.3", True),
+        "auth-lib:pyjwt": ("1.7.1", "2.4.0", True),
+        "web-frontend:lodash": ("4.17.15", "4.17.21", True),
+        "web-frontend:minimist": ("1.2.0", "1.2.6", True),
+        "web-frontend:express": ("4.17.1", "4.19.2", True),
+        "billing-worker:requests": ("2.19.0", "2.31.0", True),
     }
+    assert bumps["payments-api:pyyaml"]["branch"] is None
+    assert "pyyaml 5.4 could not be installed" in bumps["payments-api:pyyaml"]["reason"]
+    for key, out in bumps.items():
+        if out["fixed"]:  # the tests after the bump ran with the bumped version installed
+            assert out["verified_version"] == out["to"], key
+            assert out["tests"]["regressions"] == [], key
+    assert bumps["inventory-service:jinja2"]["tests"]["flaky"] == ["tests/test_cache.py::test_warehouse_cache_is_warm"]
+    assert bumps["inventory-service:jinja2"]["tests"]["fixed"] == []  # a flaky test is not fixed by a bump
     repo = fleet / "payments-api"
     assert git_out(repo, "diff", "--name-only", "main", "cortex/fix-requests-2.31.0").split() == ["pyproject.toml"]
     title = git_out(repo, "log", "-1", "--format=%s", "cortex/fix-requests-2.31.0")
     assert title == "Bump requests from 2.19.0 to 2.31.0 (PYSEC-2018-28, PYSEC-2023-74)"
     assert git_out(repo, "status", "--porcelain") == ""  # the branch was made in a separate worktree
-    assert results["development"]["written"]["fix_branches"] == 4
+    web = fleet / "web-frontend"
+    assert sorted(git_out(web, "diff", "--name-only", "main", "cortex/fix-lodash-4.17.21").split()) == [
+        "package-lock.json",
+        "package.json",
+    ]
+    assert json.loads(git_out(web, "show", "cortex/fix-lodash-4.17.21:package.json"))["dependencies"]["lodash"] == (
+        "4.17.21"  # an exact pin stays exact
+    )
+    assert results["development"]["written"]["fix_branches"] == 7
+    audit = outputs["security.dependency-audit:edge-proxy"]  # Go: found, and said why no branch was made
+    assert [(u["package"], u["reason"]) for u in audit["unfixable"]] == [
+        ("golang.org/x/text", "Cortex makes fix branches for PyPI and npm pins; bump to 0.3.3 by hand")
+    ]
+    # the report lists every finding with its location, one per problem
+    findings = report["findings"]
+    secret = next(f for f in findings["payments-api"] if f["kind"] == "secret")
+    assert (secret["file"], secret["line"], secret["rule"]) == ("src/payments/settings.py", 7, "AWS Access Key")
+    bandit = {(f["rule"], f["file"], f["line"]) for f in findings["payments-api"] if f["kind"] == "code"}
+    assert bandit == {("B602", "src/payments/receipts.py", 12), ("B404", "src/payments/receipts.py", 7)}
+    unpinned = [f for f in findings["payments-api"] if f["rule"] == "unpinned-action"]
+    assert [(f["line"], f["sources"]) for f in unpinned] == [(7, ["cortex", "zizmor"]), (8, ["cortex", "zizmor"]),
+                                                             (16, ["cortex", "zizmor"])]  # fmt: skip
+    vuln = next(f for f in findings["payments-api"] if f["rule"] == "PYSEC-2023-74")
+    assert (vuln["installed"], vuln["fixed_in"], vuln["fix_branch"]) == (
+        "2.19.0",
+        "2.31.0",
+        "cortex/fix-requests-2.31.0",
+    )
+    assert "CVE-2023-32681" in vuln["aliases"]
+    tests = {(f["rule"], f["test"]) for r in findings.values() for f in r if f["kind"] == "test"}
+    assert tests == {("failing", "tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"),
+                     ("flaky", "tests/test_cache.py::test_warehouse_cache_is_warm")}  # fmt: skip
+    assert "| `src/payments/settings.py:7` | AWS Access Key | high | detect-secrets |" in md
+    assert "| `.github/workflows/ci.yml:7` | unpinned-action | high | cortex, zizmor |" in md
+    assert report["databases"][0]["bundled_subset"] and "**Warning:** this is the small subset" in md
+    assert "pyyaml 5.3 not bumped to 5.4" in md
+    # tests ran in each target's own environment, built from its own files
+    envs = {t.split(":")[1]: out["environment"] for t, out in outputs.items() if t.startswith("testing.run-tests")}
+    assert {k: e["from"] for k, e in envs.items()} == {
+        "payments-api": ["pyproject.toml"],
+        "inventory-service": ["requirements.txt"],
+        "auth-lib": ["pyproject.toml"],
+        "billing-worker": ["requirements.txt"],  # its pyproject.toml does not parse: left out, and said so
+    }
+    assert envs["billing-worker"]["notes"][0].startswith("pyproject.toml left out: it does not parse")
+    assert all(str(tmp_path / "state" / "envs") in e["python"] for e in envs.values())  # noqa: ASYNC240
+    # billing-worker's tests import tabulate, which only it declares: they passed in its own environment
+    assert outputs["testing.run-tests:billing-worker"]["status"] == "passed"
     # the archive's lineage graph links each finding to the task, master, worker and target that produced it
     lineage = json.loads((result.archive / "lineage.json").read_text())  # noqa: ASYNC240
     edges = {(e["from"], e["relation"], e["to"]) for e in lineage["edges"]}

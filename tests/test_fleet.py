@@ -18,7 +18,7 @@ def test_working_copy_is_one_committed_git_repository_per_target(tmp_path: Path)
     before = _files(FLEET)
     copy = working_copy(FLEET, tmp_path / "fleet")
     repos = sorted(p.name for p in copy.iterdir())
-    assert repos == ["auth-lib", "inventory-service", "payments-api", "web-frontend"]
+    assert repos == ["auth-lib", "billing-worker", "edge-proxy", "inventory-service", "payments-api", "web-frontend"]
     for repo in repos:
         status = subprocess.run(
             ["git", "status", "--porcelain"], cwd=copy / repo, capture_output=True, text=True, check=True, timeout=30

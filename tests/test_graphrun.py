@@ -102,3 +102,14 @@ def test_a_handler_skip_ends_the_task_skipped_with_its_reason_and_settles_depend
     out = g.apply(_result("a", rec.attempt, Outcome.skipped, error="npm not here", retryable=False), now=0)
     assert rec.state is TaskState.skipped and rec.reason == "npm not here" and g.retries == 0
     assert [r.task.id for r in out.ended] == ["a", "b"]  # b needed a to succeed
+
+
+def test_a_handoff_admitted_as_the_aggregation_becomes_ready_is_waited_for() -> None:
+    agg = _t("agg", ["a"], needs="completion", after_all=True)
+    g = GraphRun([_t("a"), agg], RetryPolicy(), model_configured=True)
+    _release(g, g.initial().release)
+    ready = _finish(g, "a", True).release
+    assert [r.task.id for r in ready] == ["agg"]  # ready, not yet sent...
+    _release(g, g.admit(_t("fix")).release)  # ...when a's result hands work over
+    assert g.waiting(g.records["agg"]) and "fix" in g.records["agg"].task.depends_on
+    assert [r.task.id for r in _finish(g, "fix", True).release] == ["agg"]  # released once the handoff ended

@@ -148,3 +148,56 @@ def test_plan_documents_are_rendered_from_the_plan(tmp_path: Path) -> None:
     assert "```mermaid" in arch and "k3s-worker04" in arch
     timeline = (tmp_path / "ORCHESTRATION-PLAN.md").read_text()
     assert f"{plan.schedule.makespan_s:,.1f} s" in timeline
+
+
+def generated_fleet(root: Path, n: int) -> Path:
+    """``n`` small repositories with the traits of the demo fleet's (Python with tests, Kubernetes, workflows)."""
+    for i in range(n):
+        repo = root / f"svc-{i:04d}"
+        (repo / "tests").mkdir(parents=True)
+        (repo / "k8s").mkdir()
+        (repo / ".github" / "workflows").mkdir(parents=True)
+        (repo / "pyproject.toml").write_text('[project]\nname = "x"\n')
+        (repo / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    return root
+
+
+@pytest.mark.parametrize("n", [12, 100, 1000])
+def test_the_default_roster_plans_the_demo_goal_for_fleets_of_any_size(tmp_path: Path, n: int) -> None:
+    fleet = generated_fleet(tmp_path / "fleet", n)
+    plan = build_plan(GOAL, fleet, load_roster(), load_cluster())
+    runbooks = [t for t in plan.tasks if t.kind == "documentation.runbook"]
+    assert len(runbooks) == n  # kept in the plan, costing nothing: without a model they will be skipped
+    monitoring = next(line for line in plan.budget.lines if line.master == "monitoring")
+    assert monitoring.expected_usage == 0
+    assert any(f"{n} task(s) need a model and none is configured" in note for note in plan.notes)
+    with_model = build_plan(GOAL, fleet, load_roster(), load_cluster(), model_configured=True)
+    kept = [t for t in with_model.tasks if t.kind == "documentation.runbook"]
+    assert len(kept) == min(n, 30_000 // 8_000)  # optional runbooks give way until monitoring's budget holds
+    left_out = [note for note in with_model.notes if "documentation" not in note and "left out (optional" in note]
+    assert len(left_out) == n - len(kept)
+    assert all(line.expected_usage <= line.base + line.worker_pool for line in with_model.budget.lines)
+    task_graph(with_model.tasks)  # nothing depends on a task that is gone
+
+
+def test_required_work_gives_way_by_priority_after_optional_work_and_takes_its_dependents() -> None:
+    from cortex.planner.fit import fit_budgets
+
+    roster = load_roster()
+
+    def task(tid: str, tokens: int, **kw: object) -> Task:
+        return Task(id=tid, master="monitoring", kind="k", worker_type="documentation",
+                    estimate=Estimate(seconds=1, tokens=tokens), **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    tasks = [
+        task("opt", 5_000, optional=True),
+        task("low", 16_000, priority=-1),
+        task("after-low", 0, depends_on=["low"]),
+        task("high", 15_000, priority=5),
+        task("agg", 0, depends_on=["low", "high"], needs="completion"),
+    ]
+    kept, notes = fit_budgets(roster, ["monitoring"], tasks, model_configured=True)  # monitoring: 30,000
+    assert [t.id for t in kept] == ["high", "agg"]
+    assert next(t for t in kept if t.id == "agg").depends_on == ["high"]
+    assert notes[0].startswith("opt left out (optional") and notes[1].startswith("low left out (priority -1")
+    assert notes[2] == "after-low left out: it needed a task that was left out"

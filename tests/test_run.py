@@ -162,7 +162,7 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     assert attempts[-1] == 2 and all(tasks[i]["state"] == "succeeded" for i in flaky_ids)
     assert report["retries"] == 1 + 1  # broken's retry + the flaky retry
     assert tasks["coordinator.aggregate"]["state"] == "succeeded"  # aggregation runs despite the failure
-    assert report["results"]["inventory"]["assets"]["repository"] == 3
+    assert report["results"]["inventory"]["assets"]["repository"] == 4
     # the two naps ran at the same time on different worker processes
     a, b = tasks["inventory.nap-a"], tasks["inventory.nap-b"]
     assert a["worker"] != b["worker"]

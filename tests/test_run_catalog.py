@@ -58,7 +58,7 @@ async def test_inventory_tasks_record_assets_with_provenance(redis_server: Embed
         assert all(o["catalog"]["queued"] == 0 and o["catalog"]["sent"] > 0 for o in outputs.values())
         async with httpx.AsyncClient(base_url=cat.url, headers=cat.reader, timeout=10) as c:
             stats = (await c.get("/stats")).json()
-            assert stats["by_type"]["repository"] == 4 and stats["edges"] > 0
+            assert stats["by_type"]["repository"] == 6 and stats["edges"] > 0
             lineage = (await c.get("/lineage/repo:payments-api", params={"direction": "upstream"})).json()
             edge = next(e for e in lineage["edges"] if e["upstream"] == "pkg:pypi:requests")
             assert edge["run_id"] == result.run_id

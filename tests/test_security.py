@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cortex.toolset.security import BUNDLED, affected_by, audit, load_osv, severity
+from cortex.toolset.osvdb import BUNDLED, affected_by, load_osv, severity
+from cortex.toolset.security import audit
 
 from .conftest import FLEET
 
@@ -89,7 +90,7 @@ def test_zip_database_and_alias_merging(tmp_path: Path) -> None:
 def test_fleet_findings_against_the_bundled_advisories() -> None:
     index = load_osv(BUNDLED)
     found = {}
-    for repo in ("payments-api", "inventory-service", "auth-lib", "web-frontend"):
+    for repo in ("payments-api", "inventory-service", "auth-lib", "web-frontend", "billing-worker", "edge-proxy"):
         out = audit(FLEET / repo, index)
         found[repo] = {(f["package"], f["version"], f["id"], f["fixed"]) for f in out["findings"]}
     assert found == {
@@ -109,7 +110,16 @@ def test_fleet_findings_against_the_bundled_advisories() -> None:
             ("minimist", "1.2.0", "GHSA-xvch-5gv4-984h", "1.2.6"),
             ("express", "4.17.1", "GHSA-rv95-896h-c2vc", "4.19.2"),
         },
+        "billing-worker": {  # from requirements.txt: its pyproject.toml does not parse, and is reported so
+            ("requests", "2.19.0", "PYSEC-2018-28", "2.20.0"),
+            ("requests", "2.19.0", "PYSEC-2023-74", "2.31.0"),
+        },
+        "edge-proxy": {("golang.org/x/text", "0.3.2", "GO-2020-0015", "0.3.3")},  # go.mod's version, v dropped
     }
+    unreadable = audit(FLEET / "billing-worker", index)["unreadable"]
+    assert unreadable == [
+        {"file": "pyproject.toml", "line": 11, "message": "not valid TOML: Invalid value (at line 11, column 2)"}
+    ]
     assert audit(FLEET / "payments-api", index)["unresolved"] == ["flask<3,>=2.0", "pytest>=7"]
     severities = {f["id"]: f["severity"] for f in audit(FLEET / "web-frontend", index)["findings"]}
     assert severities == {  # GitHub's labels; MODERATE is called medium
@@ -118,7 +128,35 @@ def test_fleet_findings_against_the_bundled_advisories() -> None:
         "GHSA-p6mc-m468-83gw": "high",
         "GHSA-rv95-896h-c2vc": "medium",
     }
-    assert audit(FLEET / "web-frontend", index)["handoffs"] == []  # npm bumps go through the lock file: not automated
+    described = audit(FLEET / "web-frontend", index)["database"]
+    assert described["bundled_subset"] and described["ecosystems"] == {"Go": 1, "PyPI": 8, "npm": 4}
+
+
+def test_fix_plan_bumps_pypi_and_npm_pins_and_says_why_it_cannot_fix_the_rest() -> None:
+    from cortex.toolset.fixplan import plan_fixes
+
+    def finding(eco: str, pkg: str, version: str, fixed: str, vid: str) -> dict[str, str]:
+        return {"ecosystem": eco, "package": pkg, "version": version, "source": "x", "fixed": fixed, "id": vid,
+                "severity": "high", "summary": "s"}  # fmt: skip
+
+    findings = [
+        finding("PyPI", "requests", "2.19.0", "2.20.0", "A"),
+        finding("PyPI", "requests", "2.19.0", "2.31.0", "B"),
+        finding("npm", "lodash", "4.17.15", "4.17.21", "C"),
+        finding("npm", "left-pad", "1.0.0", "", "D"),
+        finding("Go", "golang.org/x/text", "0.3.0", "0.3.8", "E"),
+        finding("PyPI", "pyjwt", "1.7.1", "2.4.0", "F"),
+    ]
+    handoffs, unfixable = plan_fixes(findings, allow_major=False)
+    assert {(h["params"]["ecosystem"], h["params"]["package"], h["params"]["to"]) for h in handoffs} == {
+        ("PyPI", "requests", "2.31.0"),  # the lowest version that fixes both advisories
+        ("npm", "lodash", "4.17.21"),
+    }
+    reasons = {u["package"]: u["reason"] for u in unfixable}
+    assert reasons["left-pad"] == "no fixed version is known for D"
+    assert reasons["golang.org/x/text"].startswith("Cortex makes fix branches for PyPI and npm pins")
+    assert "major version jump" in reasons["pyjwt"] and "allow_major" in reasons["pyjwt"]
+    assert len(plan_fixes(findings)[0]) == 3  # majors allowed by default: pyjwt too
 
 
 def _run(kind: str, repo: str, **params: object) -> dict:  # type: ignore[type-arg]

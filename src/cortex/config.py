@@ -39,5 +39,12 @@ class Settings(BaseSettings):
     prices: Path | None = None
     """Price table (YAML: model -> input_per_mtok, output_per_mtok) for the report's cost of model calls."""
 
+    target_index_url: str | None = None
+    """Package index for the targets' own dependencies when their tests run in environments of their own
+    (``https://...``, or ``none`` for local wheels only). Unset: PyPI."""
+
+    target_find_links: str | None = None
+    """Directories of wheels for the targets' dependencies, separated by the path separator (``:``)."""
+
     redis_connect_attempts: int = 5
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""

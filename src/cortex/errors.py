@@ -170,6 +170,15 @@ class BudgetExceeded(CortexError):
         super().__init__(f"reservation of {requested} tokens exceeds {level} ({remaining} remaining)")
 
 
+class ManifestUnreadable(ValueError):
+    """A manifest that does not parse: the reader turns it into a finding (file, line, message) and reads the
+    repository's other manifests."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(message)
+
+
 class IllegalTransition(RuntimeError):
     """A move between task states that ``TRANSITIONS`` does not allow: a bug in the coordinator."""
 

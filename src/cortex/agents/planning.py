@@ -59,7 +59,7 @@ async def assisted_plan(
         tasks, result = review(proposal, roster, targets, planned)
         assistance.update(accepted=result.accepted, rejected=result.rejected, added=result.added)
     assistance["tokens"] = (await ledger.account("run")).model_dump()
-    plan = assemble_plan(goal, targets, roster, cluster, routing, tasks)
+    plan = assemble_plan(goal, targets, roster, cluster, routing, tasks, model_configured=True)
     note = (
         f"Planning assistance by {model.model_name}: not used ({assistance['not_used']})."
         if "not_used" in assistance

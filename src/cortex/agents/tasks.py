@@ -26,7 +26,8 @@ from cortex.errors import BudgetExceeded, TaskFailed
 from cortex.files import write_atomic
 from cortex.models.roster import Master
 from cortex.toolset.context import Output, TaskContext, task_kind
-from cortex.toolset.development import branch_worktree, describe, git, run_pytest
+from cortex.toolset.development import describe, run_pytest
+from cortex.toolset.gitops import branch_worktree, git, trailers
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ async def _commit(ctx: TaskContext, root: Path, tree: Path, message: str) -> tup
     diff = await git(tree, "diff", "--cached")
     if not diff:
         return None, None
-    await git(tree, "commit", "-q", "-m", message + "\nMade by Cortex; not pushed.\n")
+    await git(tree, "commit", "-q", "-m", message + "\nMade by Cortex; not pushed.\n\n" + trailers(ctx))
     state = ctx.services.state_dir
     patch = state / "runs" / ctx.run_id / "patches" / f"{root.name}-{ctx.task.kind.split('.')[-1]}.patch"
     write_atomic(patch, diff)
@@ -96,10 +97,15 @@ async def fix_tests(ctx: TaskContext) -> Output:
     root = ctx.require_target()
     failing = [str(t) for t in ctx.task.params.get("failing", [])]
     model, master = await budgeted_model(ctx)
-    branch = "cortex/fix-tests-" + hashlib.sha256("\n".join(sorted(failing)).encode()).hexdigest()[:8]
-    async with branch_worktree(ctx, root, branch) as (tree, scratch):
+    wanted = "cortex/fix-tests-" + hashlib.sha256("\n".join(sorted(failing)).encode()).hexdigest()[:8]
+    async with branch_worktree(ctx, root, wanted) as place:
+        branch = place.branch.name
+        if place.branch.done:  # this task of this run made it already (a redelivered task)
+            return await _done(root, branch, place.branch.done, review=True)
+        assert place.tree is not None
+        tree, scratch = place.tree, place.scratch
         ws = Workspace(ctx, root, tree, scratch)
-        code_before, before = await run_pytest(tree, scratch, ctx.task.timeout_s)
+        code_before, before = await run_pytest(ctx, tree, scratch, ctx.task.timeout_s)
         agent = Agent(
             model,
             output_type=FixReport,
@@ -111,7 +117,7 @@ async def fix_tests(ctx: TaskContext) -> Output:
             report, partial = await _run_agent(agent, prompt, master)
         finally:
             await ws.release()
-        code_after, after = await run_pytest(tree, scratch, ctx.task.timeout_s)
+        code_after, after = await run_pytest(ctx, tree, scratch, ctx.task.timeout_s)
         title = report.title if report else f"Partial fix for {len(failing)} failing test(s)"
         body = report.summary if report else partial
         tests = f"Tests before: {describe(before, code_before)}.\nTests after: {describe(after, code_after)}.\n"
@@ -138,6 +144,15 @@ async def fix_tests(ctx: TaskContext) -> Output:
     return out
 
 
+async def _done(root: Path, branch: str, commit: str, *, review: bool) -> Output:
+    """The output of a task whose commit this run already made (the task was delivered again)."""
+    title = (await git(root, "log", "-1", "--format=%s", commit)).strip()
+    out: Output = {"repository": root.name, "branch": branch, "commit": commit, "title": title, "redelivered": True}
+    if review:
+        out["handoffs"] = [review_handoff(branch)]
+    return out
+
+
 def review_handoff(branch: str) -> dict[str, object]:
     """Hand ``branch`` to the coordinator's review worker."""
     return {
@@ -145,7 +160,7 @@ def review_handoff(branch: str) -> dict[str, object]:
         "kind": "review.branch",
         "worker_type": "review",
         "requires_model": True,
-        "key": branch.rsplit("-", 1)[1],
+        "key": branch.removeprefix("cortex/"),
         "estimate_tokens": 4000,
         "params": {"branch": branch},
         "reason": f"review {branch} before anyone merges it",
@@ -157,8 +172,12 @@ async def runbook(ctx: TaskContext) -> Output:
     """Branch ``cortex/docs-runbook`` with a runbook (Markdown only) for the services the repository deploys."""
     root = ctx.require_target()
     model, master = await budgeted_model(ctx)
-    branch = "cortex/docs-runbook"
-    async with branch_worktree(ctx, root, branch) as (tree, scratch):
+    async with branch_worktree(ctx, root, "cortex/docs-runbook") as place:
+        branch = place.branch.name
+        if place.branch.done:  # this task of this run made it already (a redelivered task)
+            return await _done(root, branch, place.branch.done, review=False)
+        assert place.tree is not None
+        tree, scratch = place.tree, place.scratch
         ws = Workspace(ctx, root, tree, scratch, writable=lambda path: path.endswith(".md"))
         agent = Agent(
             model,

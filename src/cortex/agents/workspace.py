@@ -14,7 +14,8 @@ from cortex.coord.locks import FencedLock
 from cortex.errors import TaskFailed
 from cortex.files import SKIP_DIRS
 from cortex.toolset.context import TaskContext
-from cortex.toolset.development import describe, git, run_pytest
+from cortex.toolset.development import describe, run_pytest
+from cortex.toolset.gitops import git
 
 MAX_READ = 100_000
 """Characters of a file an agent may read at once."""
@@ -72,7 +73,7 @@ class Workspace:
 
     async def run_tests(self) -> str:
         """Run the repository's test suite; returns the counts and the failing tests."""
-        code, counts = await run_pytest(self.tree, self.scratch, self.ctx.task.timeout_s)
+        code, counts = await run_pytest(self.ctx, self.tree, self.scratch, self.ctx.task.timeout_s)
         failing = ", ".join(counts.get("failing", [])) or "none"
         return f"{describe(counts, code)}; failing: {failing}"
 

@@ -17,19 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cortex.catalog.store import CatalogStore
+from cortex.errors import ManifestUnreadable
 from cortex.files import walk_files
 from cortex.models.assets import Asset, Health, HealthStatus, LineageEdge
 from cortex.repo import (
+    CODEOWNERS_PLACES,
     discover_targets,
     docker_images,
     is_dockerfile,
     k8s_objects,
     languages,
-    node_packages,
-    python_packages,
+    manifest_readers,
+    ownership,
 )
 
-MANIFESTS = {"pyproject.toml", "package.json", "package-lock.json"}
+MANIFESTS = {"pyproject.toml", "package.json", "package-lock.json", "go.mod", "Cargo.lock"}
 
 
 @dataclass
@@ -81,6 +83,7 @@ def interesting(repo: Path) -> list[Path]:
     for path in walk_files(repo):
         top = path.relative_to(repo).parts[0]
         manifest = path.name in MANIFESTS or (path.name.startswith("requirements") and path.suffix == ".txt")
+        manifest = manifest or str(path.relative_to(repo)) in CODEOWNERS_PLACES
         dockerfile = is_dockerfile(path)
         yaml_file = path.suffix in (".yml", ".yaml") and top not in ("tests", "test")
         if manifest or dockerfile or yaml_file:
@@ -105,7 +108,9 @@ def _last_commit_age_days(repo: Path) -> float | None:
 
 
 def repository_asset(repo: Path, checksum: str) -> Asset:
-    """The repository itself, with health signals (tests present, last commit age)."""
+    """The repository itself: its owner, system and lifecycle (catalog-info.yaml, CODEOWNERS) and health
+    signals (tests present, last commit age)."""
+    owned = ownership(repo)
     has_tests = (repo / "tests").is_dir() or (repo / "test").is_dir()
     age = _last_commit_age_days(repo)
     signals: dict[str, object] = {"tests_present": has_tests}
@@ -113,15 +118,35 @@ def repository_asset(repo: Path, checksum: str) -> Asset:
         signals["last_commit_age_days"] = age
     status = HealthStatus.healthy if has_tests else HealthStatus.degraded
     tags = sorted({lang.lower() for lang in languages(repo) if lang in ("Python", "JavaScript", "TypeScript", "Go")})
+    meta = {k: owned[k] for k in ("system", "lifecycle", "owners", "sources") if owned[k]}
     return Asset(
         id=f"repo:{_slug(repo.name)}",
         type="repository",
         name=repo.name,
+        owner=owned["owner"] or "unowned",
         tags=tags,
         source=str(repo),
         checksum=checksum,
         health=Health(status=status, signals=signals),
+        metadata={"ownership": meta} if meta else {},
     )
+
+
+def _ownership(repo: Path, repo_id: str, rel: str) -> Produced:
+    """Owner groups and system of a catalog-info.yaml or CODEOWNERS file: ``owned_by`` and ``part_of`` edges."""
+    out = Produced()
+    owned = ownership(repo)
+    groups = [owned["owner"]] if rel == "catalog-info.yaml" and owned["owner"] else []
+    groups += [o.split("/", 1)[-1] for o in owned["owners"]] if rel != "catalog-info.yaml" else []
+    for group in dict.fromkeys(groups):
+        gid = f"group:{_slug(group)}"
+        out.assets.append(Asset(id=gid, type="group", name=group, owner=group, tags=["team"]))
+        out.edges.append((repo_id, gid, "owned_by"))
+    if rel == "catalog-info.yaml" and owned["system"]:
+        sid = f"system:{_slug(owned['system'])}"
+        out.assets.append(Asset(id=sid, type="system", name=owned["system"], tags=["system"]))
+        out.edges.append((repo_id, sid, "part_of"))
+    return out
 
 
 def produce(repo: Path, path: Path) -> Produced:
@@ -129,13 +154,17 @@ def produce(repo: Path, path: Path) -> Produced:
     out = Produced()
     repo_id = f"repo:{_slug(repo.name)}"
     rel = str(path.relative_to(repo))
+    if rel == "catalog-info.yaml" or rel in CODEOWNERS_PLACES:
+        return _ownership(repo, repo_id, rel)
     if path.name in MANIFESTS or path.name.startswith("requirements"):
         if path.name == "package-lock.json":
             return out  # versions come in through package.json's reading of the lock file
-        pkgs = python_packages(repo) if path.name != "package.json" else node_packages(repo)
+        read = dict(manifest_readers(repo)).get(path)
+        try:
+            pkgs = read(repo, path)[0] if read is not None else []
+        except (ManifestUnreadable, OSError, UnicodeDecodeError):
+            return out  # nothing to register; the inventory task reports the file as a finding
         for p in pkgs:
-            if p["source"] != path.name:
-                continue
             pid = f"pkg:{p['ecosystem'].lower()}:{_slug(p['name'])}"
             out.assets.append(
                 Asset(

@@ -42,7 +42,8 @@ def build(goal: str, targets: Path, roster: Path | None, cluster: Path | None) -
     from cortex.planner import build_plan
     from cortex.roster import load_cluster, load_roster
 
-    return build_plan(goal, targets, load_roster(roster), load_cluster(cluster))
+    model = settings().model is not None
+    return build_plan(goal, targets, load_roster(roster), load_cluster(cluster), model_configured=model)
 
 
 def plan(
@@ -69,7 +70,7 @@ def plan(
         f"{p.budget.total:,} tokens allocated"
     )
     console.print(summary, markup=False, highlight=False)
-    for note in p.notes if assist else []:
+    for note in p.notes:
         console.print(note, markup=False, highlight=False)
     for f in files:
         console.print(f"  {f}", markup=False, highlight=False)

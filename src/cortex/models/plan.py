@@ -166,6 +166,9 @@ class Plan(_Frozen):
     failure_scenarios: list[FailureScenario]
     success_criteria: list[SuccessCriterion]
     notes: list[str] = Field(default_factory=list)
+    model_configured: bool = False
+    """Whether the plan was made for a run with a model: without one, tasks that need a model cost nothing in
+    the budgets and the schedule (they will be skipped)."""
     assistance: dict[str, Any] | None = None
     """Planning assistance, when a model was asked: its proposals accepted (with the tasks they became),
     tasks added for them, proposals rejected and why, and the tokens the call used."""

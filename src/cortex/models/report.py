@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from cortex.models.findings import Finding, OsvDatabase
 from cortex.models.handoff import HandoffDecision
 from cortex.models.state import Check, LedgerAccount
 from cortex.models.task import Task, TaskState
@@ -236,6 +237,10 @@ class Report(_Strict):
     processes: dict[str, ProcessStatus]
     results: dict[str, MasterSummary]
     success_criteria: dict[str, bool]
+    findings: dict[str, list[Finding]] = Field(default_factory=dict)
+    """Every finding of the run, by repository: each with its location, one per problem."""
+    databases: list[OsvDatabase] = Field(default_factory=list)
+    """The vulnerability data the dependency audits used."""
     lineage: LineageGraph
     executive_summary: ExecutiveSummary | None = None
     paths: ReportPaths | None = None

@@ -74,6 +74,8 @@ class Task(BaseModel):
     """Target name (a repository of the fleet), or None for a task over the whole run."""
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
+    after_all: bool = False
+    """Waits for every other task, those admitted at run time (handoffs) included: the aggregation."""
     needs: Literal["success", "completion"] = "success"
     """``completion``: run when every dependency has ended, whatever the outcome (e.g. aggregation)."""
     priority: int = 0

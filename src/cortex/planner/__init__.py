@@ -15,6 +15,7 @@ from cortex.models import Cluster, Plan, Roster, Task
 from cortex.models.plan import RoutingDecision, Target
 from cortex.planner.budgets import allocate
 from cortex.planner.decompose import decompose, task_graph
+from cortex.planner.fit import NO_MODEL, effective, fit_budgets
 from cortex.planner.placement import place_masters, place_workers
 from cortex.planner.risks import FAILURE_SCENARIOS, SUCCESS_CRITERIA
 from cortex.planner.routing import route
@@ -31,8 +32,11 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def build_plan(goal: str, targets_dir: Path, roster: Roster, cluster: Cluster) -> Plan:
-    """Plan ``goal`` over the repositories under ``targets_dir``. Same inputs, same plan (and plan id)."""
+def build_plan(
+    goal: str, targets_dir: Path, roster: Roster, cluster: Cluster, *, model_configured: bool = False
+) -> Plan:
+    """Plan ``goal`` over the repositories under ``targets_dir``. Same inputs, same plan (and plan id).
+    ``model_configured``: whether tasks that need a model will run (else they cost nothing in the plan)."""
     goal = " ".join(goal.split())
     if not goal:
         raise InputError("goal", "the goal is empty", hint='say what to do, e.g. "audit security across the fleet"')
@@ -41,7 +45,7 @@ def build_plan(goal: str, targets_dir: Path, roster: Roster, cluster: Cluster) -
     targets = discover_targets(targets_dir)
     routing = route(goal, roster)
     tasks = decompose(roster, routing.selected, targets)
-    return assemble_plan(goal, targets, roster, cluster, routing, tasks)
+    return assemble_plan(goal, targets, roster, cluster, routing, tasks, model_configured=model_configured)
 
 
 def assemble_plan(
@@ -51,9 +55,11 @@ def assemble_plan(
     cluster: Cluster,
     routing: RoutingDecision,
     tasks: list[Task],
+    *,
+    model_configured: bool = False,
 ) -> Plan:
-    """Place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in benchmarks)."""
-    graph = task_graph(tasks)
+    """Fit, place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in benchmarks)."""
+    task_graph(tasks)  # refuse cycles and unknown dependencies before anything else
     funders = {w.name: w.master for w in roster.worker_types}
     used = {funders[t.worker_type] for t in tasks if t.worker_type in funders}
     active = [
@@ -61,6 +67,8 @@ def assemble_plan(
         for m in roster.masters
         if m.name in routing.selected or m.name == roster.routing.fallback or m.name in used
     ]
+    tasks, fit_notes = fit_budgets(roster, active, tasks, model_configured=model_configured)
+    graph = task_graph(tasks)
     workers = place_workers(cluster, roster, active)
     staffed = {w.worker_type for w in workers}
     for t in tasks:
@@ -71,9 +79,13 @@ def assemble_plan(
                 field=f"worker_types[{t.worker_type}].count",
                 hint="set count to 1 or more",
             )
-    budget = allocate(roster, active, workers, tasks)
-    timeline = schedule(tasks, graph, workers, roster.phases)
-    notes = []
+    budget = allocate(roster, active, workers, tasks, model_configured=model_configured)
+    costed = [t.model_copy(update={"estimate": effective(t, model_configured)}) for t in tasks]
+    timeline = schedule(costed, graph, workers, roster.phases)
+    notes = list(fit_notes)
+    skipped = [t.id for t in tasks if t.requires_model and not model_configured]
+    if skipped:
+        notes.append(f"{len(skipped)} task(s) {NO_MODEL}.")
     idle = [m for m in routing.selected if not any(t.master == m for t in tasks)]
     if idle:
         notes.append(f"Selected masters with no playbook task for these targets: {', '.join(idle)}.")
@@ -84,6 +96,7 @@ def assemble_plan(
             roster.model_dump(),
             cluster.model_dump(),
             [t.model_dump() for t in tasks],
+            model_configured,
         ),
         goal=goal,
         targets=targets,
@@ -99,6 +112,7 @@ def assemble_plan(
         failure_scenarios=list(FAILURE_SCENARIOS),
         success_criteria=list(SUCCESS_CRITERIA),
         notes=notes,
+        model_configured=model_configured,
     )
 
 

@@ -6,10 +6,14 @@ from cortex.errors import PlanError
 from cortex.models.plan import Budget, BudgetLine, WorkerAssignment
 from cortex.models.roster import Roster
 from cortex.models.task import Task
+from cortex.planner.fit import effective
 
 
-def allocate(roster: Roster, masters: list[str], workers: list[WorkerAssignment], tasks: list[Task]) -> Budget:
-    """Allocate each active master its base and pool; workers draw from their master's pool.
+def allocate(
+    roster: Roster, masters: list[str], workers: list[WorkerAssignment], tasks: list[Task], *, model_configured: bool
+) -> Budget:
+    """Allocate each active master its base and pool; workers draw from their master's pool. The expected usage
+    counts what will run (``fit.effective``); ``fit.fit_budgets`` made the tasks fit before.
 
     Refuses a roster whose workers' budgets exceed their master's pool: such a plan could not keep its promise.
     """
@@ -25,14 +29,7 @@ def allocate(roster: Roster, masters: list[str], workers: list[WorkerAssignment]
                 field=f"masters[{name}].worker_pool",
                 hint="raise worker_pool, lower the worker types' budget, or run fewer workers",
             )
-        expected = sum(t.estimate.tokens for t in tasks if t.master == name)
-        if expected > m.budget:
-            raise PlanError(
-                "roster",
-                f"tasks of {name} are estimated at {expected:,} tokens, over its budget of {m.budget:,}",
-                field=f"masters[{name}]",
-                hint="raise base_budget/worker_pool or trim the playbook",
-            )
+        expected = sum(effective(t, model_configured).tokens for t in tasks if t.master == name)
         lines.append(
             BudgetLine(
                 master=name,

@@ -74,7 +74,7 @@ def decompose(roster: Roster, selected: list[str], targets: list[Target]) -> lis
                     for d in by_template.get(dep, []):
                         if task.target is None or d.target is None or d.target == task.target:
                             deps.add(d.id)
-                tasks.append(task.model_copy(update={"depends_on": sorted(deps)}))
+                tasks.append(task.model_copy(update={"depends_on": sorted(deps), "after_all": "*" in p.after}))
     return sorted(tasks, key=lambda t: t.id)
 
 

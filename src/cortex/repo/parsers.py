@@ -3,14 +3,11 @@ their results can go into task outputs and catalog assets as they are."""
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement
 
 from cortex.files import walk_files
 
@@ -33,73 +30,18 @@ LANGUAGES = {
 """File suffix -> language, for counting files and lines."""
 
 
-class Package(TypedDict):
-    """A declared dependency: ecosystem (``PyPI``, ``npm``), name, version specifier, the file declaring it, and
-    the locked version when a lock file has one."""
-
-    ecosystem: str
-    name: str
-    spec: str
-    source: str
-    locked: NotRequired[str]
-
-
 class K8sObject(TypedDict):
-    """A Kubernetes object found in a YAML file."""
+    """A Kubernetes object found in a YAML file: its kind, name, namespace, labels, container images, and for a
+    Service its first port's name and target port."""
 
     kind: str
     name: str | None
     namespace: str
     images: list[str]
     file: str
-
-
-def _pep508(spec: str, source: str) -> Package | None:
-    try:
-        req = Requirement(spec)
-    except InvalidRequirement:
-        return None
-    return {"ecosystem": "PyPI", "name": req.name.lower(), "spec": str(req.specifier), "source": source}
-
-
-def python_packages(root: Path) -> list[Package]:
-    """Packages declared in pyproject.toml (PEP 621) and requirements*.txt."""
-    found: list[Package] = []
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-        specs = list(project.get("dependencies", []))
-        for extra in project.get("optional-dependencies", {}).values():
-            specs += extra
-        found += [p for s in specs if (p := _pep508(s, "pyproject.toml"))]
-    for req_file in sorted(root.glob("requirements*.txt")):
-        for line in req_file.read_text(encoding="utf-8").splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-") and (p := _pep508(line, req_file.name)):
-                found.append(p)
-    return found
-
-
-def node_packages(root: Path) -> list[Package]:
-    """Packages from package.json, with the locked version from package-lock.json when present."""
-    manifest = root / "package.json"
-    if not manifest.is_file():
-        return []
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    locked: dict[str, str] = {}
-    lock = root / "package-lock.json"
-    if lock.is_file():
-        for key, meta in json.loads(lock.read_text(encoding="utf-8")).get("packages", {}).items():
-            if key.startswith("node_modules/") and isinstance(meta, dict) and "version" in meta:
-                locked[key.removeprefix("node_modules/")] = str(meta["version"])
-    out: list[Package] = []
-    for section in ("dependencies", "devDependencies"):
-        for name, spec in sorted(data.get(section, {}).items()):
-            item: Package = {"ecosystem": "npm", "name": name, "spec": str(spec), "source": "package.json"}
-            if name in locked:
-                item["locked"] = locked[name]
-            out.append(item)
-    return out
+    labels: NotRequired[dict[str, str]]
+    port_name: NotRequired[str | None]
+    target_port: NotRequired[int | str | None]
 
 
 def is_dockerfile(path: Path) -> bool:
@@ -127,18 +69,24 @@ def k8s_objects(path: Path) -> list[K8sObject]:
     for doc in docs:
         if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
             continue
+        if str(doc["apiVersion"]).startswith("backstage.io/"):
+            continue  # a Backstage catalog entity has the same shape, and is not a Kubernetes object
         meta = doc.get("metadata") or {}
         spec = (doc.get("spec") or {}).get("template", {}).get("spec", {}) or doc.get("spec") or {}
         images = [str(c["image"]) for c in spec.get("containers", []) if isinstance(c, dict) and c.get("image")]
-        out.append(
-            {
-                "kind": str(doc["kind"]),
-                "name": meta.get("name"),
-                "namespace": str(meta.get("namespace", "default")),
-                "images": images,
-                "file": str(path),
-            }
-        )
+        obj: K8sObject = {
+            "kind": str(doc["kind"]),
+            "name": meta.get("name"),
+            "namespace": str(meta.get("namespace", "default")),
+            "images": images,
+            "file": str(path),
+            "labels": {str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        }
+        ports = spec.get("ports") if doc["kind"] == "Service" else None
+        if isinstance(ports, list) and ports and isinstance(ports[0], dict):
+            obj["port_name"] = ports[0].get("name")
+            obj["target_port"] = ports[0].get("targetPort", ports[0].get("port"))
+        out.append(obj)
     return out
 
 
@@ -168,6 +116,39 @@ def load_workflow(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
         return None, "workflow has no jobs mapping"
     return doc, None
+
+
+class WorkflowLines(TypedDict):
+    """Where things are in a workflow file (1-based lines): the ``permissions`` key (or line 1 when it is not
+    set), each job, each step of each job."""
+
+    permissions: int
+    jobs: dict[str, int]
+    steps: dict[str, list[int]]
+
+
+def workflow_lines(path: Path) -> WorkflowLines:
+    """Line numbers of a workflow's parts, for findings a person can find; line 1 for anything not located."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    out = WorkflowLines(permissions=1, jobs={}, steps={})
+    try:
+        doc = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    except (YAMLError, OSError, UnicodeDecodeError):
+        return out
+    if not isinstance(doc, dict) or not hasattr(doc, "lc"):
+        return out
+    if "permissions" in doc:
+        out["permissions"] = doc.lc.key("permissions")[0] + 1
+    jobs = doc.get("jobs")
+    if isinstance(jobs, dict) and hasattr(jobs, "lc"):
+        for name, job in jobs.items():
+            out["jobs"][str(name)] = jobs.lc.key(name)[0] + 1
+            steps = job.get("steps") if isinstance(job, dict) else None
+            if isinstance(steps, list) and hasattr(steps, "lc"):
+                out["steps"][str(name)] = [steps.lc.item(i)[0] + 1 for i in range(len(steps))]
+    return out
 
 
 def languages(root: Path) -> dict[str, int]:

@@ -11,8 +11,8 @@ _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
 
 def traits(repo: Path) -> list[str]:
-    """What a repository is made of, from its top-level files: python, node, docker, workflows, kubernetes,
-    tests."""
+    """What a repository is made of, from its top-level files: python, node, docker, go, rust, workflows,
+    kubernetes, tests."""
     names = {p.name for p in repo.iterdir()}
     found: set[str] = set()
     if names & {"pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"}:
@@ -21,6 +21,10 @@ def traits(repo: Path) -> list[str]:
         found.add("node")
     if "Dockerfile" in names:
         found.add("docker")
+    if "go.mod" in names:
+        found.add("go")
+    if "Cargo.toml" in names:
+        found.add("rust")
     workflows = repo / ".github" / "workflows"
     if workflows.is_dir() and any(p.suffix in (".yml", ".yaml") for p in workflows.iterdir()):
         found.add("workflows")

@@ -145,6 +145,8 @@ class Dispatcher:
             self.metrics.reassignments.inc()
         for h in result.handoffs:
             self.admit_handoff(graph.records[result.task_id], h)
+        if result.handoffs:  # a task ready a moment ago may now wait for an admitted handoff too (aggregation)
+            self.pending = [r for r in self.pending if not graph.waiting(r)]
 
     def admit_handoff(self, source: TaskRecord, h: Handoff) -> HandoffDecision:
         """Decide on one handoff, record the decision, tell the receiving master, and admit the task."""

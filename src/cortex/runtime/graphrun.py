@@ -54,10 +54,20 @@ class GraphRun:
 
     def admit(self, task: Task) -> Changes:
         """Admit a task at run time (a handoff; it has no dependencies): release it, or skip it when it needs a
-        model and none is configured."""
+        model and none is configured. Tasks that wait for every task (``after_all``) and have not been released
+        wait for this one too."""
         out = Changes()
-        self._ready(self.add(task), out)
+        rec = self.add(task)
+        for other in self.records.values():
+            if other.task.after_all and other.state is TaskState.pending and other is not rec:
+                other.task = other.task.model_copy(update={"depends_on": [*other.task.depends_on, task.id]})
+                self.dependents[task.id].append(other.task.id)
+        self._ready(rec, out)
         return out
+
+    def waiting(self, rec: TaskRecord) -> bool:
+        """``rec`` has a dependency that has not ended (a handoff admitted after it became ready)."""
+        return any(not self.records[d].state.terminal for d in rec.task.depends_on)
 
     @property
     def done(self) -> bool:

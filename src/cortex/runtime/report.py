@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cortex.files import write_atomic, write_json
 from cortex.models import Plan
+from cortex.models.findings import OsvDatabase
 from cortex.models.messages import StreamEvent
 from cortex.models.report import (
     CriticalPath,
@@ -36,6 +37,7 @@ from cortex.models.state import LedgerAccount
 from cortex.runtime.lineage import lineage_graph, lineage_mermaid
 from cortex.runtime.records import TaskRecord
 from cortex.runtime.runstate import RunState
+from cortex.toolset.findings import by_repository
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -156,8 +158,21 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
         processes=procs,
         results=aggregate,
         success_criteria=criteria,
+        findings=by_repository(r.to_report() for r in records.values()),
+        databases=_databases(records),
         lineage=lineage_graph(records, {w.worker_id: w.node for w in plan.workers}),
     )
+
+
+def _databases(records: dict[str, TaskRecord]) -> list[OsvDatabase]:
+    """The vulnerability databases the audits of this run used, each once."""
+    seen: dict[str, OsvDatabase] = {}
+    for rec in records.values():
+        db = rec.output.get("database") if rec.task.kind == "security.dependency-audit" else None
+        if isinstance(db, dict):
+            parsed = OsvDatabase.model_validate(db)
+            seen.setdefault(f"{parsed.source}|{parsed.online}", parsed)
+    return [seen[k] for k in sorted(seen)]
 
 
 def _markdown(data: dict[str, Any], plan: Plan) -> str:

@@ -107,6 +107,8 @@ class WorkerServices:
     osv_api: str | None = None
     model: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    target_index_url: str | None = None
+    target_find_links: list[str] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls) -> WorkerServices:
@@ -114,7 +116,18 @@ class WorkerServices:
         from cortex.config import Settings
 
         s = Settings()
-        return cls(s.catalog_url, s.catalog_token, s.state_dir, s.osv_path, s.osv_api, s.model, dict(os.environ))
+        links = [p for p in (s.target_find_links or "").split(os.pathsep) if p]
+        return cls(
+            s.catalog_url,
+            s.catalog_token,
+            s.state_dir,
+            s.osv_path,
+            s.osv_api,
+            s.model,
+            dict(os.environ),
+            s.target_index_url,
+            links,
+        )
 
     def build(self, worker_id: str) -> Services:
         """The services of worker ``worker_id`` (its own catalog cache and write queue: no two processes append
@@ -125,7 +138,16 @@ class WorkerServices:
 
             cache = self.state_dir / "catalog-cache" / worker_id
             catalog = CatalogClient(self.catalog_url, cache, token=self.catalog_token)
-        return Services(self.state_dir, self.osv_path, self.osv_api, self.model, self.env, catalog)
+        return Services(
+            self.state_dir,
+            self.osv_path,
+            self.osv_api,
+            self.model,
+            self.env,
+            catalog,
+            self.target_index_url,
+            list(self.target_find_links),
+        )
 
 
 class Worker:

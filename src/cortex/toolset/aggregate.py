@@ -7,6 +7,7 @@ from collections import Counter
 
 from cortex.models.report import MasterSummary, StoredTaskRecord, TaskReport
 from cortex.toolset.context import Output, TaskContext, task_kind
+from cortex.toolset.findings import by_repository
 
 
 def _num(value: object) -> int:
@@ -20,10 +21,12 @@ def _summarise(agg: MasterSummary, rec: TaskReport) -> None:
     for k, v in assets.items() if isinstance(assets, dict) else []:
         agg.assets[k] = agg.assets.get(k, 0) + _num(v)
     written = Counter(agg.written)
-    if rec.kind == "development.bump-pin":
+    if rec.kind == "development.bump-pin" and result.get("commit"):
         written["fix_branches"] += 1
         written["needing_human_review"] += int(bool(result.get("needs_human_review")))
         agg.branches.append(f"{result['repository']}:{result['branch']}")
+    elif rec.kind == "development.bump-pin":
+        written["fixes_refused"] += 1
     if rec.kind == "cicd.workflows":
         patches = result.get("patches", [])
         written["workflow_patches"] += len(patches) if isinstance(patches, list) else 0
@@ -34,10 +37,6 @@ def _summarise(agg: MasterSummary, rec: TaskReport) -> None:
         if isinstance(files, list):
             agg.files.extend(str(f) for f in files)
     agg.written = dict(written)
-    findings = result.get("findings", [])
-    for f in findings if isinstance(findings, list) else []:
-        sev = str(f.get("severity", "unknown")) if isinstance(f, dict) else "unknown"
-        agg.findings[sev] = agg.findings.get(sev, 0) + 1
     if rec.kind in ("testing.pytest", "testing.npm"):  # other tools use some of the same words ("errors") otherwise
         tests = Counter(agg.tests)
         for key in ("tests", "passed", "failures", "errors", "skipped"):
@@ -54,13 +53,22 @@ def _summarise(agg: MasterSummary, rec: TaskReport) -> None:
 
 
 def merge(records: list[TaskReport]) -> dict[str, MasterSummary]:
-    """Per master: task outcomes, and the sums of what its tools reported (only what ran counts)."""
+    """Per master: task outcomes, and the sums of what its tools reported (only what ran counts). Findings are
+    counted once each, by severity, under the master of the task that found them: a problem two tools report is
+    one finding."""
     out: dict[str, MasterSummary] = {}
+    master_of = {rec.id: rec.master for rec in records}
     for rec in records:
         agg = out.setdefault(rec.master, MasterSummary())
         agg.outcomes[rec.state.value] = agg.outcomes.get(rec.state.value, 0) + 1
         if rec.state.value == "succeeded":
             _summarise(agg, rec)
+    for found in by_repository(records).values():
+        for f in found:
+            if f.kind == "test":
+                continue  # tests are counted as tests
+            agg = out[master_of[f.tasks[0]]]
+            agg.findings[f.severity] = agg.findings.get(f.severity, 0) + 1
     for agg in out.values():
         agg.outcomes = dict(sorted(agg.outcomes.items()))
         agg.assets, agg.findings = dict(sorted(agg.assets.items())), dict(sorted(agg.findings.items()))
@@ -69,16 +77,13 @@ def merge(records: list[TaskReport]) -> dict[str, MasterSummary]:
 
 
 def open_findings(records: list[TaskReport]) -> dict[str, dict[str, int]]:
-    """Findings per target repository, by severity, from the tasks that succeeded."""
+    """Findings per target repository, by severity, from the tasks that succeeded (each problem once)."""
     out: dict[str, dict[str, int]] = {}
-    for rec in records:
-        findings = rec.output.get("findings", [])
-        if rec.state.value != "succeeded" or not rec.target or not isinstance(findings, list):
-            continue
-        for f in findings:
-            counts = out.setdefault(rec.target, {})
-            sev = str(f.get("severity", "unknown")) if isinstance(f, dict) else "unknown"
-            counts[sev] = counts.get(sev, 0) + 1
+    for repo, found in by_repository(records).items():
+        for f in found:
+            if f.kind != "test":
+                counts = out.setdefault(repo, {})
+                counts[f.severity] = counts.get(f.severity, 0) + 1
     return out
 
 

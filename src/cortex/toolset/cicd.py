@@ -12,48 +12,64 @@ from typing import Any
 import yaml
 
 from cortex.errors import TaskFailed
-from cortex.repo import load_workflow, workflow_files
+from cortex.repo import WorkflowLines, load_workflow, workflow_files, workflow_lines
 from cortex.toolset.context import Output, TaskContext, count_by, task_kind
 
 _SHA = re.compile(r"@[0-9a-f]{40}$")
 _SETUP_WITH_CACHE = ("actions/setup-python", "actions/setup-node", "actions/setup-java", "actions/setup-go")
 
 
-def _finding(rule: str, where: str, message: str, severity: str = "medium") -> dict[str, str]:
-    return {"rule": rule, "where": where, "message": message, "severity": severity}
+def _finding(rule: str, where: str, message: str, severity: str = "medium", line: int = 1) -> dict[str, Any]:
+    """A workflow finding: the rule, where (file and job), the line, what is wrong."""
+    return {
+        "tool": "cortex",
+        "rule": rule,
+        "where": where,
+        "file": where.split(":", 1)[0],
+        "line": line,
+        "message": message,
+        "severity": severity,
+    }
 
 
-def _job_findings(file: str, name: str, job: dict[str, Any], top_concurrency: bool) -> list[dict[str, str]]:
+def _job_findings(
+    file: str, name: str, job: dict[str, Any], top_concurrency: bool, lines: WorkflowLines
+) -> list[dict[str, Any]]:
     where = f"{file}:jobs.{name}"
+    at = lines["jobs"].get(name, 1)
     out = []
-    steps = [s for s in job.get("steps", []) if isinstance(s, dict)]
-    uses = [str(s.get("uses", "")) for s in steps if s.get("uses")]
+    raw_steps = job.get("steps", []) if isinstance(job.get("steps"), list) else []
+    step_lines = lines["steps"].get(name, [])
+    steps = [s for s in raw_steps if isinstance(s, dict)]
     if "timeout-minutes" not in job:
-        out.append(_finding("job-timeout", where, "job has no timeout-minutes (default is 6 hours)"))
+        out.append(_finding("job-timeout", where, "job has no timeout-minutes (default is 6 hours)", line=at))
     if not top_concurrency and "concurrency" not in job:
-        out.append(_finding("concurrency", where, "no concurrency group: superseded runs keep running", "low"))
-    for u in uses:
-        if not u.startswith("./") and not _SHA.search(u):
-            out.append(_finding("unpinned-action", where, f"{u} is not pinned to a commit SHA", "high"))
+        out.append(_finding("concurrency", where, "no concurrency group: superseded runs keep running", "low", at))
+    for i, step in enumerate(raw_steps):
+        u = str(step.get("uses", "")) if isinstance(step, dict) else ""
+        if u and not u.startswith("./") and not _SHA.search(u):
+            line = step_lines[i] if i < len(step_lines) else at
+            out.append(_finding("unpinned-action", where, f"{u} is not pinned to a commit SHA", "high", line))
     setups = [s for s in steps if str(s.get("uses", "")).startswith(_SETUP_WITH_CACHE)]
     cached = any(str(s.get("uses", "")).startswith("actions/cache") for s in steps) or any(
         isinstance(s.get("with"), dict) and s["with"].get("cache") for s in setups
     )
     installs = any(re.search(r"\b(pip|npm|yarn|pnpm) (install|ci)\b", str(s.get("run", ""))) for s in steps)
     if installs and not cached:
-        out.append(_finding("no-dependency-cache", where, "dependencies are installed without a cache"))
+        out.append(_finding("no-dependency-cache", where, "dependencies are installed without a cache", line=at))
     runs_tests = any(
         re.search(r"\b(pytest|tox|nox|npm test|npm run test|go test|cargo test)\b", str(s.get("run", "")))
         for s in steps
     )
     if runs_tests and not (isinstance(job.get("strategy"), dict) and job["strategy"].get("matrix")):
-        out.append(_finding("no-test-matrix", where, "tests run on one version only: no strategy.matrix", "low"))
+        out.append(_finding("no-test-matrix", where, "tests run on one version only: no strategy.matrix", "low", at))
     return out
 
 
-def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
+def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, Any]], int]:
     """Findings for one workflow file and its number of jobs."""
     doc, problem = load_workflow(path)
+    lines = workflow_lines(path)
     if doc is None:
         rule = "invalid-yaml" if problem and problem.startswith("not valid YAML") else "no-jobs"
         return [_finding(rule, rel, str(problem), "high")], 0
@@ -61,10 +77,11 @@ def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
     findings = []
     if doc.get("permissions") in (None, "write-all"):
         what = "write-all" if doc.get("permissions") == "write-all" else "not set (token gets the repo default)"
-        findings.append(_finding("permissions", rel, f"top-level permissions {what}; grant the least needed", "high"))
+        message = f"top-level permissions {what}; grant the least needed"
+        findings.append(_finding("permissions", rel, message, "high", lines["permissions"]))
     for name, job in jobs.items():
         if isinstance(job, dict):
-            findings += _job_findings(rel, name, job, "concurrency" in doc)
+            findings += _job_findings(rel, name, job, "concurrency" in doc, lines)
             needs = job.get("needs")
             needed = [needs] if isinstance(needs, str) else list(needs or [])
             text = yaml.safe_dump(job)
@@ -76,6 +93,7 @@ def audit_workflow(path: Path, rel: str) -> tuple[list[dict[str, str]], int]:
                             f"{rel}:jobs.{name}",
                             f"waits for {dep} but uses none of its outputs: could run in parallel",
                             "low",
+                            lines["jobs"].get(name, 1),
                         )
                     )
     return findings, len(jobs)
@@ -86,7 +104,7 @@ def audit(root: Path) -> Output:
     files = workflow_files(root)
     if not files:
         raise TaskFailed(f"no workflows under {root / '.github' / 'workflows'}", retryable=False)
-    findings: list[dict[str, str]] = []
+    findings: list[dict[str, Any]] = []
     jobs = 0
     for path in files:
         found, n = audit_workflow(path, str(path.relative_to(root)))
@@ -138,6 +156,8 @@ def zizmor_findings(report: list[dict[str, Any]], root: Path) -> list[dict[str, 
                 "severity": str(det.get("severity", "unknown")).lower(),
                 "confidence": str(det.get("confidence", "")).lower(),
                 "where": f"{key}:{concrete.get('location', {}).get('start_point', {}).get('row', -1) + 1}",
+                "file": key,
+                "line": concrete.get("location", {}).get("start_point", {}).get("row", -1) + 1 or None,
                 "feature": concrete.get("feature", ""),
                 "message": item.get("desc", ""),
             }
@@ -192,7 +212,8 @@ def _patch_job(name: str, job: Any, rel: str) -> list[str]:
         del job["needs"]
         changes.append(f"jobs.{name}: no longer waits for {needs} (uses none of its outputs)")
     steps = [s for s in job.get("steps", []) or [] if isinstance(s, dict)]
-    if any(f["rule"] == "no-test-matrix" for f in _job_findings(rel, name, dict(job), True)):
+    no_lines = WorkflowLines(permissions=1, jobs={}, steps={})
+    if any(f["rule"] == "no-test-matrix" for f in _job_findings(rel, name, dict(job), True, no_lines)):
         changes.append(
             f"note: jobs.{name} runs tests on one version; add a strategy.matrix of the versions you support"
         )

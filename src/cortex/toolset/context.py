@@ -49,6 +49,10 @@ class Services:
     """Provider keys and endpoints (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``...), read at the process edge."""
     catalog: CatalogClient | None = None
     """The catalog client of this worker (its own cache and write queue), when the run has a catalog."""
+    target_index_url: str | None = None
+    """Index for the targets' own dependencies (their test environments): None for PyPI, ``none`` for none."""
+    target_find_links: list[str] = field(default_factory=list)
+    """Local directories of wheels for the targets' dependencies."""
 
 
 @dataclass

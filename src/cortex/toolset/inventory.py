@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from cortex.files import walk_files
-from cortex.repo import LANGUAGES, docker_images, is_dockerfile, k8s_objects, node_packages, python_packages
+from cortex.repo import (
+    LANGUAGES,
+    ManifestProblem,
+    declared_packages,
+    docker_images,
+    is_dockerfile,
+    k8s_objects,
+    ownership,
+)
 from cortex.toolset.context import Output, TaskContext, task_kind
 
 
@@ -28,7 +36,8 @@ def discover(root: Path) -> Output:
             workflows.append(str(rel))
         elif path.suffix in (".yml", ".yaml"):
             workloads += [{**o, "file": str(rel)} for o in k8s_objects(path)]
-    packages = python_packages(root) + node_packages(root)
+    declared = declared_packages(root)
+    packages = declared.packages
     assets = {
         "repository": 1,
         "package": len(packages),
@@ -45,7 +54,22 @@ def discover(root: Path) -> Output:
         "kubernetes": workloads,
         "workflows": workflows,
         "has_tests": (root / "tests").is_dir() or (root / "test").is_dir(),
+        "ownership": ownership(root),
         "assets": assets,
+        "findings": [manifest_finding(p) for p in declared.problems],
+    }
+
+
+def manifest_finding(problem: ManifestProblem) -> dict[str, Any]:
+    """A manifest that does not parse, as a finding a person can act on: the file, the line, the parser's
+    message. The repository's other manifests and checks still run."""
+    return {
+        "tool": "inventory",
+        "id": "unparsable-manifest",
+        "severity": "medium",
+        "file": problem["file"],
+        "line": problem["line"],
+        "summary": problem["message"],
     }
 
 

@@ -1,0 +1,1 @@
+"""Billing worker: monthly statements for the payments API's customers."""

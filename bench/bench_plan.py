@@ -1,7 +1,8 @@
-"""How long planning takes for the default case: in-process (build_plan + write_plan) and the whole
-``cortex plan`` command including interpreter start-up.
+"""How long planning takes: the default case in-process (build_plan + write_plan) and the whole ``cortex plan``
+command including interpreter start-up; and the demo goal over generated fleets of 12, 100 and 1,000
+repositories with the default roster (with and without a model configured).
 
-    python bench/bench_plan.py [--runs 50]
+    python bench/bench_plan.py [--runs 50] [--sizes 12,100,1000]
 """
 
 from __future__ import annotations
@@ -26,9 +27,41 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+def generated_fleet(root: Path, n: int) -> Path:
+    """``n`` repositories with the demo fleet's traits (Python with tests, Kubernetes, workflows)."""
+    for i in range(n):
+        repo = root / f"svc-{i:04d}"
+        (repo / "tests").mkdir(parents=True)
+        (repo / "k8s").mkdir()
+        (repo / ".github" / "workflows").mkdir(parents=True)
+        (repo / "pyproject.toml").write_text('[project]\nname = "x"\n')
+        (repo / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    return root
+
+
+def fleet_sizes(sizes: list[int]) -> None:
+    """Planning time of the demo goal over generated fleets, median of 3 (target discovery included)."""
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            fleet = generated_fleet(Path(tmp), n)
+            for model in (False, True):
+                times, plan = [], None
+                for _ in range(3):
+                    start = time.perf_counter()
+                    plan = build_plan(GOAL, fleet, load_roster(), load_cluster(), model_configured=model)
+                    times.append(time.perf_counter() - start)
+                assert plan is not None
+                left_out = sum("left out" in note for note in plan.notes)
+                print(
+                    f"{n:>5} repositories, {'a model' if model else 'no model'}: {len(plan.tasks):,} tasks, "
+                    f"{left_out} left out to fit the budgets, planned in {statistics.median(times):.2f} s (median of 3)"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--sizes", default="12,100,1000")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     fleet = ROOT / "examples" / "fleet"
@@ -55,6 +88,7 @@ def main() -> None:
         f"`cortex plan` command (with interpreter start-up), {len(cli)} runs: "
         f"p50 {pct(cli, 0.5):.0f} ms, p99 {pct(cli, 0.99):.0f} ms"
     )
+    fleet_sizes([int(n) for n in args.sizes.split(",") if n])
 
 
 if __name__ == "__main__":

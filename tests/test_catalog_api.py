@@ -205,14 +205,16 @@ def test_metrics_count_requests(catalog: Catalog) -> None:
 
 async def test_graphql_subscription_yields_changes(redis: aredis.Redis) -> None:
     from cortex.catalog.auth import Principal
-    from cortex.catalog.graphql import Context, schema
+    from cortex.catalog.graphql import Context, build_schema
+    from cortex.catalog.limits import StreamSlots
     from cortex.catalog.store import CatalogStore
     from cortex.coord.keys import CatalogKeys
 
     keys = CatalogKeys("cortex:catalog:sub")
     store = CatalogStore(redis, keys)
-    ctx = Context(store, Principal("t", frozenset({"read"})), CatalogConfig(prefix=keys.prefix), redis)
-    stream = await schema.subscribe("subscription { changes { op id } }", context_value=ctx)
+    config = CatalogConfig(prefix=keys.prefix)
+    ctx = Context(store, Principal("t", frozenset({"read"})), config, redis, StreamSlots(1))
+    stream = await build_schema(config).subscribe("subscription { changes { op id } }", context_value=ctx)
     first = asyncio.ensure_future(stream.__anext__())  # type: ignore[union-attr]
     while (await redis.pubsub_numsub(keys.channel))[0][1] == 0:  # until the resolver has subscribed
         await asyncio.wait([first], timeout=0.01)

@@ -3,9 +3,50 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if it can name a Redis server (scheme, host, port, database index); ``ValueError`` saying what is
+    wrong otherwise. Whether a Redis server answers there is for the connection to find out."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number, brackets that do not close
+        raise ValueError(f"{url!r} is not a URL ({exc}); use redis://host:6379/0") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError(f"{url!r} is not a Redis URL: the scheme must be redis://, rediss:// or unix://")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"{url!r} names no socket: use unix:///path/to/redis.sock")
+        return url
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host: use redis://host:6379/0")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{url!r}: port {port} is out of range")
+    db = parts.path.strip("/")
+    if db and not (db.isdigit() and int(db) < 2**31):
+        raise ValueError(f"{url!r}: the database index {db!r} is not a number; use redis://host:6379/0")
+    return url
+
+
+def check_http_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host; ``ValueError`` otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{url!r}: port {port} is out of range")
+    return url
 
 
 class Settings(BaseSettings):
@@ -46,5 +87,22 @@ class Settings(BaseSettings):
     target_find_links: str | None = None
     """Directories of wheels for the targets' dependencies, separated by the path separator (``:``)."""
 
-    redis_connect_attempts: int = 5
+    redis_connect_attempts: int = Field(default=5, ge=1, le=100)
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""
+
+    redis_outage_s: float = Field(default=300.0, ge=0, le=86_400)
+    """How long a running coordinator, master, worker or supervisor waits out a Redis outage before giving up."""
+
+    stall_s: float = Field(default=120.0, ge=5, le=86_400)
+    """A run in which nothing has progressed for this long is stalled: the coordinator names the stuck tasks and
+    workers, requeues what no live worker holds, and restarts what is gone."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_redis_url(value)
+
+    @field_validator("catalog_url", "osv_api")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_http_url(value)

@@ -54,3 +54,31 @@ def walk_files(root: Path) -> Iterator[Path]:
             path = Path(dirpath, name)
             if not path.is_symlink() and path.is_file():
                 yield path
+
+
+def regular_file(path: Path) -> bool:
+    """``path`` is a file and not a symbolic link: what a reader that stays in its tree opens by name."""
+    return not path.is_symlink() and path.is_file()
+
+
+def regular_dir(path: Path) -> bool:
+    """``path`` is a directory and not a symbolic link."""
+    return not path.is_symlink() and path.is_dir()
+
+
+def links_outside(root: Path, *, limit: int = 100) -> list[tuple[str, str]]:
+    """Symbolic links under ``root`` (none followed) whose destination is outside ``root``: ``(path relative to
+    root, where it points)``, at most ``limit``. Tools Cortex runs over ``root`` are told to leave them alone."""
+    top = root.resolve()
+    found: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                continue
+            if not path.resolve().is_relative_to(top):
+                found.append((str(path.relative_to(root)), os.readlink(path)))
+                if len(found) >= limit:
+                    return found
+    return found

@@ -66,4 +66,4 @@ async def assisted_plan(
         else f"Planning assistance by {model.model_name}: {len(assistance['accepted'])} proposal(s) accepted, "  # type: ignore[arg-type]
         f"{len(assistance['added'])} task(s) added, {len(assistance['rejected'])} rejected."  # type: ignore[arg-type]
     )
-    return plan.model_copy(update={"notes": [*plan.notes, note], "assistance": assistance})
+    return plan.model_copy(update={"notes": [*plan.notes, note], "assistance": assistance}).sealed()

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cortex.errors import InputError
+from cortex.roster.documents import parse_yaml, read_text
 
 
 class Price(BaseModel):
@@ -23,10 +23,7 @@ class Price(BaseModel):
 
 def load_prices(path: Path) -> dict[str, dict[str, float]]:
     """``{model: {input_per_mtok, output_per_mtok}}`` from ``path``; ``InputError`` naming the entry that is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(str(path), f"cannot read the price table: {exc}") from exc
+    raw = parse_yaml(read_text(path, "price table"), str(path)) or {}
     if not isinstance(raw, dict):
         raise InputError(str(path), "the price table must map model names to prices", hint="see README, Configuration")
     out = {}

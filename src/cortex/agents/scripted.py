@@ -16,7 +16,8 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
-from cortex.errors import ScriptError
+from cortex.errors import InputError, ScriptError
+from cortex.roster.documents import parse_json, read_text
 
 
 class ScriptedModel(FunctionModel):
@@ -30,9 +31,11 @@ class ScriptedModel(FunctionModel):
     def from_file(cls, path: Path, key: str) -> ScriptedModel:
         """The turns under ``key`` in the script file ``path``."""
         try:
-            script = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ScriptError(f"model script {path}: {exc}") from exc
+            script = parse_json(read_text(path, "model script"), str(path))
+        except InputError as exc:
+            raise ScriptError(str(exc)) from None
+        if not isinstance(script, dict) or not all(isinstance(v, list) for v in script.values()):
+            raise ScriptError(f"model script {path}: expected an object of lists of turns, keyed by task kind")
         if key not in script:
             raise ScriptError(f"model script {path} has no turns for {key!r} (it has: {', '.join(sorted(script))})")
         return cls(list(script[key]), name=f"{path.name}#{key}")

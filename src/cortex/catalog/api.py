@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -18,18 +17,19 @@ from typing import Annotated, Any, Literal
 import redis.asyncio as aredis
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cortex.catalog.auth import Principal, identify, require
 from cortex.catalog.config import CatalogConfig
+from cortex.catalog.limits import StreamSlots
+from cortex.catalog.middleware import LimitsAndMetrics, Metrics, error_response
 from cortex.catalog.store import FILTERS, CatalogStore
-from cortex.coord.connection import client
+from cortex.coord.connection import client, pool_use
 from cortex.coord.events import listen
 from cortex.coord.keys import CatalogKeys
-from cortex.errors import ApiError, AssetNotFound, AuthError, BodyTooLarge
+from cortex.errors import ApiError, AssetNotFound, AuthError
 from cortex.models.assets import ASSET_ID, Asset, LineageEdge
 
 AssetId = Annotated[str, Path(pattern=ASSET_ID, description="Asset id, e.g. repo:payments-api")]
@@ -57,26 +57,6 @@ class UpsertOut(BaseModel):
 
     result: Literal["created", "updated", "unchanged"]
     asset: Asset
-
-
-class Metrics:
-    """Request metrics of the service, in its own registry."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cortex_catalog_requests_total",
-            "Requests by route and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "cortex_catalog_request_seconds",
-            "Server-side request time",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
-        )
 
 
 # ---------------------------------------------------------------- dependencies
@@ -146,14 +126,23 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@probes.get("/readyz", responses={503: {"description": "Redis unreachable"}})
+@probes.get("/readyz", responses={503: {"description": "Redis unreachable, or every connection to it busy"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: Redis answers."""
+    """Readiness: Redis answers and a connection to it is free (a saturated pool makes requests wait); with the
+    use of the request pool and of the stream slots."""
+    state = request.app.state
+    in_use, most = pool_use(state.redis)
+    body: dict[str, Any] = {
+        "redis_connections": {"in_use": in_use, "max": most},
+        "event_streams": {"open": state.slots.open, "max": state.slots.limit},
+    }
+    if most is not None and in_use >= most:
+        return JSONResponse({"status": "saturated", "reason": "every Redis connection is in use", **body}, 503)
     try:
-        await request.app.state.redis.ping()
+        await state.redis.ping()
     except (RedisError, OSError) as exc:
-        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
-    return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__, **body}, 503)
+    return JSONResponse({"status": "ready", **body})
 
 
 @probes.get("/metrics", response_class=PlainTextResponse)
@@ -233,12 +222,20 @@ async def stats(s: Store) -> dict[str, Any]:
     return dataclasses.asdict(await s.stats())
 
 
-@reads.get("/events", tags=["events"], response_class=StreamingResponse)
+@reads.get("/events", tags=["events"], response_class=StreamingResponse, responses={503: {}})
 async def events(request: Request, config: Config) -> StreamingResponse:
-    """Server-sent events: one ``change`` event per catalog change, as it happens."""
-    redis: aredis.Redis = request.app.state.redis
+    """Server-sent events: one ``change`` event per catalog change, as it happens. At most
+    ``max_event_streams`` are open at once (with the GraphQL subscriptions); one more gets 503."""
+    slots: StreamSlots = request.app.state.slots
+    if not slots.take():
+        raise ApiError(503, f"too many open streams of changes ({slots.limit}); try again later")
+    redis: aredis.Redis = request.app.state.events_redis
     changes = listen(redis, CatalogKeys(config.prefix).channel)
-    await anext(changes)  # subscribed (or retrying) before the response starts
+    try:
+        await anext(changes)  # subscribed (or retrying) before the response starts
+    except BaseException:
+        slots.give_back()
+        raise
 
     async def stream() -> AsyncIterator[str]:
         try:
@@ -251,6 +248,7 @@ async def events(request: Request, config: Config) -> StreamingResponse:
         except asyncio.CancelledError:
             pass
         finally:
+            slots.give_back()
             await changes.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream")
@@ -286,74 +284,23 @@ async def add_edge(edge: LineageEdge, s: Store, response: Response) -> LineageEd
     return edge
 
 
-# ------------------------------------------------------------------ middleware
-class LimitsAndMetrics:
-    """Pure ASGI middleware: 413 for bodies over the limit (declared or streamed), request metrics, and a
-    ``Server-Timing`` header with the server-side time. (Starlette's BaseHTTPMiddleware cost about 1 ms a request.)"""
-
-    def __init__(self, app: ASGIApp, config: CatalogConfig, metrics: Metrics) -> None:
-        self.app = app
-        self.limit = config.max_body_bytes
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            response = _error(413, f"body over {self.limit} bytes")
-            status = 413
-            await response(scope, receive, send)
-        else:
-            received = 0
-
-            async def limited_receive() -> Message:
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > self.limit:  # a body streamed without a (truthful) Content-Length
-                    raise BodyTooLarge
-                return message
-
-            async def timed_send(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    took = (time.perf_counter() - started) * 1000
-                    message["headers"] = [
-                        *message.get("headers", []),
-                        (b"server-timing", f"app;dur={took:.3f}".encode()),
-                    ]
-                await send(message)
-
-            try:
-                await self.app(scope, limited_receive, timed_send)
-            except BodyTooLarge:
-                status = 413
-                await _error(413, f"body over {self.limit} bytes")(scope, receive, send)
-        route = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-
-
 # ------------------------------------------------------------------------- app
-def _error(status: int, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status, headers=headers or None)
-
-
 def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
     """The catalog application. Redis is connected when the app starts and closed when it stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = client(redis_url)  # commands retry with backoff through a Redis restart
+        # Commands retry with backoff through a Redis restart; the request pool is bounded (requests wait for a
+        # connection), and the streams of changes hold connections of their own pool, so they cannot starve it.
+        app.state.redis = client(
+            redis_url, max_connections=config.redis_max_connections, pool_timeout_s=config.redis_pool_timeout_s
+        )
+        app.state.events_redis = client(redis_url, max_connections=config.max_event_streams + 1)
+        app.state.slots = StreamSlots(config.max_event_streams)
         app.state.store = CatalogStore(app.state.redis, CatalogKeys(config.prefix))
         yield
         await app.state.redis.aclose()
+        await app.state.events_redis.aclose()
 
     app = FastAPI(title="Cortex catalog", version="1", lifespan=lifespan)
     app.state.config = config
@@ -362,10 +309,10 @@ def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
     app.add_middleware(LimitsAndMetrics, config=config, metrics=metrics)
 
     handlers: dict[type[Exception], Callable[[Exception], JSONResponse]] = {
-        ApiError: lambda e: _error(e.status, str(e)),  # type: ignore[attr-defined]
-        AuthError: lambda e: _error(e.status, str(e), **{"WWW-Authenticate": "Bearer"}),  # type: ignore[attr-defined]
-        AssetNotFound: lambda e: _error(404, str(e)),
-        RedisError: lambda e: _error(503, f"catalog storage unavailable: {type(e).__name__}"),
+        ApiError: lambda e: error_response(e.status, str(e)),  # type: ignore[attr-defined]
+        AuthError: lambda e: error_response(e.status, str(e), **{"WWW-Authenticate": "Bearer"}),  # type: ignore[attr-defined]
+        AssetNotFound: lambda e: error_response(404, str(e)),
+        RedisError: lambda e: error_response(503, f"catalog storage unavailable: {type(e).__name__}"),
     }
     for exc_type, make in handlers.items():
 

@@ -40,6 +40,24 @@ class CatalogConfig(BaseModel):
     """Largest page size allowed; larger gets 400."""
     prefix: str = "cortex:catalog"
     """Redis key prefix of the catalog."""
+    redis_max_connections: int = Field(default=32, ge=2, le=10_000)
+    """Connections to Redis for requests, at most; a request waits for a free one (``redis_pool_timeout_s``) rather
+    than opening more, so no client can take every connection Redis or the process allows."""
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """How long a request waits for a free Redis connection before it gets 503."""
+    max_event_streams: int = Field(default=64, ge=1, le=10_000)
+    """Open ``/events`` streams and GraphQL subscriptions, at most (each holds a Redis connection of its own, from
+    a pool apart from the requests'); one more gets 503 and REST is unaffected."""
+    max_query_depth: int = Field(default=12, ge=2, le=100)
+    """Deepest GraphQL selection allowed."""
+    max_query_aliases: int = Field(default=20, ge=1, le=1000)
+    """Most aliases in one GraphQL document."""
+    max_query_tokens: int = Field(default=2000, ge=50, le=100_000)
+    """Most tokens in one GraphQL document (checked before it is parsed)."""
+    max_query_cost: int = Field(default=100_000, ge=1)
+    """Most resolver calls a GraphQL query may cause in the worst case: each field costs 1, and a list multiplies
+    the cost of what it selects by how many items it may return (``lineage`` up to ``max_nodes``, ``assets`` and
+    ``search`` their page size), so nested lineage is refused before it runs."""
 
 
 def new_token(name: str, scopes: list[Scope]) -> tuple[str, TokenSpec]:

@@ -11,6 +11,7 @@ from typing import Any, cast
 import strawberry
 from pydantic import ValidationError
 from starlette.requests import HTTPConnection
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -18,6 +19,7 @@ from strawberry.types import Info
 
 from cortex.catalog.auth import Principal, identify, require
 from cortex.catalog.config import CatalogConfig
+from cortex.catalog.limits import StreamSlots, cost_rule
 from cortex.catalog.store import CatalogStore
 from cortex.coord.events import listen
 from cortex.coord.keys import CatalogKeys
@@ -28,12 +30,16 @@ from cortex.models.assets import Asset, LineageEdge
 class Context(BaseContext):
     """Per-request context: the store, the caller and the configuration."""
 
-    def __init__(self, store: CatalogStore, principal: Principal, config: CatalogConfig, redis: Any) -> None:
+    def __init__(
+        self, store: CatalogStore, principal: Principal, config: CatalogConfig, redis: Any, slots: StreamSlots
+    ) -> None:
         super().__init__()
         self.store = store
         self.principal = principal
         self.config = config
         self.redis = redis
+        """The client for streams of changes (a pool apart from the requests')."""
+        self.slots = slots
 
     def need(self, scope: str) -> None:
         """Raise a GraphQL error unless the caller has ``scope``."""
@@ -292,6 +298,8 @@ class Subscription:
         """Every catalog change as it is published."""
         ctx = info.context
         ctx.need("read")
+        if not ctx.slots.take():
+            raise ValueError(f"too many open streams of changes ({ctx.slots.limit}); try again later")
         changes = listen(ctx.redis, CatalogKeys(ctx.config.prefix).channel)
         try:
             async for raw in changes:
@@ -299,10 +307,23 @@ class Subscription:
                     data = json.loads(raw)
                     yield Change(op=data.get("op", ""), id=data.get("id"), ts=float(data.get("ts", 0)), data=data)
         finally:
+            ctx.slots.give_back()
             await changes.aclose()
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+def build_schema(config: CatalogConfig) -> strawberry.Schema:
+    """The schema with the limits of ``config``: tokens (before parsing), depth, aliases and worst-case cost."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=config.max_query_tokens),
+            lambda: QueryDepthLimiter(max_depth=config.max_query_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=config.max_query_aliases),
+            lambda: AddValidationRules([cost_rule(config)]),
+        ],
+    )
 
 
 def graphql_router(config: CatalogConfig) -> GraphQLRouter[Context, None]:
@@ -312,8 +333,11 @@ def graphql_router(config: CatalogConfig) -> GraphQLRouter[Context, None]:
         # HTTPConnection covers both plain requests and the websocket of a subscription
         principal = identify(config, connection.headers.get("authorization"))
         require(config, principal, "read")  # like REST: no token (with reads closed) is a 401, not a 200
-        return Context(connection.app.state.store, principal, config, connection.app.state.redis)
+        state = connection.app.state
+        return Context(state.store, principal, config, state.events_redis, state.slots)
 
     return GraphQLRouter(
-        schema, context_getter=context, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL]
+        build_schema(config),
+        context_getter=context,
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
     )

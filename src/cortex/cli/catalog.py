@@ -45,18 +45,17 @@ def _redis_url(state_dir: Path | None) -> Iterator[str]:
 def _with_store(state_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
     import asyncio
 
-    import redis.asyncio as aredis
-
     from cortex.catalog.store import CatalogStore
+    from cortex.coord.connection import connect
 
     async def run(url: str) -> T:
-        client = aredis.Redis.from_url(url, decode_responses=True)
+        client = await connect(url, attempts=settings().redis_connect_attempts)
         try:
             return await fn(CatalogStore(client))
         finally:
             await client.aclose()
 
-    with _redis_url(state_dir) as url:
+    with _stop_cleanly_on_signals(), _redis_url(state_dir) as url:
         return asyncio.run(run(url))
 
 
@@ -92,8 +91,26 @@ def serve(
         cfg = cfg.model_copy(update={"read_open": True})
     if not cfg.tokens:
         err.print("no tokens configured: writes are refused; create one with `cortex catalog token NAME`")
-    with _redis_url(state_dir) as url:
+    with _stop_cleanly_on_signals(), _redis_url(state_dir) as url:
         run_server(cfg, url, host, port)
+
+
+@contextlib.contextmanager
+def _stop_cleanly_on_signals() -> Iterator[None]:
+    """uvicorn shuts down gracefully on SIGTERM or SIGINT and then raises the signal again with the handler it found
+    installed. Python's default for SIGTERM ends the process on the spot, which would leave the embedded
+    redis-server running; this handler turns both signals into an orderly exit through every ``with`` block."""
+    import signal
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @catalog_app.command()

@@ -68,7 +68,7 @@ def settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "CORTEX_" + str(first["loc"][0]).upper() if first["loc"] else "CORTEX_*"
-        raise InputError(name, first["msg"]) from exc
+        raise InputError(name, str(first["msg"]).removeprefix("Value error, ")) from exc
 
 
 def state_dir(option: Path | None) -> Path:

@@ -104,13 +104,19 @@ def run(
     if run_id is not None:
         check_run_id(run_id, "--run-id")
     if plan_or_goal.endswith(".json") or Path(plan_or_goal).is_file():
-        p = load_plan(Path(plan_or_goal))
+        p = load_plan(Path(plan_or_goal), known_kinds=_known_kinds())
     elif targets is None:
         raise InputError("--targets", "a goal needs --targets", hint="or pass the path of a plan.json")
     else:
         p = build(plan_or_goal, targets, roster, cluster)
         write_plan(p, sd / "plans" / p.id)
     _execute(p, sd, metrics_port, settings, run_id=run_id)
+
+
+def _known_kinds() -> set[str]:
+    from cortex.toolset.registry import known_kinds
+
+    return set(known_kinds())
 
 
 def demo(

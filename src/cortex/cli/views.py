@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cortex.cli.common import AsJson, StateDir, check_run_id, console, state_dir
-from cortex.errors import RunNotFound
+from cortex.cli.common import AsJson, StateDir, check_run_id, console, err, state_dir
+from cortex.errors import InputError, RunNotFound
 
 STATES = ("pending", "released", "running", "retrying", "succeeded", "failed", "skipped")
 
@@ -36,9 +36,14 @@ def status(state_dir_opt: StateDir = None, as_json: AsJson = False) -> None:
     from cortex.runtime.statefiles import CURRENT
 
     sd = state_dir(state_dir_opt)
-    state = read_json(sd / CURRENT)
+    try:
+        state = read_json(sd / CURRENT)
+    except (OSError, ValueError) as exc:
+        raise InputError(str(sd / CURRENT), f"not a readable state file ({exc})", hint="remove it") from None
     if state is None:
         raise RunNotFound(f"no execution recorded in {sd}: run `cortex run` first")
+    if not isinstance(state, dict) or not {"status", "pid", "run_id"} <= state.keys():
+        raise InputError(str(sd / CURRENT), "not a state file Cortex wrote", hint="remove it")
     if state["status"] == "running" and not _pid_alive(int(state["pid"])):
         state["status"] = "interrupted (coordinator no longer running)"
     if as_json:
@@ -64,8 +69,13 @@ def history(state_dir_opt: StateDir = None) -> None:
     sd = state_dir(state_dir_opt)
     table = Table("run", "status", "duration", "tasks", "goal")
     for report_file in sorted((sd / "archives").glob("CORTEX-EXEC-*/report.json"), reverse=True):
-        r = json.loads(report_file.read_text())
-        table.add_row(r["run_id"], r["status"], f"{r['duration_s']:.1f} s", str(len(r["tasks"])), r["goal"])
+        try:
+            r = json.loads(report_file.read_text(encoding="utf-8"))
+            row = [r["run_id"], r["status"], f"{r['duration_s']:.1f} s", str(len(r["tasks"])), r["goal"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # one damaged archive hides none of the others
+            err.print(f"warning: {report_file}: not a readable report ({type(exc).__name__}); left out", markup=False)
+            continue
+        table.add_row(*(str(x) for x in row))
     console.print(table)
 
 

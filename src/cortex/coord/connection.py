@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, InvalidResponse, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cortex.errors import RedisUnavailable
+from cortex.config import check_redis_url
+from cortex.errors import InputError, RedisUnavailable
 
 MIN_VERSION = (6, 2)
 
@@ -27,41 +31,84 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def client(url: str, *, retries: int = 8) -> aredis.Redis:
-    """An asyncio client whose commands retry through short outages (exponential backoff, capped at 2 s)."""
-    return aredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=10,
+def client(
+    url: str, *, retries: int = 8, max_connections: int | None = None, pool_timeout_s: float = 5.0
+) -> aredis.Redis:
+    """An asyncio client whose commands retry through short outages (exponential backoff, capped at 2 s). With
+    ``max_connections``, its pool is bounded and a command waits up to ``pool_timeout_s`` for a free connection
+    rather than opening one more (a service shared by many clients: the catalog)."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 10,
+    }
+    if max_connections is None:
+        return aredis.Redis.from_url(url, **options)
+    pool = aredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout_s, **options
     )
+    return aredis.Redis.from_pool(pool)
 
 
-async def connect(url: str, *, attempts: int = 5, first_delay_s: float = 0.2) -> aredis.Redis:
-    """A client that has answered PING and runs a supported server version, or ``RedisUnavailable``."""
+def pool_use(redis: aredis.Redis) -> tuple[int, int | None]:
+    """Connections of ``redis``'s pool in use now, and the most it may open (None: unbounded)."""
+    pool = redis.connection_pool
+    bounded = isinstance(pool, aredis.BlockingConnectionPool)
+    return len(pool._in_use_connections), pool.max_connections if bounded else None  # noqa: SLF001  (no public count)
+
+
+async def connect(
+    url: str, *, attempts: int = 5, first_delay_s: float = 0.2, wait_s: float | None = None
+) -> aredis.Redis:
+    """A client that has answered PING and runs a supported server version. It tries ``attempts`` times with
+    backoff, or for ``wait_s`` seconds when given (a process of a running run waits out an outage). What cannot
+    succeed on retry fails at once: a URL that is not one, a wrong password or database index (``InputError``), a
+    server that does not speak Redis or is too old (``RedisUnavailable``)."""
+    try:
+        check_redis_url(url)
+    except ValueError as exc:
+        raise InputError("CORTEX_REDIS_URL", str(exc)) from None
     delay = first_delay_s
+    deadline = None if wait_s is None else time.monotonic() + wait_s
     last: Exception | None = None
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         conn = client(url, retries=0)
         try:
             await conn.ping()
             info = await conn.info("server")
             version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
             if version < MIN_VERSION:
-                await conn.aclose()
                 raise RedisUnavailable(
                     f"Redis at {redact_url(url)} is version {info.get('redis_version')}; Cortex needs 6.2 or newer"
                 )
-            await conn.aclose()
             return client(url)
+        except (AuthenticationError, AuthorizationError) as exc:
+            raise InputError("CORTEX_REDIS_URL", f"Redis at {redact_url(url)} refused the credentials: {exc}") from None
+        except ResponseError as exc:  # e.g. "DB index is out of range", a password the server does not want
+            raise InputError("CORTEX_REDIS_URL", f"Redis at {redact_url(url)} refused the connection: {exc}") from None
+        except (InvalidResponse, UnicodeDecodeError) as exc:
+            raise RedisUnavailable(
+                f"what answers at {redact_url(url)} does not speak the Redis protocol ({type(exc).__name__}); "
+                "check the host and port in CORTEX_REDIS_URL"
+            ) from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if isinstance(exc.__cause__, ResponseError):  # the server refused the handshake (SELECT, AUTH)
+                raise InputError(
+                    "CORTEX_REDIS_URL", f"Redis at {redact_url(url)} refused the connection: {exc}"
+                ) from None
             last = exc
+            more = time.monotonic() < deadline if deadline is not None else attempt < attempts
+            if not more:
+                break
+            await asyncio.sleep(delay)  # backoff between connection attempts
+            delay = min(delay * 2, 5.0)
+        finally:
             await conn.aclose()
-            if attempt < attempts:
-                await asyncio.sleep(delay)  # backoff between connection attempts
-                delay = min(delay * 2, 5.0)
+    tried = f"for {wait_s:.0f} s" if wait_s is not None else f"after {attempts} attempts"
     raise RedisUnavailable(
-        f"cannot reach Redis at {redact_url(url)} after {attempts} attempts: {last}; "
+        f"cannot reach Redis at {redact_url(url)} {tried}: {last}; "
         "check CORTEX_REDIS_URL, or unset it to use the embedded server"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +25,8 @@ class Target(_Frozen):
     name: str
     path: str
     traits: list[str]
+    links_outside: list[str] = Field(default_factory=list)
+    """Symbolic links in the target that lead out of it (``path -> destination``): never followed, reported."""
 
 
 class RouteScore(_Frozen):
@@ -151,7 +155,8 @@ class Plan(_Frozen):
 
     schema_version: int = PLAN_SCHEMA_VERSION
     id: str
-    """Digest of the inputs: the same inputs give the same id."""
+    """Digest of the plan's content (``content_id``): the same inputs give the same plan and id, and an edited
+    plan no longer matches its id."""
     goal: str
     targets: list[Target]
     cluster: Cluster
@@ -172,6 +177,15 @@ class Plan(_Frozen):
     assistance: dict[str, Any] | None = None
     """Planning assistance, when a model was asked: its proposals accepted (with the tasks they became),
     tasks added for them, proposals rejected and why, and the tokens the call used."""
+
+    def content_id(self) -> str:
+        """The digest of everything in the plan but its id: what ``id`` must be (``sealed``)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"id"}), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def sealed(self) -> Plan:
+        """This plan with ``id`` set to its content's digest; ``cortex run`` refuses a plan whose id is not."""
+        return self.model_copy(update={"id": self.content_id()})
 
     def task(self, task_id: str) -> Task:
         """The task with ``task_id``."""

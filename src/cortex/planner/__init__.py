@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from cortex.errors import InputError, PlanError
@@ -20,16 +18,11 @@ from cortex.planner.placement import place_masters, place_workers
 from cortex.planner.risks import FAILURE_SCENARIOS, SUCCESS_CRITERIA
 from cortex.planner.routing import route
 from cortex.planner.schedule import schedule
+from cortex.planner.validate import MAX_GOAL_CHARS, check_plan, check_schema_version
 from cortex.repo import discover_targets
+from cortex.repo.targets import skipped_links
 
-__all__ = ["assemble_plan", "build_plan", "load_plan", "write_plan"]
-
-MAX_GOAL_CHARS = 2000
-
-
-def _digest(*parts: object) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+__all__ = ["MAX_GOAL_CHARS", "assemble_plan", "build_plan", "check_plan", "load_plan", "write_plan"]
 
 
 def build_plan(
@@ -45,7 +38,12 @@ def build_plan(
     targets = discover_targets(targets_dir)
     routing = route(goal, roster)
     tasks = decompose(roster, routing.selected, targets)
-    return assemble_plan(goal, targets, roster, cluster, routing, tasks, model_configured=model_configured)
+    plan = assemble_plan(goal, targets, roster, cluster, routing, tasks, model_configured=model_configured)
+    skipped = skipped_links(targets_dir)
+    if not skipped:
+        return plan
+    note = f"Not targets, not followed: symbolic links in {targets_dir}: {'; '.join(skipped)}."
+    return plan.model_copy(update={"notes": [*plan.notes, note]}).sealed()
 
 
 def assemble_plan(
@@ -86,18 +84,16 @@ def assemble_plan(
     skipped = [t.id for t in tasks if t.requires_model and not model_configured]
     if skipped:
         notes.append(f"{len(skipped)} task(s) {NO_MODEL}.")
+    for target in targets:
+        if target.links_outside:
+            links = target.links_outside
+            shown = "; ".join(links[:5]) + ("; ..." if len(links) > 5 else "")
+            notes.append(f"{target.name}: symbolic links leading out of it are not followed: {shown}.")
     idle = [m for m in routing.selected if not any(t.master == m for t in tasks)]
     if idle:
         notes.append(f"Selected masters with no playbook task for these targets: {', '.join(idle)}.")
     return Plan(
-        id=_digest(
-            goal,
-            [t.model_dump() for t in targets],
-            roster.model_dump(),
-            cluster.model_dump(),
-            [t.model_dump() for t in tasks],
-            model_configured,
-        ),
+        id="",
         goal=goal,
         targets=targets,
         cluster=cluster,
@@ -113,7 +109,7 @@ def assemble_plan(
         success_criteria=list(SUCCESS_CRITERIA),
         notes=notes,
         model_configured=model_configured,
-    )
+    ).sealed()
 
 
 def write_plan(plan: Plan, out: Path) -> list[Path]:
@@ -128,28 +124,22 @@ def write_plan(plan: Plan, out: Path) -> list[Path]:
     return written
 
 
-def load_plan(path: Path) -> Plan:
-    """Read a ``plan.json``, re-validating its task graph; errors name the file and field."""
+def load_plan(path: Path, *, known_kinds: set[str] | None = None) -> Plan:
+    """Read a ``plan.json`` and check it can be run as it says (``validate.check_plan``; ``known_kinds``: the task
+    kinds this installation handles); errors name the file and field."""
     from pydantic import ValidationError
 
     from cortex.roster import validation_error
+    from cortex.roster.documents import parse_json, read_text
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read plan: {exc.strerror}", hint="run `cortex plan` first") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            str(path), f"not valid JSON: {exc.msg}", field=f"line {exc.lineno}, column {exc.colno}"
-        ) from exc
+    text = read_text(path, "plan", hint="run `cortex plan` first")
+    data = parse_json(text, str(path))
+    if not isinstance(data, dict):
+        raise InputError(str(path), "expected a JSON object (a plan.json written by `cortex plan`)")
+    check_schema_version(data, str(path))
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         raise validation_error(str(path), exc, data) from exc
-    try:
-        task_graph(plan.tasks)
-    except PlanError as exc:
-        raise InputError(str(path), exc.problem, field="tasks") from exc
+    check_plan(plan, str(path), known_kinds=known_kinds)
     return plan

@@ -19,6 +19,7 @@ from typing import NotRequired, TypedDict
 from packaging.requirements import InvalidRequirement, Requirement
 
 from cortex.errors import ManifestUnreadable
+from cortex.files import regular_file
 
 
 class Package(TypedDict):
@@ -182,14 +183,14 @@ Reader = Callable[[Path, Path], Read]
 def manifest_readers(root: Path) -> list[tuple[Path, Reader]]:
     """The manifests of ``root`` Cortex reads, each with its reader, in a fixed order."""
     found: list[tuple[Path, Reader]] = []
-    if (root / "pyproject.toml").is_file():
+    if regular_file(root / "pyproject.toml"):
         found.append((root / "pyproject.toml", _pyproject))
-    found += [(p, _requirements) for p in sorted(root.glob("requirements*.txt")) if p.is_file()]
-    if (root / "package.json").is_file():
+    found += [(p, _requirements) for p in sorted(root.glob("requirements*.txt")) if regular_file(p)]
+    if regular_file(root / "package.json"):
         found.append((root / "package.json", _package_json))
-    if (root / "go.mod").is_file():
+    if regular_file(root / "go.mod"):
         found.append((root / "go.mod", _go_mod))
-    if (root / "Cargo.lock").is_file():
+    if regular_file(root / "Cargo.lock"):
         found.append((root / "Cargo.lock", _cargo_lock))
     return found
 

@@ -8,6 +8,8 @@ from typing import TypedDict
 
 import yaml
 
+from cortex.files import regular_file
+
 CODEOWNERS_PLACES = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
 """Where GitHub looks for CODEOWNERS, in its order."""
 
@@ -33,7 +35,7 @@ def _entity_ref(value: object) -> str | None:
 def catalog_info(root: Path) -> dict[str, str | None] | None:
     """owner, system and lifecycle from ``catalog-info.yaml`` (its first entity with a ``spec``)."""
     path = root / "catalog-info.yaml"
-    if not path.is_file():
+    if not regular_file(path):
         return None
     try:
         docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
@@ -55,7 +57,7 @@ def code_owners(root: Path) -> tuple[list[str], str | None]:
     """The owners of every file (the last ``*`` rule, as GitHub reads it) and the CODEOWNERS file they came from."""
     for place in CODEOWNERS_PLACES:
         path = root / place
-        if not path.is_file():
+        if not regular_file(path):
             continue
         owners: list[str] = []
         for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cortex.errors import InputError
+from cortex.files import links_outside, regular_dir
 from cortex.models.plan import Target
 
 _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
@@ -13,7 +14,7 @@ _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 def traits(repo: Path) -> list[str]:
     """What a repository is made of, from its top-level files: python, node, docker, go, rust, workflows,
     kubernetes, tests."""
-    names = {p.name for p in repo.iterdir()}
+    names = {p.name for p in repo.iterdir() if not p.is_symlink()}  # a link is not followed, even to decide
     found: set[str] = set()
     if names & {"pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"}:
         found.add("python")
@@ -26,17 +27,24 @@ def traits(repo: Path) -> list[str]:
     if "Cargo.toml" in names:
         found.add("rust")
     workflows = repo / ".github" / "workflows"
-    if workflows.is_dir() and any(p.suffix in (".yml", ".yaml") for p in workflows.iterdir()):
+    yamls = (
+        regular_dir(repo / ".github")
+        and regular_dir(workflows)
+        and any(p.suffix in (".yml", ".yaml") and not p.is_symlink() for p in workflows.iterdir())
+    )
+    if yamls:
         found.add("workflows")
-    if (repo / "k8s").is_dir() or (repo / "deploy").is_dir():
+    if regular_dir(repo / "k8s") or regular_dir(repo / "deploy"):
         found.add("kubernetes")
-    if (repo / "tests").is_dir() or (repo / "test").is_dir():
+    if regular_dir(repo / "tests") or regular_dir(repo / "test"):
         found.add("tests")
     return sorted(found)
 
 
 def discover_targets(path: Path) -> list[Target]:
     """Each subdirectory of ``path`` is a target; a directory that is itself a repository is the only target.
+    A subdirectory that is a symbolic link is not one (``skipped_links`` says which were left out), and links
+    inside a target that lead out of it are recorded on the target (``Target.links_outside``), never followed.
 
     Sorted by name so the plan does not depend on directory listing order.
     """
@@ -46,7 +54,28 @@ def discover_targets(path: Path) -> list[Target]:
     if (root / ".git").exists() or traits(root):
         repos = [root]
     else:
-        repos = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in _SKIP and not p.name.startswith("."))
+        repos = sorted(p for p in _candidates(root) if regular_dir(p))
     if not repos:
         raise InputError(str(path), "no target directories found", hint="put one repository per subdirectory")
-    return [Target(name=r.name, path=str(r), traits=traits(r)) for r in repos]
+    return [
+        Target(
+            name=r.name,
+            path=str(r),
+            traits=traits(r),
+            links_outside=[f"{rel} -> {dest}" for rel, dest in links_outside(r)],
+        )
+        for r in repos
+    ]
+
+
+def _candidates(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.name not in _SKIP and not p.name.startswith(".")]
+
+
+def skipped_links(path: Path) -> list[str]:
+    """The subdirectories of the targets directory ``path`` that are symbolic links (``discover_targets`` does not
+    follow them), as ``name -> destination``."""
+    root = path.resolve()
+    if (root / ".git").exists() or traits(root):
+        return []
+    return [f"{p.name} -> {p.readlink()}" for p in sorted(_candidates(root)) if p.is_symlink()]

@@ -7,17 +7,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from cortex.errors import InputError
 from cortex.models import Cluster, Roster
+from cortex.roster.documents import parse_yaml, read_text
 
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_FILES = ("roster.yaml", "cluster.yaml")
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader parses several times faster than the pure-Python one; same semantics."""
 
 
 def _default_path(name: str) -> Path:
@@ -49,17 +47,7 @@ def validation_error(source: str, exc: ValidationError, data: Any) -> InputError
 
 def load_model(model: type[M], path: Path) -> M:
     """Read a YAML or JSON file into ``model``, turning every failure into an InputError about that file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read file: {exc.strerror}", hint="check the path") from exc
-    try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506  (a safe loader, the C one when available)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(str(path), f"not valid YAML/JSON: {problem}", field=where) from exc
+    data = parse_yaml(read_text(path, "file"), str(path))
     if not isinstance(data, dict):
         raise InputError(str(path), "expected a mapping at the top level", hint=f"see the default {path.name}")
     try:

@@ -47,8 +47,6 @@ class Dispatcher:
         """Task records changed since the last fenced write."""
         self.retries: list[tuple[float, str]] = []
         """Tasks waiting out a retry backoff: (when, task id), a heap."""
-        self.pending: list[TaskRecord] = []
-        """Tasks ready to be released with the next pipeline."""
         self.cursor = ">"
         """``0`` re-reads results this consumer read and never acknowledged (after a take-over)."""
         self.lineage: list[dict[str, Any]] = []
@@ -58,8 +56,7 @@ class Dispatcher:
 
     # ----------------------------------------------------------------------------------- applying
     def take(self, changes: Changes) -> None:
-        """Queue the releases a change made and announce the tasks it ended."""
-        self.pending.extend(changes.release)
+        """Announce the tasks a change ended (what it made ready waits in ``GraphRun.ready``)."""
         for rec in changes.ended:
             self.dirty.add(rec.task.id)
             self.metrics.tasks.labels(rec.task.master, rec.state.value).inc()
@@ -145,8 +142,6 @@ class Dispatcher:
             self.metrics.reassignments.inc()
         for h in result.handoffs:
             self.admit_handoff(graph.records[result.task_id], h)
-        if result.handoffs:  # a task ready a moment ago may now wait for an admitted handoff too (aggregation)
-            self.pending = [r for r in self.pending if not graph.waiting(r)]
 
     def admit_handoff(self, source: TaskRecord, h: Handoff) -> HandoffDecision:
         """Decide on one handoff, record the decision, tell the receiving master, and admit the task."""
@@ -177,7 +172,7 @@ class Dispatcher:
         """Queue the tasks whose retry backoff has passed."""
         while self.retries and self.retries[0][0] <= now:
             _, task_id = heapq.heappop(self.retries)
-            self.pending.append(self.state.graph.records[task_id])
+            self.state.graph.retry_due(task_id)
 
     async def flush(self) -> None:
         """Write changed task records under the leadership token (refused if a newer coordinator exists)."""
@@ -188,13 +183,14 @@ class Dispatcher:
     async def release(self) -> None:
         """Send the ready tasks to their masters' inboxes, with the events waiting in the outbox."""
         self._announce_lineage()
-        if not self.pending and not len(self.outbox):
+        ready = list(self.state.graph.ready.values())
+        if not ready and not len(self.outbox):
             return
-        if self.pending:
+        if ready:
             await self.flush()  # a fenced write first: a coordinator that lost its lease releases nothing
         pipe = self.redis.pipeline(transaction=False)
         now = time.time()
-        for rec in self.pending:
+        for rec in ready:
             self.state.graph.mark_released(rec, now)
             self.dirty.add(rec.task.id)
             pipe.xadd(
@@ -207,7 +203,6 @@ class Dispatcher:
                 },
             )
         self.outbox.drain_into(pipe)
-        self.pending = []
         await pipe.execute()
 
     async def step(self) -> None:

@@ -25,6 +25,7 @@ class Changes:
     """What applying one result (or admitting or restoring tasks) changed."""
 
     release: list[TaskRecord] = field(default_factory=list)
+    """Tasks this change made ready (``GraphRun.ready`` holds every task waiting to be sent)."""
     retry_at: float | None = None
     ended: list[TaskRecord] = field(default_factory=list)
     duplicate: bool = False
@@ -44,6 +45,10 @@ class GraphRun:
         self.rng = random.Random(seed)
         self.duplicates = 0
         self.retries = 0
+        self.ready: dict[str, TaskRecord] = {}
+        """Tasks ready to be sent, in the order they became ready, until ``mark_released``. A task can become ready
+        twice in one change (a failure skips a dependent, whose skip settles a task that also depends on the
+        failure directly); it is here once."""
 
     def add(self, task: Task) -> TaskRecord:
         """Add a task at run time without deciding anything about it yet."""
@@ -62,6 +67,7 @@ class GraphRun:
             if other.task.after_all and other.state is TaskState.pending and other is not rec:
                 other.task = other.task.model_copy(update={"depends_on": [*other.task.depends_on, task.id]})
                 self.dependents[task.id].append(other.task.id)
+                self.ready.pop(other.task.id, None)  # ready but not sent: it waits for this one now
         self._ready(rec, out)
         return out
 
@@ -84,9 +90,12 @@ class GraphRun:
 
     def _ready(self, rec: TaskRecord, out: Changes) -> None:
         """``rec``'s dependencies allow it to run: release it, or skip it when it needs a missing model."""
+        if rec.task.id in self.ready:
+            return
         if rec.task.requires_model and not self.model_configured:
             self.skip(rec, "no model configured (set CORTEX_MODEL to run tasks that need one)", out)
         else:
+            self.ready[rec.task.id] = rec
             out.release.append(rec)
 
     def skip(self, rec: TaskRecord, reason: str, out: Changes) -> None:
@@ -97,8 +106,13 @@ class GraphRun:
         out.ended.append(rec)
         self._settle_dependents(rec, out)
 
+    def retry_due(self, task_id: str) -> None:
+        """``task_id`` waited out its retry backoff: it is ready again."""
+        self.ready[task_id] = self.records[task_id]
+
     def mark_released(self, rec: TaskRecord, now: float) -> None:
         """Record that ``rec`` was sent to its master for a new attempt."""
+        self.ready.pop(rec.task.id, None)
         rec.move(TaskState.released)
         rec.attempt += 1
         rec.released_at = now
@@ -129,8 +143,10 @@ class GraphRun:
             for d in r.task.depends_on:
                 self.dependents[d].append(r.task.id)
         out = Changes()
+        self.ready = {}
         for rec in sorted(self.records.values(), key=lambda r: (-r.task.priority, r.task.id)):
             if rec.state is TaskState.retrying:
+                self.ready[rec.task.id] = rec
                 out.release.append(rec)
             elif rec.state is TaskState.pending:
                 self._settle(rec, out)

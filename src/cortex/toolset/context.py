@@ -122,6 +122,8 @@ class TaskContext:
 
         if self.target_path is None:
             raise TaskFailed(f"task {self.task.id} has no target", retryable=False)
+        if self.target_path.is_symlink():  # the plan named a directory; a link put there since is not followed
+            raise TaskFailed(f"target {self.target_path} is a symbolic link now: not followed", retryable=False)
         if not self.target_path.is_dir():
             raise TaskFailed(f"target directory {self.target_path} does not exist", retryable=False)
         return self.target_path

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cortex.files import walk_files
+from cortex.files import regular_file, walk_files
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _own_metrics(root: Path) -> Instrumentation | None:
 
 def detect(root: Path) -> Instrumentation:
     """How the service in ``root`` is instrumented (see the module's docstring)."""
-    for path in [root / m for m in _MANIFESTS if (root / m).is_file()] + list(walk_files(root)):
+    for path in [root / m for m in _MANIFESTS if regular_file(root / m)] + list(walk_files(root)):
         if path.suffix not in (".py", ".js", ".mjs", ".ts", ".go", ".toml", ".json", ".mod", ".txt"):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cortex.files import walk_files
+from cortex.files import links_outside, regular_dir, walk_files
 from cortex.repo import (
     LANGUAGES,
     ManifestProblem,
@@ -53,10 +53,23 @@ def discover(root: Path) -> Output:
         "dockerfiles": dockerfiles,
         "kubernetes": workloads,
         "workflows": workflows,
-        "has_tests": (root / "tests").is_dir() or (root / "test").is_dir(),
+        "has_tests": regular_dir(root / "tests") or regular_dir(root / "test"),
         "ownership": ownership(root),
         "assets": assets,
-        "findings": [manifest_finding(p) for p in declared.problems],
+        "findings": [manifest_finding(p) for p in declared.problems] + [link_finding(*x) for x in links_outside(root)],
+    }
+
+
+def link_finding(path: str, destination: str) -> dict[str, Any]:
+    """A symbolic link that leads out of the repository: Cortex does not follow it (no tool it runs reads
+    through it), and says so."""
+    return {
+        "tool": "inventory",
+        "id": "link-outside-repository",
+        "severity": "medium",
+        "file": path,
+        "line": None,
+        "summary": f"symbolic link to {destination}, outside the repository: not followed",
     }
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from cortex.errors import TaskFailed
+from cortex.files import regular_file
 from cortex.toolset.builtin import run_argv
 
 TOOLS = ("pytest", "coverage")
@@ -112,7 +113,7 @@ async def _uv_export(uv: str, root: Path, timeout_s: float) -> list[str] | None:
 async def env_spec(root: Path, uv: str, timeout_s: float = 60) -> EnvSpec:
     """What ``root`` declares for running its tests. A lock file wins over loose specifiers."""
     note = ""
-    if (root / "uv.lock").is_file():  # noqa: ASYNC240  (one stat)
+    if regular_file(root / "uv.lock"):  # noqa: ASYNC240  (one stat)
         pinned = await _uv_export(uv, root, timeout_s)
         if pinned is not None:
             return EnvSpec(pinned, ["uv.lock"])
@@ -121,14 +122,14 @@ async def env_spec(root: Path, uv: str, timeout_s: float = 60) -> EnvSpec:
 
 
 def _declared_spec(root: Path, note: str) -> EnvSpec:
-    if (root / "poetry.lock").is_file():
+    if regular_file(root / "poetry.lock"):
         pinned = _poetry_lock(root / "poetry.lock")
         if pinned is not None:
             return EnvSpec(pinned, ["poetry.lock"])
         note = "poetry.lock does not parse; read pyproject.toml and requirements files instead"
     spec = EnvSpec([], [], [note] if note else [])
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
+    if regular_file(pyproject):
         try:
             project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -140,7 +141,7 @@ def _declared_spec(root: Path, note: str) -> EnvSpec:
             for name in TEST_EXTRAS:
                 spec.requirements += [str(r) for r in extras.get(name, [])]
             spec.sources.append("pyproject.toml")
-    for path in sorted(root.glob("requirements*.txt")):
+    for path in sorted(p for p in root.glob("requirements*.txt") if regular_file(p)):
         lines, notes = _requirement_lines(path)
         spec.requirements += lines
         spec.notes += notes

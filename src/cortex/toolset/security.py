@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from cortex.errors import TaskFailed
+from cortex.files import links_outside
 from cortex.repo import Package, declared_packages
 from cortex.toolset.context import Output, TaskContext, count_by, task_kind
 from cortex.toolset.fixplan import plan_fixes
@@ -146,7 +147,8 @@ async def bandit_task(ctx: TaskContext) -> Output:
     import sys
 
     root = ctx.require_target()
-    excluded = ",".join(str(root / d) for d in ("tests", "test", ".venv", "venv", "node_modules"))
+    skipped = [*("tests", "test", ".venv", "venv", "node_modules"), *(rel for rel, _ in links_outside(root))]
+    excluded = ",".join(str(root / d) for d in skipped)
     argv = [sys.executable, "-m", "bandit", "-r", str(root), "-f", "json", "-q", "-x", excluded]
     data = await _tool_json(argv, root, ctx.task.timeout_s, {0, 1})  # 1 = issues found
     findings = [

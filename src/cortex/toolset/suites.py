@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from cortex.errors import TaskFailed
+from cortex.files import links_outside
 from cortex.toolset.builtin import run_argv
 from cortex.toolset.context import TaskContext
 from cortex.toolset.junit import JunitCounts, parse_junit, pytest_config
@@ -68,8 +69,10 @@ def source_dirs(root: Path) -> list[Path]:
 
 
 def _pytest_args(root: Path, config: Path) -> list[str]:
-    """pytest confined to the target: its rootdir and its own configuration (or an empty one), no cache."""
-    return ["pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}", "-c", str(config)]
+    """pytest confined to the target: its rootdir and its own configuration (or an empty one), no cache, and
+    symbolic links that lead out of the target left out of collection."""
+    ignored = [f"--ignore={root / rel}" for rel, _ in links_outside(root)]
+    return ["pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}", "-c", str(config), *ignored]
 
 
 async def run_suite(env: Env, root: Path, scratch: Path, *, timeout_s: float, coverage: bool = True) -> SuiteRun:

@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 5
     PREFLIGHT_FAILED = 6
     START_FAILED = 7
+    RUN_ERROR = 8
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
 
@@ -38,6 +39,7 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.NOT_FOUND: "not found: no such run, archive or asset",
     ExitCode.PREFLIGHT_FAILED: "pre-flight failed: nothing was started",
     ExitCode.START_FAILED: "a process or tool the run needs did not start (no heartbeat, no git)",
+    ExitCode.RUN_ERROR: "the run broke (a bug, or Redis gone too long): report and archive say status error and why",
     ExitCode.INTERNAL_ERROR: "internal error: a bug in Cortex (the traceback is printed)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM): processes stopped, state 'aborted'",
 }
@@ -128,6 +130,17 @@ class LeadershipLost(CortexError):
     """This coordinator does not lead the run (any more): it stepped down, or could not take the run over."""
 
     exit_code = ExitCode.STEPPED_DOWN
+
+
+class RunErrored(CortexError):
+    """The coordinator hit an error it cannot run on with; the run ended with a report and an archive that say
+    ``status: error`` and the cause (``report``: where the report is, when it could be written)."""
+
+    exit_code = ExitCode.RUN_ERROR
+
+    def __init__(self, message: str, report: str | None = None) -> None:
+        self.report = report
+        super().__init__(message + (f"; report: {report}" if report else "; no report could be written"))
 
 
 class RunInterrupted(CortexError):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cortex.cli.common import check_run_id, require_redis_url, run_async
+from cortex.cli.common import check_run_id, require_redis_url, run_async, settings
 
 RunOpt = Annotated[str, typer.Option("--run", help="Run id to join")]
 WHY = "for worker, master and supervisor processes (they join a run in that Redis)"
@@ -24,7 +24,9 @@ def worker(
 
     url = require_redis_url(WHY)
     check_run_id(run, "--run")
-    run_async(run_worker(url, run, id, type, prefetch=prefetch, services=WorkerServices.from_settings()))
+    services = WorkerServices.from_settings()
+    outage_s = settings().redis_outage_s
+    run_async(run_worker(url, run, id, type, prefetch=prefetch, services=services, outage_s=outage_s))
 
 
 def master(run: RunOpt, name: Annotated[str, typer.Option("--name", help="Master name, e.g. security")]) -> None:
@@ -33,7 +35,7 @@ def master(run: RunOpt, name: Annotated[str, typer.Option("--name", help="Master
 
     url = require_redis_url(WHY)
     check_run_id(run, "--run")
-    run_async(run_master(url, run, name))
+    run_async(run_master(url, run, name, outage_s=settings().redis_outage_s))
 
 
 def supervisor(run: RunOpt, node: Annotated[str, typer.Option("--node", help="Node name from the plan")]) -> None:

@@ -62,6 +62,8 @@ def _execute(
             catalog_token=settings.catalog_token,
             on_update=lambda s: live.update(progress_table(s)),
             prices=prices,
+            outage_s=settings.redis_outage_s,
+            stall_s=settings.stall_s,
         )
         work = coord.run() if take_over_within is None else coord.take_over(take_over_within)
         try:

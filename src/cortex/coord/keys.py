@@ -96,6 +96,11 @@ class RunKeys:
         return f"{self.base}:running"
 
     @property
+    def executions(self) -> str:
+        """Hash task id -> how many times a worker started it, every attempt counted (a killed one included)."""
+        return f"{self.base}:executions"
+
+    @property
     def committed(self) -> str:
         """Hash task id -> entry id of the delivery whose success applied the task's effects (once per run)."""
         return f"{self.base}:committed"

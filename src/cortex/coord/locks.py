@@ -8,12 +8,14 @@ old holder is fenced out even before the new holder writes anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.exceptions import RedisError
 
 from cortex.coord.keys import FENCE_COUNTER, fence_key, lock_key
 from cortex.errors import FencedWriteRefused
@@ -31,6 +33,19 @@ return token
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
+"""
+# KEYS: lock, resource fence. ARGV: owner|token, ttl ms, token. Renews our lease, or takes it back when it lapsed
+# (expired during a Redis outage or a pause) and no newer token was issued since: nobody else can have held it.
+# Returns 1 when the lease is ours (again), 0 when someone else holds it or a newer token exists.
+_RECLAIM = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if cur == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+  return 0
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 # KEYS: lock. ARGV: owner|token. Deletes only our own lease.
 _RELEASE = """
@@ -73,6 +88,7 @@ class FencedLock:
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._reclaim = redis.register_script(_RECLAIM)
         self._hset = redis.register_script(_FENCED_HSET)
 
     @property
@@ -99,6 +115,27 @@ class FencedLock:
             await asyncio.sleep(poll_s)
         await self._conflict("lock-acquired", waited_s=round(time.monotonic() - started, 4), token=self.token)
 
+    @contextlib.asynccontextmanager
+    async def held(self, timeout_s: float = 30.0) -> AsyncIterator[None]:
+        """Hold the lease for the block: acquired (waiting up to ``timeout_s``), renewed every third of its TTL
+        while the block runs, released at the end. A holder killed mid-block stops renewing, so the lease runs out
+        within one TTL instead of blocking others for as long as the work might have taken."""
+        await self.acquire(timeout_s)
+        keeper = asyncio.create_task(self._keep_renewing())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self.release()
+
+    async def _keep_renewing(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            with contextlib.suppress(RedisError):  # an outage: try again; the lease runs out if it outlasts it
+                await self.renew()
+
     async def holder(self) -> str | None:
         """Who holds the lease now (its owner name), or None."""
         value = await self.redis.get(lock_key(self.resource))
@@ -113,6 +150,14 @@ class FencedLock:
         return bool(self.token) and bool(
             await self._renew(keys=[lock_key(self.resource)], args=[self._value, self.ttl_ms])
         )
+
+    async def reclaim(self) -> bool:
+        """Renew the lease, or take it back with the same token if it lapsed and no newer token exists since (a
+        Redis outage outlasted the lease: nobody else held it). False: someone else holds it, or held it."""
+        if not self.token:
+            return False
+        keys = [lock_key(self.resource), fence_key(self.resource)]
+        return bool(await self._reclaim(keys=keys, args=[self._value, self.ttl_ms, self.token]))
 
     async def still_held(self) -> bool:
         """The lease is still ours and no newer token exists: check this right before a write the store cannot

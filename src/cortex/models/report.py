@@ -41,6 +41,9 @@ class TaskReport(_Strict):
     reason: str | None
     """Why the task was skipped."""
     output: dict[str, JsonValue]
+    executions: int = 0
+    """How many times a worker started the task: every attempt, those killed mid-way included (a release is an
+    attempt; a killed worker's entry run again by another is one more execution of the same attempt)."""
 
 
 class StoredTaskRecord(TaskReport):
@@ -58,6 +61,28 @@ class WorkerMove(_Strict):
     from_node: str = Field(alias="from")
     to: str | None
     at: float
+
+
+class Outage(_Strict):
+    """A Redis outage the coordinator waited out."""
+
+    began: float
+    error: str
+    """What the first failed command said."""
+    lasted_s: float | None = None
+
+
+class Stall(_Strict):
+    """A time nothing progressed for ``quiet_s``: what was stuck and what the coordinator did about it."""
+
+    at: float
+    quiet_s: float
+    requeued: list[str] = Field(default_factory=list)
+    """Released tasks no live worker held: released again as a new attempt."""
+    running: dict[str, str] = Field(default_factory=dict)
+    """Released tasks a live worker holds (task -> worker): long tasks, left to finish or time out."""
+    silent: list[str] = Field(default_factory=list)
+    """Masters and workers without a heartbeat: their supervisors restart them, or their node is replaced."""
 
 
 class ModelCalls(_Strict):
@@ -211,7 +236,10 @@ class Report(_Strict):
     plan_id: str
     goal: str
     status: str
-    """``succeeded`` or ``failed`` (a required task failed)."""
+    """``succeeded``, ``failed`` (a required task failed, or a fix was lost) or ``error`` (the run broke: see
+    ``error``)."""
+    error: str | None = None
+    """Why the run ended in ``error``: the exception and its message."""
     started_at: float
     finished_at: float
     duration_s: float
@@ -222,6 +250,15 @@ class Report(_Strict):
     dispatch_latency_s: Latency
     tasks_by_master: dict[str, dict[str, int]]
     tasks: list[TaskReport]
+    executions: int = 0
+    """Times workers started tasks, every attempt counted (killed ones included): above the number of attempts
+    when work was redelivered."""
+    lost_fixes: list[str] = Field(default_factory=list)
+    """Fixes a task reported that are not on their branch (``task: why``); any makes the run fail."""
+    outages: list[Outage] = Field(default_factory=list)
+    """Redis outages the coordinator waited out."""
+    stalls: list[Stall] = Field(default_factory=list)
+    """Times the run stopped progressing, and what was done."""
     retries: int
     reassignments: int
     node_failures: NodeFailures

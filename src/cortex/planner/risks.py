@@ -87,8 +87,15 @@ FAILURE_SCENARIOS: tuple[FailureScenario, ...] = (
 )
 
 SUCCESS_CRITERIA: tuple[SuccessCriterion, ...] = (
-    SuccessCriterion(id="all-required-succeeded", description="Every non-optional task succeeded."),
-    SuccessCriterion(id="no-lost-tasks", description="Every released task has exactly one recorded outcome."),
+    SuccessCriterion(
+        id="all-required-succeeded",
+        description="Every non-optional planned task succeeded, and no task handed off at run time (a fix) failed.",
+    ),
+    SuccessCriterion(
+        id="no-lost-tasks",
+        description="Every task, planned or handed off, has exactly one recorded outcome, and every fix a task "
+        "reported is on its branch (the branch's tip is the commit the report names).",
+    ),
     SuccessCriterion(id="within-budget", description="Tokens used stay within every allocation of the ledger."),
     SuccessCriterion(
         id="ledger-settled",

@@ -26,21 +26,32 @@ from cortex.coord.connection import connect, redact_url
 from cortex.coord.events import Outbox
 from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, GROUP_COORDINATOR, GROUP_MASTERS, RUNS, RunKeys
 from cortex.coord.ledger import Ledger
-from cortex.errors import FencedWriteRefused, LeadershipLost, PreflightFailed, RunInterrupted
+from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
+from cortex.errors import (
+    CortexError,
+    FencedWriteRefused,
+    LeadershipLost,
+    PreflightFailed,
+    RunErrored,
+    RunInterrupted,
+    StartFailed,
+)
 from cortex.models import Plan
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.phase import Phase
-from cortex.models.report import Report
+from cortex.models.report import Outage, Report
 from cortex.models.state import Check
 from cortex.models.task import TaskState
 from cortex.observability.metrics import RunMetrics
-from cortex.runtime import finish, reaper, report, statefiles, takeover
+from cortex.runtime import ending, finish, statefiles, takeover
 from cortex.runtime.dispatch import Dispatcher
 from cortex.runtime.leadership import Leadership
 from cortex.runtime.nodes import Nodes, child_env
 from cortex.runtime.preflight import run_checks
-from cortex.runtime.process import ensure_group
+from cortex.runtime.process import HEARTBEAT_TTL_MS, ensure_group
 from cortex.runtime.runstate import RunState
+from cortex.runtime.stalls import DEFAULT_STALL_S, Stalls
+from cortex.toolset.workdirs import reclaim_run
 
 
 @dataclass
@@ -73,6 +84,8 @@ class Coordinator:
         catalog_token: str | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
         prices: dict[str, dict[str, float]] | None = None,
+        outage_s: float = DEFAULT_OUTAGE_S,
+        stall_s: float = DEFAULT_STALL_S,
     ) -> None:
         self.url = redis_url
         self.model = model
@@ -81,6 +94,7 @@ class Coordinator:
         self.catalog_url, self.catalog_token = catalog_url, catalog_token
         self.on_update = on_update
         self.prices = prices or {}
+        self.outage_s, self.stall_s = outage_s, stall_s
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.state = RunState.new(plan, run_id, state_dir, model_configured=model is not None)
         self.state.redis_display = redact_url(redis_url)
@@ -109,9 +123,11 @@ class Coordinator:
 
     async def _lead(self, begin: Callable[[], Awaitable[None]]) -> RunResult:
         self.redis: aredis.Redis = await connect(self.url, attempts=self.connect_attempts)
-        self.leadership = Leadership(self.redis, self.run_id, on_conflict=self._fenced_out)
+        self.leadership = Leadership(self.redis, self.run_id, on_conflict=self._fenced_out, outage_s=self.outage_s)
         self.nodes = Nodes(self.state, self.redis, self.keys, self.outbox, self.metrics)
         self.dispatch = Dispatcher(self.state, self.redis, self.keys, self.leadership, self.outbox, self.metrics)
+        self.stalls = Stalls(self.state, self.redis, self.keys, self.outbox, self.stall_s)
+        self.reap_after = 0.0
         try:
             await begin()
             if self.state.phase < Phase.execution:
@@ -128,18 +144,44 @@ class Coordinator:
                 f"run {self.run_id}: a newer coordinator holds the leadership lease (this one had token "
                 f"{self.leadership.token}); stepped down, leaving the run's processes to it"
             ) from exc
-        except BaseException as exc:
+        except PreflightFailed:
             with contextlib.suppress(Exception):
                 self._write_state("aborted")
-            if self.stop_requested and not isinstance(exc, RunInterrupted):
-                # whatever broke while stopping (a child hit by the same Ctrl-C) is part of the interruption
+            raise  # nothing was started: nothing to report
+        except (RunInterrupted, asyncio.CancelledError, KeyboardInterrupt) as exc:
+            with contextlib.suppress(Exception):
+                self._write_state("aborted")
+            with contextlib.suppress(Exception):
+                await self.nodes.stop()
+                await asyncio.to_thread(reclaim_run, self.state.state_dir, self.run_id, self.state.plan)
+            if isinstance(exc, RunInterrupted) or not self.stop_requested:
+                raise
+            raise RunInterrupted(f"run {self.run_id} interrupted") from exc
+        except Exception as exc:
+            if self.stop_requested:  # whatever broke while stopping (a child hit by the same Ctrl-C) is the stop
+                with contextlib.suppress(Exception):
+                    self._write_state("aborted")
                 raise RunInterrupted(f"run {self.run_id} interrupted") from exc
-            raise
+            raise await self._end_in_error(exc) from exc
         finally:
             if not self.stepped_down:
                 await self.nodes.stop()
             await self.leadership.close()
             await self.redis.aclose()
+
+    async def _end_in_error(self, exc: Exception) -> CortexError:
+        """The run broke: end it with a report and an archive that say ``status: error`` and why. A failure to
+        start processes keeps its own exit code; anything else is ``RunErrored``."""
+        why = f"run {self.run_id} ended in error: {type(exc).__name__}: {exc}"
+        try:
+            _, paths = await ending.close_in_error(self._ending(), exc)
+            self._write_state("error", finished=True)
+            report_md: str | None = paths.report_md
+        except Exception:  # not even the report could be written (a full disk): the message still says why
+            report_md = None
+        if isinstance(exc, StartFailed):
+            return StartFailed(f"{exc}; report: {report_md}" if report_md else str(exc))
+        return RunErrored(why, report_md)
 
     async def _enter(self, phase: Phase) -> None:
         """The one place the phase changes: recorded, announced on the coordinator's channel, written to state."""
@@ -198,11 +240,14 @@ class Coordinator:
         if not all(c.ok for c in state.checks):
             raise PreflightFailed(state.checks)
         await self._setup()
-        env = child_env(self.url, str(state.state_dir), self.model, self.catalog_url, self.catalog_token)
+        env = self._child_env()
         await self._enter(Phase.activation)
         await self.nodes.start(env, masters=True, check_stop=self._check_stop)
         await self._enter(Phase.distribution)
         await self.nodes.start(env, masters=False, check_stop=self._check_stop)
+
+    def _child_env(self) -> dict[str, str]:
+        return child_env(self.url, str(self.state.state_dir), self.model, self.catalog_url, self.catalog_token)
 
     async def _setup(self) -> None:
         """Store the plan, create the streams' consumer groups and allocate the ledger."""
@@ -227,8 +272,10 @@ class Coordinator:
         self.dispatch.take(await takeover.restore(self.state, self.redis, self.keys))
         self.dispatch.dirty.update(self.state.graph.records)  # written again under our token at the first flush
         self.dispatch.cursor = "0"  # results the previous leader read and never acknowledged come first
-        await self.nodes.adopt()
+        restarted = await self.nodes.adopt(self._child_env())
         detail = f"taken over with fencing token {self.leadership.token}"
+        if restarted:
+            detail += f"; started again the supervisors of {', '.join(restarted)} (they had stopped)"
         self.state.checks.append(Check(name="leadership", ok=True, detail=detail))
         await self._enter(Phase.execution)
 
@@ -238,43 +285,47 @@ class Coordinator:
         if self.state.took_over_at is None:  # a run taken over had its releases restored instead
             self.dispatch.take(self.state.graph.initial())
         await self.dispatch.release()
-        last_state = last_reap = 0.0
+        last_state = 0.0
+        last_ok = time.monotonic()
         while not self.state.graph.done:
             now = time.monotonic()
             self._check_stop()
             self.leadership.check()
-            await self.dispatch.step()
-            for node in self.nodes.dead():
-                await self.nodes.replace(node)
-            if now - last_reap > 1.0:
-                await self._reap()
-                last_reap = now
-            if self.dispatch.dirty:
-                await self.dispatch.flush()
-            if now - last_state > 0.5:
-                await self._refresh()
-                last_state = now
+            try:
+                await self.dispatch.step()
+                for node in self.nodes.dead():
+                    await self.nodes.replace(node)
+                if now > self.reap_after:
+                    await self.dispatch.reap()
+                    self.reap_after = now + 1.0
+                if self.dispatch.dirty:
+                    await self.dispatch.flush()
+                if now - last_state > 0.5:
+                    await self._refresh()
+                    last_state = now
+                stall = await self.stalls.check(now)
+                if stall is not None:
+                    self.dispatch.dirty.update(stall.requeued)
+                last_ok = time.monotonic()
+            except REDIS_DOWN as exc:
+                await self._ride_out(exc, last_ok)
         await self.dispatch.flush()
         await self.dispatch.release()  # the last events (completions, lineage) go out
 
-    async def _reap(self) -> None:
-        """Requeue the entries of dead workers; re-read results a stepped-down coordinator read and never
-        acknowledged (they wait in the group's pending list under the same consumer name)."""
+    async def _ride_out(self, exc: BaseException, last_ok: float) -> None:
+        """Redis went away: wait for it (up to ``outage_s``, then the run ends in error), take the lease back if
+        no newer coordinator exists, and resume: unacknowledged results read again, every record written again
+        (a server restarted from its append-only file may have lost the last writes), and no worker's entries
+        reclaimed until the workers have had a heartbeat's time to beat again."""
+        # measured from the last turn that reached Redis: the client's own retries spent the first seconds
+        outage = Outage(began=time.time() - (time.monotonic() - last_ok), error=f"{type(exc).__name__}: {exc}"[:300])
+        self.state.outages.append(outage)
+        outage.lasted_s = round(await wait_for_redis(self.redis, self.outage_s, since=last_ok), 3)
+        await self.leadership.confirm()  # a newer token meanwhile: LeadershipLost, this coordinator steps down
         self.dispatch.cursor = "0"
-        queues = sorted({self.keys.queue(w.worker_type) for w in self.state.plan.workers})
-        moved = await reaper.reclaim(self.redis, self.keys, queues)
-        for task_id, consumer in moved:
-            self.state.reassignments += 1
-            self.metrics.reassignments.inc()
-            env = Envelope(
-                run_id=self.run_id,
-                sender="coordinator",
-                to="all",
-                type=MessageType.control,
-                task_id=task_id,
-                context={"event": "reassigned", "from_worker": consumer, "why": "its heartbeat lapsed"},
-            )
-            self.outbox.add(CH_COORDINATOR, env)
+        self.dispatch.dirty.update(self.state.graph.records)
+        self.reap_after = time.monotonic() + HEARTBEAT_TTL_MS / 1000 + 1.0
+        self.stalls.progressed(time.monotonic())
 
     async def _refresh(self) -> None:
         """Ledger figures into the metrics, live state files and display; the run-level counters into Redis (fenced)
@@ -306,29 +357,22 @@ class Coordinator:
 
     # --------------------------------------------------------------------------------- phase 5
     async def _finish(self, results: dict[str, Any], status: str) -> RunResult:
-        """Phase 5: stop processes, measure, report, archive, delete the run's keys."""
-        state = self.state
-        await self.nodes.stop()
-        state.running = {}
-        await self.nodes.read_processes()
-        end = await finish.end_figures(self.redis, self.keys, state, self.prices)
-        built = report.build(state, results, end, status)
-        if self.model:
-            await finish.summarise(self.redis, self.keys, state, built, self.model, self.prices)
-        state.token_use = {k: v.use() for k, v in built.tokens.items()}
-        run_dir = state.state_dir / "runs" / self.run_id
-        await self._broadcast({"event": "run-ended", "status": status, "report": str(run_dir / "report.md")})
-        event_log = await events.read_events(self.redis, self.keys)
-        paths = report.write(
-            built, state.plan, run_dir, state.state_dir, event_log, statefiles.snapshot(state, status, finished=True)
+        """Phase 5 (``ending.close``): a run whose fixes are not all on their branches failed."""
+
+        async def announce(final: str, report_md: Path) -> None:
+            await self._broadcast({"event": "run-ended", "status": final, "report": str(report_md)})
+
+        built, paths = await ending.close(
+            self._ending(), results, status, prices=self.prices, model=self.model, on_ended=announce
         )
-        async for key in self.redis.scan_iter(match=self.keys.pattern(), count=500):
-            await self.redis.delete(key)
-        state.report_paths = paths.model_dump()
+        status = built.status
         self._write_state(status, finished=True)
         return RunResult(
             self.run_id, status, Path(paths.report_md), Path(paths.report_json), Path(paths.archive), built
         )
+
+    def _ending(self) -> ending.Ending:
+        return ending.Ending(self.state, self.redis, self.keys, self.nodes)
 
     # ------------------------------------------------------------------------------ state files
     def _write_state(self, status: str, *, finished: bool = False) -> None:

@@ -16,11 +16,12 @@ from typing import Any
 import redis.asyncio as aredis
 
 from cortex.coord.events import Outbox
-from cortex.coord.keys import CH_CONFLICTS, CH_LINEAGE, GROUP_COORDINATOR, RunKeys, master_channel
+from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, CH_LINEAGE, GROUP_COORDINATOR, RunKeys, master_channel
 from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.result import TaskResult
 from cortex.observability.metrics import RunMetrics
+from cortex.runtime import reaper
 from cortex.runtime.graphrun import Changes
 from cortex.runtime.handoffs import decide
 from cortex.runtime.leadership import Leadership
@@ -204,6 +205,24 @@ class Dispatcher:
             )
         self.outbox.drain_into(pipe)
         await pipe.execute()
+
+    async def reap(self) -> None:
+        """Requeue the entries of dead workers; re-read results a stepped-down coordinator read and never
+        acknowledged (they wait in the group's pending list under the same consumer name)."""
+        self.cursor = "0"
+        queues = sorted({self.keys.queue(w.worker_type) for w in self.state.plan.workers})
+        for task_id, consumer in await reaper.reclaim(self.redis, self.keys, queues):
+            self.state.reassignments += 1
+            self.metrics.reassignments.inc()
+            env = Envelope(
+                run_id=self.state.run_id,
+                sender="coordinator",
+                to="all",
+                type=MessageType.control,
+                task_id=task_id,
+                context={"event": "reassigned", "from_worker": consumer, "why": "its heartbeat lapsed"},
+            )
+            self.outbox.add(CH_COORDINATOR, env)
 
     async def step(self) -> None:
         """One turn of phase 3 (see the module's docstring for why in this order)."""

@@ -3,7 +3,9 @@ process has stopped (ledger, node usage, model calls, degradations) for the repo
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
 
 import redis.asyncio as aredis
 
@@ -39,6 +41,7 @@ async def end_figures(
     died holding them; none can commit any more, so they are released first."""
     ledger = Ledger(redis, keys)
     orphans = await ledger.release_orphans()
+    executions = {k: int(v) for k, v in (await redis.hgetall(keys.executions)).items()}
     nodes = {k: NodeUsage.model_validate_json(v) for k, v in (await redis.hgetall(keys.nodes)).items()}
     return EndFigures(
         tokens=await accounts(ledger, state),
@@ -46,7 +49,25 @@ async def end_figures(
         models=model_usage(await redis.hgetall(keys.model_usage), prices),
         degradations=[Degradation.model_validate_json(d) for d in await redis.lrange(keys.degradations, 0, -1)],
         orphan_reservations=orphans,
+        executions=executions,
+        lost_fixes=await asyncio.to_thread(lost_fixes, state),
     )
+
+
+def lost_fixes(state: RunState) -> list[str]:
+    """Every fix a task reported (a branch and a commit in its output) that its branch does not hold."""
+    from cortex.toolset.workdirs import lost_fix
+
+    paths = {t.name: Path(t.path) for t in state.plan.targets}
+    lost = []
+    for rec in state.graph.records.values():
+        branch, commit = rec.output.get("branch"), rec.output.get("commit")
+        root = paths.get(rec.task.target or "")
+        if rec.state.value == "succeeded" and isinstance(branch, str) and isinstance(commit, str) and root:
+            why = lost_fix(root, branch, commit)
+            if why:
+                lost.append(f"{rec.task.id}: {why}")
+    return lost
 
 
 async def summarise(

@@ -106,6 +106,13 @@ class GraphRun:
         out.ended.append(rec)
         self._settle_dependents(rec, out)
 
+    def requeue(self, rec: TaskRecord, why: str) -> None:
+        """Release ``rec`` again as a new attempt without counting a failure: its release went nowhere (no live
+        worker holds it). A result of the earlier attempt, should one still come, is a duplicate."""
+        rec.move(TaskState.retrying)
+        rec.errors.append(why)
+        self.ready[rec.task.id] = rec
+
     def retry_due(self, task_id: str) -> None:
         """``task_id`` waited out its retry backoff: it is ready again."""
         self.ready[task_id] = self.records[task_id]

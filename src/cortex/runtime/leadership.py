@@ -1,6 +1,10 @@
 """The coordinator's leadership of a run: a fenced lease, renewed in the background, under whose token every
-record of the run is written. Losing it (expired, or a newer coordinator took the run over) means stepping down:
-one coordinator per run is the split-brain guard of failure scenario 7."""
+record of the run is written. Losing it to a newer coordinator (one that took the run over, with a newer token)
+means stepping down: one coordinator per run is the split-brain guard of failure scenario 7.
+
+A lease that merely lapsed (Redis was away longer than the lease, or the process was paused) is taken back with
+the same token when no newer one was issued meanwhile: nobody else can have led the run. A Redis outage is waited
+out up to ``outage_s``; only a newer token makes this coordinator step down."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from redis.exceptions import RedisError
 
 from cortex.coord.keys import leader_resource
 from cortex.coord.locks import ConflictHook, FencedLock
+from cortex.coord.outage import DEFAULT_OUTAGE_S
 from cortex.errors import LeadershipLost
 
 LEASE_TTL_MS = 10_000
@@ -23,8 +28,16 @@ LEASE_TTL_MS = 10_000
 class Leadership:
     """The lease of run ``run_id`` held by this process."""
 
-    def __init__(self, redis: aredis.Redis, run_id: str, *, on_conflict: ConflictHook | None = None) -> None:
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        run_id: str,
+        *,
+        on_conflict: ConflictHook | None = None,
+        outage_s: float = DEFAULT_OUTAGE_S,
+    ) -> None:
         self.run_id = run_id
+        self.outage_s = outage_s
         owner = f"coord-{os.getpid()}"
         self.lease = FencedLock(
             redis, leader_resource(run_id), ttl_ms=LEASE_TTL_MS, owner=owner, on_conflict=on_conflict
@@ -55,21 +68,18 @@ class Leadership:
             await asyncio.sleep(0.2)
 
     async def _keep(self) -> None:
-        """Renew every third of the TTL. Refused: the lease is lost. Redis unreachable: keep trying until the lease
-        would have run out."""
-        renewed = time.monotonic()
+        """Renew every third of the TTL (taking a lapsed lease back when no newer token exists). Refused: a newer
+        coordinator leads, the lease is lost. Redis unreachable: keep trying through the outage (the coordinator's
+        loop gives up on the run once the outage outlasts ``outage_s``)."""
         while True:
             await asyncio.sleep(LEASE_TTL_MS / 3000)
             try:
-                ok = await self.lease.renew()
+                ok = await self.lease.reclaim()
             except RedisError:
-                if time.monotonic() - renewed < LEASE_TTL_MS / 1000:
-                    continue
-                ok = False
+                continue
             if not ok:
                 self.lost = True
                 return
-            renewed = time.monotonic()
 
     def check(self) -> None:
         """Raise ``LeadershipLost`` once the keeper found the lease lost."""
@@ -77,8 +87,10 @@ class Leadership:
             raise LeadershipLost(f"lost the leadership lease of run {self.run_id}; stepping down")
 
     async def confirm(self) -> None:
-        """Ask Redis that the lease is still ours and no newer token exists (before writing files)."""
-        if not await self.lease.still_held():
+        """Ask Redis that the lease is still ours and no newer token exists (before writing files); a lease that
+        lapsed with no newer token since is taken back."""
+        if not await self.lease.still_held() and not await self.lease.reclaim():
+            self.lost = True
             raise LeadershipLost(f"lost the leadership lease of run {self.run_id}")
 
     async def hset(self, key: str, mapping: dict[str, Any]) -> None:

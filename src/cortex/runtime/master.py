@@ -13,6 +13,7 @@ import redis.asyncio as aredis
 from cortex.coord import events
 from cortex.coord.connection import connect
 from cortex.coord.keys import GROUP_MASTERS, GROUP_WORKERS, RunKeys, master_channel
+from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
 from cortex.models.messages import Envelope, MessageType
 from cortex.runtime.control import Control
 from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
@@ -45,11 +46,11 @@ async def _dispatch(
     await pipe.execute()
 
 
-async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> None:
+async def run_master(url: str, run_id: str, name: str, *, batch: int = 200, outage_s: float = DEFAULT_OUTAGE_S) -> None:
     """Dispatch from the inbox of master ``name`` until SIGTERM. Pending entries are re-read after a restart and
     now and then (``Cursor``), so a dispatch that crashed half-way is done again (the coordinator ignores duplicate
-    results)."""
-    redis = await connect(url)
+    results). A Redis outage is waited out (up to ``outage_s``)."""
+    redis = await connect(url, wait_s=outage_s)
     keys = RunKeys(run_id)
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -69,11 +70,23 @@ async def run_master(url: str, run_id: str, name: str, *, batch: int = 200) -> N
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(control.changed.wait(), 0.5)
                     continue
-                reply = await redis.xreadgroup(GROUP_MASTERS, name, {inbox: cursor.value}, count=batch, block=500)
-                entries = reply[0][1] if reply else []
-                cursor.after_read(bool(entries))
-                if entries:
-                    await _dispatch(redis, keys, name, entries, known_queues)
+                try:
+                    reply = await redis.xreadgroup(GROUP_MASTERS, name, {inbox: cursor.value}, count=batch, block=500)
+                    entries = reply[0][1] if reply else []
+                    cursor.after_read(bool(entries))
+                    gone = [entry_id for entry_id, fields in entries if not fields]
+                    if gone:  # pending entries the stream no longer holds (trimmed, or lost with a crashed server)
+                        await redis.xack(inbox, GROUP_MASTERS, *gone)
+                        entries = [(i, f) for i, f in entries if f]
+                    if entries and control.draining:
+                        cursor.value = "0"  # the drain came while the read waited: dispatch them after a resume
+                    elif entries:
+                        await _dispatch(redis, keys, name, entries, known_queues)
+                except REDIS_DOWN:
+                    await wait_for_redis(redis, outage_s)
+                    await ensure_group(redis, inbox, GROUP_MASTERS)
+                    known_queues.clear()
+                    cursor.value = "0"  # what was read and not dispatched, first
     finally:
         stop.set()
         await beat

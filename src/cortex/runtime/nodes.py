@@ -52,6 +52,13 @@ class Nodes:
         """Supervisors (node -> pid) of a run taken over: not our children, watched by pid."""
         self._stopped = False
 
+    def _spawn(self, node: str, env: dict[str, str]) -> None:
+        """Start the supervisor of ``node`` as our child."""
+        argv = [sys.executable, "-m", "cortex", "supervisor", "--run", self.state.run_id, "--node", node]
+        # Popen returns at once (fork/exec); the supervisor is waited on at cleanup. Its own session keeps a
+        # terminal's Ctrl-C away from it: the coordinator stops it, and it stops itself if the coordinator dies.
+        self.supervisors[node] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+
     async def start(self, env: dict[str, str], *, masters: bool, check_stop: Callable[[], None]) -> None:
         """Phases 1 and 2: start the supervisors of the nodes hosting masters (or the rest) and wait until every
         process they start has a heartbeat."""
@@ -59,12 +66,7 @@ class Nodes:
         master_nodes = {m.node for m in plan.masters}
         nodes = sorted(master_nodes) if masters else sorted({w.node for w in plan.workers} - master_nodes)
         for node in nodes:
-            argv = [sys.executable, "-m", "cortex", "supervisor", "--run", self.state.run_id, "--node", node]
-            # Popen returns at once (fork/exec); the supervisor is waited on at cleanup. Its own session keeps a
-            # terminal's Ctrl-C away from it: the coordinator stops it, and it stops itself if the coordinator dies.
-            self.supervisors[node] = subprocess.Popen(  # noqa: ASYNC220
-                argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+            self._spawn(node, env)
         expected = (
             [f"master-{m.master}" for m in plan.masters]
             if masters
@@ -91,14 +93,22 @@ class Nodes:
             pipe.exists(self.keys.heartbeat(i))
         return {i for i, ok in zip(ids, await pipe.execute(), strict=True) if ok}
 
-    async def adopt(self) -> None:
-        """Take-over: watch the supervisors the previous leader started (from what they last reported)."""
-        nodes = {k: json.loads(v) for k, v in (await self.redis.hgetall(self.keys.nodes)).items()}
-        self.adopted = {
-            n: int(d["supervisor_pid"])
-            for n, d in nodes.items()
-            if d.get("supervisor_pid") and n not in self.state.failed_nodes
-        }
+    async def adopt(self, env: dict[str, str]) -> list[str]:
+        """Take-over: watch the supervisors the previous leader started that still run (from what they last
+        reported), and start again, as our children, those of the run's nodes that are gone (they stop a while
+        after their coordinator). Returns the nodes started again."""
+        reported = {k: json.loads(v) for k, v in (await self.redis.hgetall(self.keys.nodes)).items()}
+        plan, state = self.state.plan, self.state
+        nodes = {m.node for m in plan.masters} | {n for n in state.placement.values() if n}
+        restarted = []
+        for node in sorted(nodes - state.failed_nodes):
+            pid = reported.get(node, {}).get("supervisor_pid")
+            if pid and running(int(pid)):
+                self.adopted[node] = int(pid)
+            else:
+                self._spawn(node, env)
+                restarted.append(node)
+        return restarted
 
     def dead(self) -> list[str]:
         """Nodes whose supervisor has exited (our children), or whose adopted supervisor's pid is gone."""
@@ -135,9 +145,16 @@ class Nodes:
         self.metrics.node_failures.inc()
 
     async def read_processes(self) -> None:
-        """The masters' and workers' status as their supervisors last wrote it, into the run's state."""
+        """The masters' and workers' status as their supervisors last wrote it, into the run's state; alive only
+        with a live heartbeat (a supervisor that died wrote its last word while its processes lived)."""
         raw = await self.redis.hgetall(self.keys.processes)
-        self.state.processes = {k: ProcessStatus.model_validate_json(v) for k, v in raw.items()}
+        procs = {k: ProcessStatus.model_validate_json(v) for k, v in raw.items()}
+        pipe = self.redis.pipeline(transaction=False)
+        for process_id in procs:
+            pipe.exists(self.keys.heartbeat(process_id))
+        for p, beating in zip(procs.values(), await pipe.execute(), strict=True):
+            p.alive = bool(p.alive and beating)
+        self.state.processes = procs
 
     async def stop(self) -> None:
         """Stop every supervisor: our own children by signal, adopted ones through the run's stop key; wait for all

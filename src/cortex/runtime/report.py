@@ -95,6 +95,10 @@ class EndFigures:
     models: dict[str, dict[str, ModelCalls]] = field(default_factory=dict)
     degradations: list[Degradation] = field(default_factory=list)
     orphan_reservations: int = 0
+    executions: dict[str, int] = field(default_factory=dict)
+    """Task id -> how many times a worker started it."""
+    lost_fixes: list[str] = field(default_factory=list)
+    """Fixes a task reported whose branch does not hold the commit it named: ``task: why``."""
 
 
 def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures, status: str) -> Report:
@@ -112,9 +116,12 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
     }
     latencies = [x for r in records.values() for x in r.dispatch_latency_s]
     procs = state.processes
+    tasks = [r.to_report() for r in sorted(records.values(), key=lambda r: r.task.id)]
+    for t in tasks:
+        t.executions = end.executions.get(t.id, 0)
     criteria = {
         "all-required-succeeded": state.all_required_succeeded,
-        "no-lost-tasks": all(r.state.terminal for r in records.values()),
+        "no-lost-tasks": all(r.state.terminal for r in records.values()) and not end.lost_fixes,
         "within-budget": all(t.used <= t.allocated for t in end.tokens.values()),
         "ledger-settled": all(t.reserved == 0 and t.overrun == 0 for t in end.tokens.values()),
         "masters-activated": all(f"master-{m.master}" in procs for m in plan.masters),
@@ -144,7 +151,11 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
             p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), samples=len(latencies)
         ),
         tasks_by_master=by_master,
-        tasks=[r.to_report() for r in sorted(records.values(), key=lambda r: r.task.id)],
+        tasks=tasks,
+        executions=sum(t.executions for t in tasks),
+        lost_fixes=end.lost_fixes,
+        outages=state.outages,
+        stalls=state.stalls,
         retries=state.graph.retries,
         reassignments=state.reassignments,
         node_failures=NodeFailures(nodes=sorted(state.failed_nodes), moves=state.moves),

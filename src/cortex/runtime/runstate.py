@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cortex.models import Plan
 from cortex.models.handoff import HandoffDecision
 from cortex.models.phase import Phase
-from cortex.models.report import ProcessStatus, WorkerMove
+from cortex.models.report import Outage, ProcessStatus, Stall, WorkerMove
 from cortex.models.state import Check, TokenUse
 from cortex.runtime.graphrun import GraphRun
 
@@ -36,6 +36,8 @@ class LeaderSnapshot(BaseModel):
     failed_nodes: list[str] = Field(default_factory=list)
     moves: list[WorkerMove] = Field(default_factory=list)
     placement: dict[str, str] = Field(default_factory=dict)
+    outages: list[Outage] = Field(default_factory=list)
+    stalls: list[Stall] = Field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +72,8 @@ class RunState:
     report_paths: dict[str, str] = field(default_factory=dict)
     took_over_at: float | None = None
     """When this coordinator took the run over from another (None for the coordinator that started it)."""
+    outages: list[Outage] = field(default_factory=list)
+    stalls: list[Stall] = field(default_factory=list)
 
     @classmethod
     def new(cls, plan: Plan, run_id: str, state_dir: Path, *, model_configured: bool) -> RunState:
@@ -84,11 +88,13 @@ class RunState:
 
     @property
     def all_required_succeeded(self) -> bool:
-        """Every planned task that is not optional succeeded."""
+        """Every planned task that is not optional succeeded, and no task handed off at run time (a fix) failed: a
+        fix that was asked for and failed is a failure of the run (one skipped with its reason, such as no model
+        configured, is not)."""
         return all(
-            r.state.value == "succeeded"
+            r.state.value == "succeeded" if r.task.origin == "plan" else r.state.value != "failed"
             for r in self.graph.records.values()
-            if not r.task.optional and r.task.origin == "plan"
+            if not r.task.optional
         )
 
     def enter(self, phase: Phase, now: float) -> None:
@@ -109,6 +115,8 @@ class RunState:
             failed_nodes=sorted(self.failed_nodes),
             moves=self.moves,
             placement=self.placement,
+            outages=self.outages,
+            stalls=self.stalls,
         )
 
     def restore(self, snap: LeaderSnapshot) -> None:
@@ -123,3 +131,5 @@ class RunState:
         self.failed_nodes = set(snap.failed_nodes)
         self.moves = list(snap.moves)
         self.placement.update(snap.placement)
+        self.outages = list(snap.outages)
+        self.stalls = list(snap.stalls)

@@ -56,16 +56,19 @@ def _children(plan: Plan, node: str) -> list[Child]:
 
 def _child_main(url: str, run_id: str, child_id: str, kind: str, worker_type: str | None) -> None:
     """Body of a forked child: the same coroutine ``cortex master`` or ``cortex worker`` runs."""
+    from cortex.config import Settings
     from cortex.runtime.master import run_master
     from cortex.runtime.worker import WorkerServices, run_worker
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers are not the child's
+    outage_s = Settings().redis_outage_s
     if kind == "master":
-        asyncio.run(run_master(url, run_id, child_id.removeprefix("master-")))
+        asyncio.run(run_master(url, run_id, child_id.removeprefix("master-"), outage_s=outage_s))
     else:
         assert worker_type is not None
-        asyncio.run(run_worker(url, run_id, child_id, worker_type, services=WorkerServices.from_settings()))
+        services = WorkerServices.from_settings()
+        asyncio.run(run_worker(url, run_id, child_id, worker_type, services=services, outage_s=outage_s))
 
 
 class Supervisor:
@@ -77,7 +80,7 @@ class Supervisor:
         self.keys = RunKeys(run_id)
         self.node = node
         self.redis = redis.Redis.from_url(url, decode_responses=True)
-        plan = Plan.model_validate_json(self.redis.get(self.keys.plan) or "{}")
+        plan = Plan.model_validate_json(self._read_plan())
         self.run_id = run_id
         self.plan = plan
         self.children = _children(plan, node)
@@ -86,6 +89,19 @@ class Supervisor:
         self.parent = os.getppid()
         self.orphaned_at: float | None = None
         self.peak_rss = 0
+
+    def _read_plan(self) -> str:
+        """The run's plan, waiting out a Redis outage (up to ``CORTEX_REDIS_OUTAGE_S``) at start."""
+        from cortex.config import Settings
+
+        deadline = time.monotonic() + Settings().redis_outage_s
+        while True:
+            try:
+                return self.redis.get(self.keys.plan) or "{}"
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # Redis is away: nothing to do until it answers
 
     def _start(self, child: Child) -> None:
         child.proc = self._fork.Process(

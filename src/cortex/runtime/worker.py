@@ -23,6 +23,7 @@ from cortex.coord import events
 from cortex.coord.connection import connect
 from cortex.coord.delivery import Delivery
 from cortex.coord.keys import GROUP_WORKERS, RunKeys, worker_channel
+from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
 from cortex.errors import TaskFailed, TaskSkipped
 from cortex.models.handoff import Handoff
 from cortex.models.messages import Envelope, MessageType
@@ -222,6 +223,8 @@ class Worker:
         tasks = [{"task_id": fields_task_id(f), "attempt": int(f["attempt"])} for f in claimed.values()]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.keys.running, mapping={str(t["task_id"]): self.worker_id for t in tasks})
+        for t in tasks:  # counted when claimed (one round trip for the batch), uncounted when handed back
+            pipe.hincrby(self.keys.executions, str(t["task_id"]), 1)
         env = Envelope(
             run_id=self.keys.run_id,
             sender=self.worker_id,
@@ -233,54 +236,73 @@ class Worker:
         events.emit(pipe, self.keys, worker_channel(self.worker_id), env)
         await pipe.execute()
 
-    async def _hand_back(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+    async def _hand_back(self, entries: list[tuple[str, dict[str, str]]], *, announced: bool = True) -> None:
         """Entries claimed and not started go back to the queue for another worker (a drain arrived, or a task of
-        the batch turned out slow)."""
+        the batch turned out slow); ``announced`` ones were counted as executions, which they were not."""
         for entry_id, fields in entries:
             if await self.delivery.requeue(self.queue, entry_id, self.worker_id):
-                await self.redis.hdel(self.keys.running, fields_task_id(fields))
+                task_id = fields_task_id(fields)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hdel(self.keys.running, task_id)
+                if announced:
+                    pipe.hincrby(self.keys.executions, task_id, -1)  # never started
+                await pipe.execute()
 
-    async def serve(self, stop: asyncio.Event, prefetch: int) -> None:
-        """Claim, run and settle entries until ``stop``; while draining, claim nothing."""
+    async def serve(self, stop: asyncio.Event, prefetch: int, *, outage_s: float = DEFAULT_OUTAGE_S) -> None:
+        """Claim, run and settle entries until ``stop``; while draining, claim nothing. A Redis outage is waited
+        out (up to ``outage_s``); then the worker re-reads its own unsettled entries first."""
         await ensure_group(self.redis, self.queue, GROUP_WORKERS)
         cursor = Cursor()  # our own unacknowledged entries first (after a restart), then new ones
         count = prefetch
         while not stop.is_set():
+            try:
+                count = await self._turn(cursor, count, prefetch)
+            except REDIS_DOWN:
+                await wait_for_redis(self.redis, outage_s)
+                await ensure_group(self.redis, self.queue, GROUP_WORKERS)  # a server that lost its data lost it too
+                cursor.value = "0"
+
+    async def _turn(self, cursor: Cursor, count: int, prefetch: int) -> int:
+        """One read of the queue and the tasks it brought; returns the prefetch for the next read."""
+        if self.control.draining:
+            self.control.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.control.changed.wait(), 0.5)
+            return count
+        redelivered = cursor.pending
+        reply = await self.redis.xreadgroup(
+            GROUP_WORKERS, self.worker_id, {self.queue: cursor.value}, count=count, block=500
+        )
+        entries = reply[0][1] if reply else []
+        cursor.after_read(bool(entries))
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:  # pending entries the stream no longer holds (trimmed, or lost with a crashed server)
+            await self.redis.xack(self.queue, GROUP_WORKERS, *gone)
+            entries = [(i, f) for i, f in entries if f]
+        if not entries:
+            return count
+        if self.control.draining:  # the drain arrived while the read was waiting: take none of it
+            await self._hand_back(entries, announced=False)
+            return count
+        await self._announce(dict(entries))
+        pipe = self.redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
+        quick, self.handed_back = True, False
+        for i, (entry_id, fields) in enumerate(entries):
             if self.control.draining:
-                self.control.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.control.changed.wait(), 0.5)
-                continue
-            redelivered = cursor.pending
-            reply = await self.redis.xreadgroup(
-                GROUP_WORKERS, self.worker_id, {self.queue: cursor.value}, count=count, block=500
-            )
-            entries = reply[0][1] if reply else []
-            cursor.after_read(bool(entries))
-            if not entries:
-                continue
-            if self.control.draining:  # the drain arrived while the read was waiting: take none of it
-                await self._hand_back(entries)
-                continue
-            await self._announce(dict(entries))
-            pipe = self.redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
-            quick, self.handed_back = True, False
-            for i, (entry_id, fields) in enumerate(entries):
-                if self.control.draining:
-                    await self._hand_back(entries[i:])
-                    break
-                result, effects = await self._run(fields, fields_task_id(fields), entries[i + 1 :])
-                # delivered before, to an incarnation that died or a reply that was lost
-                result.redelivered = redelivered
-                await self.delivery.settle(pipe, self.queue, entry_id, result, effects)
-                took = result.finished - result.started
-                quick = quick and took < QUICK_TASK_S
-                if took >= SLOW_FLUSH_S:
-                    await pipe.execute()
-                if self.handed_back:
-                    break  # the rest of the batch went back to the queue while this task ran
-            await pipe.execute()
-            count = min(MAX_PREFETCH, count * 2) if quick else prefetch
+                await self._hand_back(entries[i:])
+                break
+            result, effects = await self._run(fields, fields_task_id(fields), entries[i + 1 :])
+            # delivered before, to an incarnation that died or a reply that was lost
+            result.redelivered = redelivered
+            await self.delivery.settle(pipe, self.queue, entry_id, result, effects)
+            took = result.finished - result.started
+            quick = quick and took < QUICK_TASK_S
+            if took >= SLOW_FLUSH_S:
+                await pipe.execute()
+            if self.handed_back:
+                break  # the rest of the batch went back to the queue while this task ran
+        await pipe.execute()
+        return min(MAX_PREFETCH, count * 2) if quick else prefetch
 
 
 def fields_task_id(fields: dict[str, str]) -> str:
@@ -296,6 +318,7 @@ async def run_worker(
     *,
     prefetch: int = 1,
     services: WorkerServices | None = None,
+    outage_s: float = DEFAULT_OUTAGE_S,
 ) -> None:
     """Serve the queue of ``worker_type`` as consumer ``worker_id`` until SIGTERM.
 
@@ -304,7 +327,7 @@ async def run_worker(
     hands the rest of its batch back to the queue, so long tasks are never hoarded by one worker while others
     idle.
     """
-    redis = await connect(url)
+    redis = await connect(url, wait_s=outage_s)  # started (or restarted) while Redis is away: wait for it
     keys = RunKeys(run_id)
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -314,7 +337,7 @@ async def run_worker(
     follow = asyncio.create_task(worker.control.follow(stop))
     try:
         async with lifecycle(redis, keys, worker_id, worker_channel(worker_id), {"worker_type": worker_type}):
-            await worker.serve(stop, prefetch)
+            await worker.serve(stop, prefetch, outage_s=outage_s)
     finally:
         stop.set()
         await beat

@@ -4,11 +4,25 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
+import sys
 import time
 
 from cortex.errors import TaskFailed
 from cortex.toolset.context import Output, TaskContext, task_kind
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: Linux kills it when the worker that started it dies. A worker killed by SIGKILL
+    runs no cleanup, and the tool it ran (pytest, uv, git) must not go on writing in the task's directory while
+    the task's next attempt reclaims it."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @task_kind("builtin.noop")
@@ -38,6 +52,7 @@ async def run_argv(
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509  (no threads fork here: the worker's loop thread does)
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)

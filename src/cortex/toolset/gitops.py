@@ -1,16 +1,18 @@
 """Git for the tasks that change code: branches made in separate worktrees (the repository's working tree is
 never touched), under a fenced lock on the repository, and never at the cost of someone else's commits.
 
-A branch name Cortex wants may already exist. When it holds nothing beyond the repository's HEAD it is reused;
-when its tip was made by this very task of this run (a redelivered task), that work is returned as it is; any
-other commits on it are left alone and the new work goes on the next free name (``<name>-2``, ``-3``...), so
-commit ids recorded by earlier runs stay valid.
+A branch name Cortex wants may already exist. When its tip was made by this very task of this run (a redelivered
+task), that work is returned as it is; when it holds nothing beyond the repository's HEAD and no other worktree
+has it checked out, it is reused; otherwise it is left alone and the new work goes on the next free name
+(``<name>-2``, ``-3``...), so commit ids recorded by earlier runs stay valid. Worktrees live under the run's
+directory (``workdirs``) and those of killed attempts are reclaimed before a branch is claimed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import tempfile
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,10 @@ from pathlib import Path
 from cortex.errors import TaskFailed
 from cortex.toolset.builtin import run_argv
 from cortex.toolset.context import TaskContext
+from cortex.toolset.workdirs import checked_out, reclaim_worktrees, scratch, task_dir
+
+REPO_LOCK_TTL_MS = 15_000
+"""The repository lock's lease, renewed while a task holds it: a killed holder blocks others for at most this."""
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Cortex",
@@ -51,19 +57,23 @@ class Branch:
 
 
 async def claim_branch(ctx: TaskContext, root: Path, wanted: str) -> Branch:
-    """The branch this task may use for ``wanted`` (see the module's docstring)."""
+    """The branch this task may use for ``wanted`` (see the module's docstring). A branch checked out in another
+    worktree (a live task of another run) is taken."""
     head = await git(root, "rev-parse", "HEAD")
+    busy = await asyncio.to_thread(checked_out, root)
     for n in range(1, 100):
         name = wanted if n == 1 else f"{wanted}-{n}"
         tip = await git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}", check=False)
         if not tip:
             return Branch(name)
+        message = await git(root, "log", "-1", "--format=%B", tip)
+        if f"Cortex-Run: {ctx.run_id}" in message and f"Cortex-Task: {ctx.task.id}" in message:
+            return Branch(name, done=tip)  # this task of this run made it already (a redelivered task)
+        if name in busy:
+            continue
         ahead = await git(root, "rev-list", "--count", f"{head}..{tip}")
         if ahead == "0":
             return Branch(name)  # nothing on it beyond HEAD: nothing to lose
-        message = await git(root, "log", "-1", "--format=%B", tip)
-        if f"Cortex-Run: {ctx.run_id}" in message and f"Cortex-Task: {ctx.task.id}" in message:
-            return Branch(name, done=tip)
     raise TaskFailed(f"no free branch name for {wanted} (99 taken)", retryable=False)
 
 
@@ -79,27 +89,27 @@ class Workplace:
 
 @contextlib.asynccontextmanager
 async def branch_worktree(ctx: TaskContext, root: Path, wanted: str) -> AsyncIterator[Workplace]:
-    """A worktree of ``root`` on the branch ``claim_branch`` gives for ``wanted`` (made from HEAD), in a temporary
-    directory, with a scratch directory; removed afterwards. The repository is held under a fenced lock meanwhile
+    """A worktree of ``root`` on the branch ``claim_branch`` gives for ``wanted`` (made from HEAD), in the task's
+    directory under the run (``workdirs``), with a scratch directory; removed afterwards, and reclaimed by the
+    next attempt or the run's end if this one is killed. The repository is held under a fenced lock meanwhile
     (failure scenario 8): branch names, worktrees and commits share its .git."""
     if not (root / ".git").exists():
         raise TaskFailed(
             f"{root} is not a git repository: fix branches need one (the demo uses working copies)", retryable=False
         )
-    lock = ctx.lock(f"repo:{root}", ttl_ms=int(ctx.task.timeout_s * 1000))
-    await lock.acquire(timeout_s=ctx.task.timeout_s)
-    try:
-        with tempfile.TemporaryDirectory(prefix="cortex-fix-") as tmp:
-            await git(root, "worktree", "prune")  # worktrees of killed attempts whose directory is gone
+    async with ctx.lock(f"repo:{root}", ttl_ms=REPO_LOCK_TTL_MS).held(timeout_s=ctx.task.timeout_s):
+        # worktrees of killed attempts (ours or of runs nobody leads): they would hold their branches
+        await reclaim_worktrees(root, ctx.redis, ctx.run_id)
+        home = task_dir(ctx.services.state_dir, ctx.run_id, ctx.task.id)
+        with scratch(ctx.services.state_dir, ctx.run_id, ctx.task.id) as work:
             branch = await claim_branch(ctx, root, wanted)
             if branch.done:
-                yield Workplace(None, Path(tmp), branch)
+                yield Workplace(None, work, branch)
                 return
-            tree = Path(tmp) / "tree"
+            tree = home / "tree"
+            shutil.rmtree(tree, ignore_errors=True)  # a killed attempt's, never registered as a worktree
             await git(root, "worktree", "add", "-q", "-B", branch.name, str(tree), "HEAD")
             try:
-                yield Workplace(tree, Path(tmp), branch)
+                yield Workplace(tree, work, branch)
             finally:
                 await git(root, "worktree", "remove", "--force", str(tree))
-    finally:
-        await lock.release()

@@ -12,9 +12,15 @@ LAZY_KINDS = dict.fromkeys(("development.fix-tests", "review.branch", "documenta
 worker that runs a task needing a model."""
 
 
+_loaded = False
+
+
 def handler_for(kind: str) -> Handler | None:
-    """The handler of ``kind``, importing the toolset modules on first use."""
-    if not HANDLERS:
+    """The handler of ``kind``, importing the toolset modules on first use (all of them: a module imported on its
+    own before, such as by a test, registers only its own handlers)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
         from cortex.toolset import (  # noqa: F401  (importing registers the handlers)
             aggregate,
             builtin,

@@ -5,13 +5,12 @@ Failing tests are handed to the development master (a run-time handoff) as a fix
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from cortex.toolset.context import Output, TaskContext, task_kind
 from cortex.toolset.nodesuite import run_node_suite
 from cortex.toolset.suites import describe_env, rerun_failures, run_suite, target_env
+from cortex.toolset.workdirs import scratch
 
 
 @task_kind("testing.pytest")
@@ -23,9 +22,9 @@ async def pytest_task(ctx: TaskContext) -> Output:
     reruns = int(ctx.task.params.get("reruns", 2))
     budget = max(ctx.task.timeout_s - 5, 1)
     env, spec = await target_env(ctx, root, timeout_s=float(ctx.task.params.get("install_timeout_s", budget)))
-    with tempfile.TemporaryDirectory(prefix="cortex-tests-") as tmp:
-        run = await run_suite(env, root, Path(tmp), timeout_s=budget)
-        await rerun_failures(env, root, Path(tmp), run, reruns, budget)
+    with scratch(ctx.services.state_dir, ctx.run_id, ctx.task.id) as tmp:
+        run = await run_suite(env, root, tmp, timeout_s=budget)
+        await rerun_failures(env, root, tmp, run, reruns, budget)
     result: dict[str, Any] = {
         **run.counts,
         "repository": root.name,
@@ -58,8 +57,8 @@ async def npm_test_task(ctx: TaskContext) -> Output:
     (``npm ci --ignore-scripts``), when npm and node are installed; skipped otherwise, since Cortex itself needs
     only Python. Results come from node's JUnit reporter."""
     root = ctx.require_target()
-    with tempfile.TemporaryDirectory(prefix="cortex-npm-") as tmp:
-        run = await run_node_suite(root, Path(tmp), max(ctx.task.timeout_s - 5, 1))
+    with scratch(ctx.services.state_dir, ctx.run_id, ctx.task.id) as tmp:
+        run = await run_node_suite(root, tmp, max(ctx.task.timeout_s - 5, 1))
     status = "no tests" if run.counts["tests"] == 0 else "passed" if not run.counts["failing"] else "failed"
     return {
         **run.counts,

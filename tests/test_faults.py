@@ -1,0 +1,127 @@
+"""Nothing lost under the faults a real run meets: a Redis outage longer than the leadership lease is waited out,
+a take-over finishes when the old run's supervisors have already stopped, and a run whose releases went nowhere
+is noticed as stalled and unstuck."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis.asyncio as aredis
+
+from cortex.chaos.plan import chaos_plan
+from cortex.coord.keys import RunKeys
+from cortex.coord.server import EmbeddedRedis
+from cortex.models.phase import Phase
+from cortex.planner import write_plan
+from cortex.runtime import control
+from cortex.runtime.coordinator import Coordinator
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def _outage(server: EmbeddedRedis, seconds: float) -> None:
+    """SIGKILL the server, keep it down for ``seconds``, start it again on its append-only file."""
+    assert server.process is not None
+    server.process.kill()
+    server.process.wait(timeout=5)
+    time.sleep(seconds)  # the outage itself
+    server.start()
+
+
+async def test_a_redis_outage_longer_than_the_lease_is_waited_out(tmp_path: Path) -> None:
+    plan = chaos_plan(40, seconds=0.3, workers=2, nodes=1, slots=2)
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        coord = Coordinator(plan, server.url, tmp_path / "state", run_id="outage")
+        run = asyncio.create_task(coord.run())
+        await asyncio.wait_for(coord.executing.wait(), 60)
+        await asyncio.sleep(1.0)  # some tasks done, some running, some waiting
+        await asyncio.to_thread(_outage, server, 13.0)  # past the 10 s lease
+        result = await asyncio.wait_for(run, 180)
+    report = result.report
+    assert result.status == "succeeded", [t.error for t in report.tasks if t.error]
+    assert len(report.outages) == 1 and (report.outages[0].lasted_s or 0) >= 10
+    assert all(t.state.value == "succeeded" for t in report.tasks) and len(report.tasks) == 40
+    assert report.success_criteria["no-lost-tasks"]
+
+
+def _supervisors(url: str, run_id: str) -> list[int]:
+    async def read() -> list[int]:
+        redis = aredis.Redis.from_url(url, decode_responses=True)
+        nodes = await redis.hgetall(RunKeys(run_id).nodes)
+        await redis.aclose()
+        return [int(json.loads(v)["supervisor_pid"]) for v in nodes.values()]
+
+    return asyncio.run(read())
+
+
+def test_a_take_over_finishes_when_the_old_supervisors_have_stopped(tmp_path: Path) -> None:
+    write_plan(chaos_plan(60, seconds=0.5, workers=2, nodes=1, slots=2), tmp_path / "plan")
+    state = tmp_path / "state"
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        env = {**os.environ, "CORTEX_REDIS_URL": server.url, "CORTEX_STATE_DIR": str(state), "COLUMNS": "200"}
+        argv = [sys.executable, "-m", "cortex", "run", str(tmp_path / "plan" / "plan.json"), "--run-id", "orphaned"]
+        first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        current = state / "current-execution.json"
+        deadline = time.monotonic() + 60
+        while True:  # until a few tasks have ended
+            try:
+                doc = json.loads(current.read_text())
+                if doc["phase"] >= 3 and sum(c.get("succeeded", 0) for c in doc["tasks"].values()) >= 4:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                pass
+            assert time.monotonic() < deadline and first.poll() is None, "the first run did not get going"
+            time.sleep(0.1)
+        pids = _supervisors(server.url, "orphaned")
+        first.send_signal(signal.SIGKILL)  # the coordinator dies; its supervisors stop some 20 s later
+        first.wait(timeout=10)
+        gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=60)
+        assert not alive, "the orphaned supervisors did not stop"
+        second = subprocess.run(
+            [sys.executable, "-m", "cortex", "takeover", "orphaned", "--wait", "15"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert second.returncode == 0, second.stderr[-2000:]
+    report = json.loads((state / "runs" / "orphaned" / "report.json").read_text())
+    assert report["status"] == "succeeded" and len(report["tasks"]) == 60
+    assert all(t["state"] == "succeeded" for t in report["tasks"])
+    *_, taken = [c for c in report["checks"] if c["name"] == "leadership"]  # the first is the old leader's
+    assert "started again the supervisors of" in taken["detail"]
+
+
+async def test_releases_that_went_nowhere_are_noticed_as_a_stall_and_released_again(tmp_path: Path) -> None:
+    plan = chaos_plan(8, seconds=0.1, workers=2, nodes=1, slots=2)
+    masters = sorted({t.master for t in plan.tasks})
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        redis = aredis.Redis.from_url(server.url, decode_responses=True)
+        coord = Coordinator(plan, server.url, tmp_path / "state", run_id="stalled", stall_s=5.0)
+        keys = RunKeys("stalled")
+        run = asyncio.create_task(coord.run())
+        while coord.state.phase < Phase.distribution:  # noqa: ASYNC110  (the masters run; nothing released yet)
+            await asyncio.sleep(0.02)
+        for m in masters:
+            await control.send(redis, keys, f"master-{m}", "drain", by="test")
+        await asyncio.wait_for(coord.executing.wait(), 60)
+        while sum([await redis.xlen(keys.inbox(m)) for m in masters]) < 8:  # noqa: ASYNC110  (releases wait)
+            await asyncio.sleep(0.02)
+        for m in masters:  # lost, as a crashed server that had not written them would lose them
+            await redis.xdel(keys.inbox(m), *[entry_id for entry_id, _ in await redis.xrange(keys.inbox(m))])
+            await control.send(redis, keys, f"master-{m}", "resume", by="test")
+        result = await asyncio.wait_for(run, 120)
+        await redis.aclose()
+    report = result.report
+    assert result.status == "succeeded"
+    assert len(report.stalls) == 1 and sorted(report.stalls[0].requeued) == sorted(t.id for t in plan.tasks)
+    assert all(t.attempts == 2 for t in report.tasks)  # released again as a new attempt, no failure counted

@@ -69,7 +69,7 @@ file_contents = st.one_of(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(content=file_contents, command=st.sampled_from(["plan", "roster", "cluster", "prices"]))
+@given(content=file_contents, command=st.sampled_from(["plan", "roster", "cluster", "prices", "osv"]))
 def test_malformed_files_get_one_line_and_a_bad_input_code(content: bytes, command: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input.json"
@@ -78,16 +78,28 @@ def test_malformed_files_get_one_line_and_a_bad_input_code(content: bytes, comma
         env = {"CORTEX_STATE_DIR": str(Path(tmp) / "state")}
         if command == "plan":
             args = ["run", str(path)]
+        elif command == "osv":  # a zip that is not one, or one whose member is not an OSV record
+            path = _as_zip(path, content) if content[:1] == b"{" else path.rename(path.with_suffix(".zip"))
+            args = ["osv", "import", str(path), "--into", str(Path(tmp) / "state" / "osv")]
         elif command == "prices":  # read before anything starts; the plan is refused too if prices are fine
             env["CORTEX_PRICES"] = str(path)
             args = ["run", str(path)]
         else:
             args = ["plan", "audit security", "--targets", str(FLEET), f"--{command}", str(path), "--out", out]
         code, stderr = invoke(args, env)
-        if command in ("roster", "cluster") and code == 0:
-            return  # hypothesis found a valid roster or cluster: nothing to refuse
+        if command in ("roster", "cluster", "osv") and code == 0:
+            return  # hypothesis found a valid roster, cluster or OSV record: nothing to refuse
         assert_one_clear_line(code, stderr)
         assert not Path(tmp, "state").exists(), "bad input left state behind"
+
+
+def _as_zip(path: Path, member: bytes) -> Path:
+    import zipfile
+
+    zipped = path.with_suffix(".zip")
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("RECORD-1.json", member)
+    return zipped
 
 
 urls = st.one_of(

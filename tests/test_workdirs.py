@@ -171,3 +171,19 @@ def test_a_failed_handoff_fails_the_run_and_a_skipped_one_does_not(tmp_path: Pat
     assert state.all_required_succeeded
     fix.state = TaskState.failed  # "already checked out": the fix was asked for and not made
     assert not state.all_required_succeeded
+
+
+def test_a_suite_killed_by_a_signal_is_retried_not_failed_for_good(tmp_path: Path) -> None:
+    from cortex.errors import TaskFailed
+    from cortex.toolset.pyenv import Env
+    from cortex.toolset.suites import run_suite
+
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nkill -9 $$\n")  # an interpreter killed from outside as it runs the suite
+    python.chmod(0o755)
+    root = _repo(tmp_path / "app")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(TaskFailed) as info:
+        asyncio.run(run_suite(Env(python, "k", True, 0.0), root, scratch, timeout_s=30, coverage=False))
+    assert "killed by signal 9" in str(info.value) and info.value.retryable

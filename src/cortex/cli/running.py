@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cortex.models import Plan
 
 T = TypeVar("T")
+MetricsPort = Annotated[int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics")]
 
 
 def _execute(
@@ -92,7 +93,9 @@ def run(
     state_dir: StateDir = None,
     roster: RosterOpt = None,
     cluster: ClusterOpt = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics")
+    ] = None,
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Name the run (default: time and a random suffix)")
     ] = None,
@@ -123,7 +126,9 @@ def _known_kinds() -> set[str]:
 
 def demo(
     state_dir: StateDir = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics")
+    ] = None,
 ) -> None:
     """Plan and run the full catalog toolset over a working copy of examples/fleet (from the repository root)."""
     from cortex.planner import load_plan

@@ -68,6 +68,8 @@ def load_cluster(path: Path | None = None) -> Cluster:
 
 def write_defaults(directory: Path, *, force: bool = False) -> list[Path]:
     """Copy the default roster and cluster into ``directory`` for editing. Refuses to overwrite unless forced."""
+    if directory.exists() and not directory.is_dir():
+        raise InputError(str(directory), "is a file, not a directory", hint="name a directory to write them into")
     directory.mkdir(parents=True, exist_ok=True)
     targets = [directory / name for name in DEFAULT_FILES]
     existing = [p for p in targets if p.exists()]

@@ -113,3 +113,12 @@ async def branch_worktree(ctx: TaskContext, root: Path, wanted: str) -> AsyncIte
                 yield Workplace(tree, work, branch)
             finally:
                 await git(root, "worktree", "remove", "--force", str(tree))
+                await _drop_if_empty(root, branch.name)
+
+
+async def _drop_if_empty(root: Path, name: str) -> None:
+    """Delete branch ``name`` when it holds nothing beyond HEAD: the work was refused or failed, and an empty
+    branch would only look like a fix that is not there."""
+    head = await git(root, "rev-parse", "HEAD")
+    if await git(root, "rev-list", "--count", f"{head}..refs/heads/{name}", check=False) == "0":
+        await git(root, "branch", "-D", name, check=False)

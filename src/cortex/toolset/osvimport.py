@@ -11,11 +11,15 @@ one is removed. Files are written atomically; the manifest last.
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from cortex.errors import InputError
 from cortex.files import read_json, write_json
 from cortex.toolset.osvdb import MANIFEST, package_file, per_package, read_records
 
@@ -68,15 +72,29 @@ def _take(
 
 
 def import_osv(sources: Iterable[Path], into: Path) -> ImportResult:
-    """Import every record of ``sources`` (zips or directories) into the database at ``into``."""
-    into.mkdir(parents=True, exist_ok=True)
+    """Import every record of ``sources`` (zips or directories) into the database at ``into``. Every source is
+    read before anything is written: one that cannot be read (``InputError`` naming it) changes nothing."""
     seen: dict[str, list[Any]] = read_json(into / SEEN) or {}
     result = ImportResult()
     changes: Changes = {}
     for source in sources:
-        for record in read_records(source):
-            result.read += 1
-            _take(record, into, seen, changes, result)
+        try:
+            for record in read_records(source):
+                if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                    raise ValueError("a record that is not an OSV object with an id")
+                result.read += 1
+                _take(record, into, seen, changes, result)
+        except (
+            zipfile.BadZipFile,
+            ValueError,
+            UnicodeDecodeError,
+            yaml.YAMLError,
+            OSError,
+            KeyError,
+            TypeError,
+        ) as exc:
+            raise InputError(str(source), f"not a readable OSV source: {type(exc).__name__}: {exc}") from None
+    into.mkdir(parents=True, exist_ok=True)
     for rel, by_id in sorted(changes.items()):
         path = into / rel
         held: dict[str, list[dict[str, Any]]] = {}

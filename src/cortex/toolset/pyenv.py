@@ -226,8 +226,8 @@ async def ensure_env(spec: EnvSpec, envs_dir: Path, uv: str, index: Index, *, re
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         code, out, err = await run_argv([uv, "venv", "--quiet", "--python", sys.executable, str(staging)], ".", 60)
-        if code != 0:
-            raise TaskFailed(f"uv venv failed: {(err or out).strip()[-400:]}", retryable=False)
+        if code != 0:  # a uv killed by a signal may do better next time; any other failure will not
+            raise TaskFailed(f"uv venv failed (exit {code}): {(err or out).strip()[-400:]}", retryable=code < 0)
         if spec.requirements:
             argv = [uv, "pip", "install", "--quiet", "--python", str(staging / "bin" / "python"), *index.args()]
             try:
@@ -236,7 +236,7 @@ async def ensure_env(spec: EnvSpec, envs_dir: Path, uv: str, index: Index, *, re
                 raise TaskFailed(f"installing {repository}'s dependencies timed out after {timeout_s:.0f} s") from exc
             if code != 0:
                 message = resolver_message(err or out)
-                retry = any(w in message.lower() for w in NETWORK_WORDS)
+                retry = code < 0 or any(w in message.lower() for w in NETWORK_WORDS)
                 raise TaskFailed(
                     f"installing {repository}'s dependencies ({', '.join(spec.sources)}) failed: {message}",
                     retryable=retry,

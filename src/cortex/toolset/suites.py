@@ -94,6 +94,8 @@ async def run_suite(env: Env, root: Path, scratch: Path, *, timeout_s: float, co
         raise TaskFailed(f"the test suite of {root.name} timed out after {timeout_s:.0f} s") from exc
     if code == NO_TESTS_COLLECTED:
         return SuiteRun(code, "no tests", parse_junit(junit) if junit.exists() else _none())
+    if code < 0:  # killed from outside (the OOM killer, an operator): nothing about the suite, try again
+        raise TaskFailed(f"pytest running the suite of {root.name} was killed by signal {-code}")
     if code not in (0, 1) or not junit.exists():
         tail = (err or out).strip()[-600:]
         raise TaskFailed(f"pytest could not run the suite of {root.name} (exit {code}): {tail}", retryable=False)

@@ -45,6 +45,8 @@ class GraphRun:
         self.rng = random.Random(seed)
         self.duplicates = 0
         self.retries = 0
+        self.progress = 0
+        """Releases and results applied so far: what run-level stall detection watches (cheaper than a scan)."""
         self.ready: dict[str, TaskRecord] = {}
         """Tasks ready to be sent, in the order they became ready, until ``mark_released``. A task can become ready
         twice in one change (a failure skips a dependent, whose skip settles a task that also depends on the
@@ -120,6 +122,7 @@ class GraphRun:
     def mark_released(self, rec: TaskRecord, now: float) -> None:
         """Record that ``rec`` was sent to its master for a new attempt."""
         self.ready.pop(rec.task.id, None)
+        self.progress += 1
         rec.move(TaskState.released)
         rec.attempt += 1
         rec.released_at = now
@@ -168,6 +171,7 @@ class GraphRun:
             self.duplicates += 1
             out.duplicate = True
             return out
+        self.progress += 1
         rec.worker, rec.started_at, rec.finished_at = result.worker, result.started, result.finished
         if rec.released_at is not None:
             rec.dispatch_latency_s.append(max(0.0, result.started - rec.released_at))

@@ -30,7 +30,7 @@ class Stalls:
         self.state, self.redis, self.keys, self.outbox = state, redis, keys, outbox
         self.stall_s = stall_s
         self.last_progress = time.monotonic()
-        self._seen: tuple[int, int] = (-1, -1)
+        self._seen = -1
 
     def progressed(self, now: float) -> None:
         """Start counting quiet time from ``now`` (a take-over, the end of a Redis outage)."""
@@ -39,8 +39,7 @@ class Stalls:
     async def check(self, now: float) -> Stall | None:
         """Note progress; after ``stall_s`` without any, look and act (then wait ``stall_s`` again). Returns the
         stall when there was one."""
-        records = self.state.graph.records.values()
-        seen = (sum(1 for r in records if r.state.terminal), sum(r.attempt for r in records))
+        seen = self.state.graph.progress
         if seen != self._seen:
             self._seen, self.last_progress = seen, now
             return None

@@ -125,3 +125,41 @@ async def test_releases_that_went_nowhere_are_noticed_as_a_stall_and_released_ag
     assert result.status == "succeeded"
     assert len(report.stalls) == 1 and sorted(report.stalls[0].requeued) == sorted(t.id for t in plan.tasks)
     assert all(t.attempts == 2 for t in report.tasks)  # released again as a new attempt, no failure counted
+
+
+async def test_a_killed_execution_is_counted(tmp_path: Path) -> None:
+    plan = chaos_plan(1, seconds=4.0, workers=1, nodes=1, slots=1)
+    (task,) = plan.tasks
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        redis = aredis.Redis.from_url(server.url, decode_responses=True)
+        keys = RunKeys("killed")
+        coord = Coordinator(plan, server.url, tmp_path / "state", run_id="killed")
+        run = asyncio.create_task(coord.run())
+        while await redis.hget(keys.running, task.id) is None:  # noqa: ASYNC110  (until the worker has it)
+            await asyncio.sleep(0.02)
+        worker = json.loads(await redis.hget(keys.processes, plan.workers[0].worker_id))
+        os.kill(worker["pid"], signal.SIGKILL)  # mid-task: its supervisor restarts it, it runs the task again
+        result = await asyncio.wait_for(run, 120)
+        await redis.aclose()
+    (record,) = result.report.tasks
+    assert record.state.value == "succeeded" and record.attempts == 1 and record.executions == 2
+    assert result.report.executions == 2
+
+
+async def test_liveness_in_the_state_files_comes_from_heartbeats(redis: aredis.Redis, tmp_path: Path) -> None:
+    from cortex.coord.events import Outbox
+    from cortex.observability.metrics import RunMetrics
+    from cortex.runtime.nodes import Nodes
+    from cortex.runtime.runstate import RunState
+
+    plan = chaos_plan(1, workers=2, nodes=1, slots=2)
+    state = RunState.new(plan, "hb", tmp_path, model_configured=False)
+    keys = RunKeys("hb")
+    a, b = (w.worker_id for w in plan.workers)
+    for worker_id in (a, b):  # what a supervisor last wrote before it died: both alive
+        status = {"id": worker_id, "node": "n1", "kind": "worker", "pid": 1, "alive": True, "restarts": 0}
+        await redis.hset(keys.processes, worker_id, json.dumps(status))
+    await redis.set(keys.heartbeat(a), "1", px=4000)  # only a still beats
+    nodes = Nodes(state, redis, keys, Outbox(keys), RunMetrics())
+    await nodes.read_processes()
+    assert state.processes[a].alive and not state.processes[b].alive

@@ -15,6 +15,7 @@ from cortex.coord.server import EmbeddedRedis
 from cortex.models import Roster
 from cortex.planner import build_plan
 from cortex.runtime.coordinator import Coordinator, RunResult
+from cortex.runtime.options import RunOptions
 from cortex.toolset.fleet import working_copy
 
 from .conftest import FLEET
@@ -109,7 +110,9 @@ async def run(
     path.write_text(json.dumps(script))
     plan = build_plan("run the tests and fix what fails", fleet, r, small_cluster())
     with EmbeddedRedis() as server:
-        result = await Coordinator(plan, server.url, tmp_path / "state", model=model or f"script:{path}").run()
+        result = await Coordinator(
+            plan, server.url, tmp_path / "state", RunOptions(model=model or f"script:{path}")
+        ).run()
     report = json.loads(result.report_json.read_text())  # noqa: ASYNC240
     return result, report, fleet / "payments-api"
 

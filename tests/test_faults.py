@@ -24,6 +24,7 @@ from cortex.models.phase import Phase
 from cortex.planner import write_plan
 from cortex.runtime import control
 from cortex.runtime.coordinator import Coordinator
+from cortex.runtime.options import RunOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -53,17 +54,17 @@ async def test_a_redis_outage_longer_than_the_lease_is_waited_out(tmp_path: Path
     assert report.success_criteria["no-lost-tasks"]
 
 
-def _supervisors(url: str, run_id: str) -> list[int]:
+def _agents(url: str, run_id: str) -> list[int]:
     async def read() -> list[int]:
         redis = aredis.Redis.from_url(url, decode_responses=True)
         nodes = await redis.hgetall(RunKeys(run_id).nodes)
         await redis.aclose()
-        return [int(json.loads(v)["supervisor_pid"]) for v in nodes.values()]
+        return [int(json.loads(v)["agent_pid"]) for v in nodes.values()]
 
     return asyncio.run(read())
 
 
-def test_a_take_over_finishes_when_the_old_supervisors_have_stopped(tmp_path: Path) -> None:
+def test_a_take_over_finishes_when_the_old_node_agents_have_stopped(tmp_path: Path) -> None:
     write_plan(chaos_plan(60, seconds=0.5, workers=2, nodes=1, slots=2), tmp_path / "plan")
     state = tmp_path / "state"
     with EmbeddedRedis(tmp_path / "redis") as server:
@@ -81,11 +82,11 @@ def test_a_take_over_finishes_when_the_old_supervisors_have_stopped(tmp_path: Pa
                 pass
             assert time.monotonic() < deadline and first.poll() is None, "the first run did not get going"
             time.sleep(0.1)
-        pids = _supervisors(server.url, "orphaned")
-        first.send_signal(signal.SIGKILL)  # the coordinator dies; its supervisors stop some 20 s later
+        pids = _agents(server.url, "orphaned")
+        first.send_signal(signal.SIGKILL)  # the coordinator dies; its node agents stop some 20 s later
         first.wait(timeout=10)
         gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=60)
-        assert not alive, "the orphaned supervisors did not stop"
+        assert not alive, "the orphaned node agents did not stop"
         second = subprocess.run(
             [sys.executable, "-m", "cortex", "takeover", "orphaned", "--wait", "15"],
             env=env,
@@ -98,7 +99,7 @@ def test_a_take_over_finishes_when_the_old_supervisors_have_stopped(tmp_path: Pa
     assert report["status"] == "succeeded" and len(report["tasks"]) == 60
     assert all(t["state"] == "succeeded" for t in report["tasks"])
     *_, taken = [c for c in report["checks"] if c["name"] == "leadership"]  # the first is the old leader's
-    assert "started again the supervisors of" in taken["detail"]
+    assert "started again the node agents of" in taken["detail"]
 
 
 async def test_releases_that_went_nowhere_are_noticed_as_a_stall_and_released_again(tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ async def test_releases_that_went_nowhere_are_noticed_as_a_stall_and_released_ag
     masters = sorted({t.master for t in plan.tasks})
     with EmbeddedRedis(tmp_path / "redis") as server:
         redis = aredis.Redis.from_url(server.url, decode_responses=True)
-        coord = Coordinator(plan, server.url, tmp_path / "state", run_id="stalled", stall_s=5.0)
+        coord = Coordinator(plan, server.url, tmp_path / "state", RunOptions(stall_s=5.0), run_id="stalled")
         keys = RunKeys("stalled")
         run = asyncio.create_task(coord.run())
         while coord.state.phase < Phase.distribution:  # noqa: ASYNC110  (the masters run; nothing released yet)

@@ -19,6 +19,7 @@ from cortex.models import Cluster, Roster
 from cortex.models.messages import StreamEvent
 from cortex.planner import build_plan
 from cortex.runtime.coordinator import Coordinator
+from cortex.runtime.options import RunOptions
 from cortex.toolset.fleet import working_copy
 
 from .conftest import FLEET, ROOT
@@ -143,7 +144,7 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     state = tmp_path / "state"
     port = free_port()
     with EmbeddedRedis() as server:
-        result = await Coordinator(plan, server.url, state, metrics_port=port).run()
+        result = await Coordinator(plan, server.url, state, RunOptions(metrics_port=port)).run()
         url = f"http://127.0.0.1:{port}/metrics"
         metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
         leftover = aredis.Redis.from_url(server.url, decode_responses=True)

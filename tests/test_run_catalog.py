@@ -12,6 +12,7 @@ from cortex.coord.server import EmbeddedRedis
 from cortex.models import Plan, Roster
 from cortex.planner import build_plan
 from cortex.runtime.coordinator import Coordinator, RunResult
+from cortex.runtime.options import RunOptions
 
 from .conftest import FLEET
 from .test_catalog_api import Catalog, make_catalog
@@ -43,7 +44,7 @@ async def run_with_catalog(plan: Plan, cat: Catalog, state: Path) -> RunResult:
     """Run ``plan`` on a private Redis, recording into the catalog ``cat`` with its write token."""
     token = cat.writer["Authorization"].removeprefix("Bearer ")
     with EmbeddedRedis() as run_redis:
-        return await Coordinator(plan, run_redis.url, state, catalog_url=cat.url, catalog_token=token).run()
+        return await Coordinator(plan, run_redis.url, state, RunOptions(catalog_url=cat.url, catalog_token=token)).run()
 
 
 async def test_inventory_tasks_record_assets_with_provenance(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
@@ -89,7 +90,9 @@ async def test_inventory_tasks_record_assets_with_provenance(redis_server: Embed
 async def test_preflight_reports_an_unreachable_catalog_and_the_run_goes_on(tmp_path: Path) -> None:
     plan = build_plan("inventory of the fleet", FLEET, inventory_roster(), small_cluster())
     with EmbeddedRedis() as run_redis:
-        result = await Coordinator(plan, run_redis.url, tmp_path / "state", catalog_url="http://127.0.0.1:9").run()
+        result = await Coordinator(
+            plan, run_redis.url, tmp_path / "state", RunOptions(catalog_url="http://127.0.0.1:9")
+        ).run()
     report = json.loads(result.report_json.read_text())
     check = next(c for c in report["checks"] if c["name"] == "catalog")
     assert check["detail"].startswith("absent: API down and no cache")

@@ -103,8 +103,8 @@ class RedisUnavailable(CortexError):
 
 
 class StartFailed(CortexError):
-    """A process or tool the run needs did not start: a node supervisor exited, no heartbeat came, git is
-    missing for the demo's working copies."""
+    """A process or tool the run needs did not start: a node agent exited, no heartbeat came, the plan's nodes
+    did not register (cluster mode), git is missing for the demo's working copies."""
 
     exit_code = ExitCode.START_FAILED
 
@@ -181,6 +181,10 @@ class BudgetExceeded(CortexError):
         self.requested = requested
         self.remaining = remaining
         super().__init__(f"reservation of {requested} tokens exceeds {level} ({remaining} remaining)")
+
+
+class RemoteError(Exception):
+    """A git remote could not be cloned, fetched or pushed (the message says which and why, its URL redacted)."""
 
 
 class ManifestUnreadable(ValueError):

@@ -120,8 +120,8 @@ async def _pause_worker(redis: aredis.Redis, target: Target, rng: random.Random)
 
 
 async def _kill_node(redis: aredis.Redis, target: Target, rng: random.Random) -> Fault | None:
-    """SIGKILL a worker node's supervisor and every process it started (its process group)."""
-    pids = await target.supervisor_pids(redis)
+    """SIGKILL a worker node's agent and every process it started (its process group)."""
+    pids = await target.agent_pids(redis)
     nodes = sorted(n for n in pids if n in target.worker_nodes())
     if len(nodes) < 2:
         return None  # the last worker node: nowhere to move its workers
@@ -129,7 +129,7 @@ async def _kill_node(redis: aredis.Redis, target: Target, rng: random.Random) ->
     pid = pids[node]
     moved = [p["id"] for p in (await _processes(redis, target)).values() if p["node"] == node and p["kind"] == "worker"]
     os.killpg(pid, signal.SIGKILL)
-    fault = Fault("kill-node", node, target.elapsed(), detail=f"supervisor pid {pid} and {len(moved)} worker(s)")
+    fault = Fault("kill-node", node, target.elapsed(), detail=f"node agent pid {pid} and {len(moved)} worker(s)")
 
     async def replaced() -> bool:
         """Every worker the coordinator could place (within the healthy nodes' slots) runs on its new node."""

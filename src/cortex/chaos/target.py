@@ -1,5 +1,5 @@
 """What the fault injectors act on: a run whose coordinator is a separate ``cortex`` process (so it can be paused
-with SIGSTOP and taken over by another), its private Redis server, its node supervisors and, optionally, a catalog
+with SIGSTOP and taken over by another), its private Redis server, its node agents and, optionally, a catalog
 API. Everything the harness knows about the run it reads from Redis and the state directory, as an operator would.
 """
 
@@ -101,10 +101,10 @@ class Target:
         ended = sum(1 for r in records if json.loads(r)["state"] in ("succeeded", "failed", "skipped"))
         return ended / max(1, len(self.plan.tasks))
 
-    async def supervisor_pids(self, redis: aredis.Redis) -> dict[str, int]:
-        """Live node supervisors by node (from what they report in Redis)."""
+    async def agent_pids(self, redis: aredis.Redis) -> dict[str, int]:
+        """Live node agents by node (from what they report in Redis)."""
         nodes = {k: json.loads(v) for k, v in (await redis.hgetall(self.keys.nodes)).items()}
-        return {n: int(d["supervisor_pid"]) for n, d in nodes.items() if _alive(int(d.get("supervisor_pid", 0)))}
+        return {n: int(d["agent_pid"]) for n, d in nodes.items() if _alive(int(d.get("agent_pid", 0)))}
 
     def worker_nodes(self) -> set[str]:
         """Nodes that host workers."""

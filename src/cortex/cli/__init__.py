@@ -2,7 +2,7 @@
 
 Each module holds a family of commands (planning, running, views, processes, catalog, chaos); this one assembles
 them and owns the single error path (``main``). Heavy imports happen inside commands, so that the processes a
-supervisor starts come up quickly.
+node agent starts come up quickly.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ app.command()(live.resume)
 app.command()(live.cancel)
 app.command()(processes.worker)
 app.command()(processes.master)
-app.command()(processes.supervisor)
+app.command()(processes.node)
 app.command(name="chaos")(chaos)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(osv_app, name="osv")

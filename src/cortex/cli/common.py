@@ -37,6 +37,20 @@ StateDir = Annotated[
     Path | None, typer.Option("--state-dir", help="State directory (default: CORTEX_STATE_DIR or .cortex)")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+MetricsHost = Annotated[
+    str, typer.Option("--metrics-host", help="Address /metrics binds (0.0.0.0 for every interface)")
+]
+
+
+def check_host(host: str, source: str) -> str:
+    """``host`` if it is an IP address or a host name (what a server may bind)."""
+    import ipaddress
+
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host))
+    if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+        return host
+    raise InputError(source, f"{host!r} is not an address or host name", hint="e.g. 127.0.0.1 or 0.0.0.0")
 
 
 def say_error(message: str) -> None:

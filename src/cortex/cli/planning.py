@@ -42,13 +42,22 @@ def build(goal: str, targets: Path, roster: Path | None, cluster: Path | None) -
     from cortex.planner import build_plan
     from cortex.roster import load_cluster, load_roster
 
-    model = settings().model is not None
-    return build_plan(goal, targets, load_roster(roster), load_cluster(cluster), model_configured=model)
+    s = settings()
+    fleet = None
+    if targets.is_file():  # a fleet file: its remotes checked out into this host's workspace
+        from cortex.toolset.remotes import remote_targets
+
+        fleet = remote_targets(targets, s.state_dir / "workspace")
+    return build_plan(
+        goal, targets, load_roster(roster), load_cluster(cluster), model_configured=s.model is not None, targets=fleet
+    )
 
 
 def plan(
     goal: str,
-    targets: Annotated[Path, typer.Option("--targets", help="Directory of target repositories")],
+    targets: Annotated[
+        Path, typer.Option("--targets", help="Directory of target repositories, or a fleet file (YAML) of git remotes")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Where to write plan.json and the documents")] = Path(
         "plans/latest"
     ),
@@ -58,7 +67,8 @@ def plan(
         bool, typer.Option("--assist", help="Ask CORTEX_MODEL to propose tasks; the planner validates them")
     ] = False,
 ) -> None:
-    """Plan GOAL over the repositories under --targets; writes plan.json and Markdown documents."""
+    """Plan GOAL over the repositories under --targets (a directory, or a fleet file of git remotes, checked out
+    into the state directory's workspace); writes plan.json and Markdown documents."""
     from cortex.planner import write_plan
 
     p = _assisted(goal, targets, roster, cluster) if assist else build(goal, targets, roster, cluster)

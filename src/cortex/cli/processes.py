@@ -1,16 +1,19 @@
-"""``cortex worker``, ``master`` and ``supervisor``: the processes of a run, as a node supervisor or a Kubernetes
-pod starts them. They join the run in the Redis that ``CORTEX_REDIS_URL`` names."""
+"""``cortex node``, ``worker`` and ``master``: the node agent that serves runs on a host, and the processes of a
+run it starts (also runnable alone, as a Kubernetes pod would). They join the Redis that ``CORTEX_REDIS_URL`` names
+(auth and TLS through the URL)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
 
-from cortex.cli.common import check_run_id, require_redis_url, run_async, settings
+from cortex.cli.common import MetricsHost, check_host, check_run_id, require_redis_url, run_async, settings
+from cortex.errors import InputError
 
 RunOpt = Annotated[str, typer.Option("--run", help="Run id to join")]
-WHY = "for worker, master and supervisor processes (they join a run in that Redis)"
+WHY = "for node agents, workers and masters (they join runs in that Redis)"
 
 
 def worker(
@@ -38,10 +41,56 @@ def master(run: RunOpt, name: Annotated[str, typer.Option("--name", help="Master
     run_async(run_master(url, run, name, outage_s=settings().redis_outage_s))
 
 
-def supervisor(run: RunOpt, node: Annotated[str, typer.Option("--node", help="Node name from the plan")]) -> None:
-    """Run the supervisor of one node: starts and restarts its masters and workers."""
-    from cortex.runtime.supervisor import run_supervisor
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+LABEL = re.compile(r"([A-Za-z0-9][A-Za-z0-9._/-]{0,252})=([A-Za-z0-9._-]{0,63})")
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        for item in filter(None, value.split(",")):
+            m = LABEL.fullmatch(item.strip())
+            if not m:
+                raise InputError("--labels", f"{item!r} is not key=value", hint="e.g. --labels zone=a,disk=ssd")
+            out[m[1]] = m[2]
+    return out
+
+
+def node(
+    name: Annotated[str, typer.Argument(help="Node name, as plans name nodes (e.g. worker-node-1)")],
+    labels: Annotated[list[str], typer.Option("--labels", help="key=value[,key=value] (repeatable)")] = [],  # noqa: B006
+    slots: Annotated[
+        int | None, typer.Option("--slots", min=0, help="Worker processes it runs at once (default: 2 per CPU)")
+    ] = None,
+    pool: Annotated[str, typer.Option("--pool", help="Pool of nodes a coordinator places on")] = "default",
+    drain_s: Annotated[
+        float, typer.Option("--drain-s", min=0, help="On SIGTERM, how long running tasks may finish")
+    ] = 60.0,
+    metrics_host: MetricsHost = "127.0.0.1",
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve /metrics")] = None,
+    for_run: Annotated[
+        str | None, typer.Option("--for-run", hidden=True, help="Serve only this run, then exit")
+    ] = None,
+) -> None:
+    """Run a node agent: register this host in the pool, start and supervise the masters and workers that runs
+    place on it, report their CPU and memory, and drain on SIGTERM (running tasks finish, none are taken)."""
+    from cortex.runtime.agent import AgentOptions, run_agent
 
     url = require_redis_url(WHY)
-    check_run_id(run, "--run")
-    run_supervisor(url, run, node)
+    if not NODE_NAME.fullmatch(name):
+        raise InputError("NAME", f"{name!r} is not a node name", hint="lower-case letters, digits and '-'")
+    if not NODE_NAME.fullmatch(pool):
+        raise InputError("--pool", f"{pool!r} is not a pool name", hint="lower-case letters, digits and '-'")
+    if for_run is not None:
+        check_run_id(for_run, "--for-run")
+    options = AgentOptions(
+        name=name,
+        pool=pool,
+        labels=_labels(labels),
+        slots=slots,
+        drain_s=drain_s,
+        metrics_host=check_host(metrics_host, "--metrics-host"),
+        metrics_port=metrics_port,
+        for_run=for_run,
+    )
+    run_agent(url, options)

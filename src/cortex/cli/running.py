@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from cortex.cli.common import (
+    MetricsHost,
     StateDir,
     check_run_id,
     console,
@@ -26,16 +27,57 @@ from cortex.errors import ExitCode, InputError, PreflightFailed, RunInterrupted
 if TYPE_CHECKING:
     from cortex.config import Settings
     from cortex.models import Plan
+    from cortex.runtime.options import RunOptions
 
 T = TypeVar("T")
 MetricsPort = Annotated[int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics")]
+NodesOpt = Annotated[
+    str, typer.Option("--nodes", help="local: start a node agent per plan node here; cluster: use registered agents")
+]
+PoolOpt = Annotated[str, typer.Option("--pool", help="Cluster mode: the pool of node agents to place on")]
+NodeWaitOpt = Annotated[
+    float, typer.Option("--node-wait", min=0, help="Cluster mode: seconds to wait for the plan's nodes to register")
+]
+
+
+def _options(
+    settings: Settings,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    nodes: str = "local",
+    pool: str = "default",
+    node_wait: float = 60.0,
+) -> RunOptions:
+    """The run's options from the command line and ``CORTEX_*`` settings; bad values are input errors."""
+    from cortex.cli.common import check_host
+    from cortex.runtime.options import RunOptions
+
+    if nodes not in ("local", "cluster"):
+        raise InputError("--nodes", f"{nodes!r} is neither local nor cluster", hint="--nodes local or --nodes cluster")
+    prices = {}
+    if settings.prices:
+        from cortex.agents.prices import load_prices
+
+        prices = load_prices(settings.prices)  # before anything starts: a bad table is an input error
+    return RunOptions(
+        model=settings.model,
+        catalog_url=settings.catalog_url,
+        catalog_token=settings.catalog_token,
+        prices=prices,
+        metrics_port=metrics_port,
+        metrics_host=check_host(metrics_host, "--metrics-host"),
+        connect_attempts=settings.redis_connect_attempts,
+        outage_s=settings.redis_outage_s,
+        stall_s=settings.stall_s,
+        pool=pool if nodes == "cluster" else None,
+        node_wait_s=node_wait,
+    )
 
 
 def _execute(
     p: Plan,
     state_dir: Path,
-    metrics_port: int | None,
-    settings: Settings,
+    options: RunOptions,
     *,
     run_id: str | None = None,
     take_over_within: float | None = None,
@@ -45,26 +87,15 @@ def _execute(
 
     from cortex.runtime.coordinator import Coordinator
 
-    prices = {}
-    if settings.prices:
-        from cortex.agents.prices import load_prices
-
-        prices = load_prices(settings.prices)  # before anything starts: a bad table is an input error
     with private_or_configured_redis() as url, Live(console=console, refresh_per_second=4, transient=False) as live:
         coord = Coordinator(
             p,
             url,
             state_dir,
-            model=settings.model,
-            metrics_port=metrics_port,
+            options,
             run_id=run_id,
-            connect_attempts=settings.redis_connect_attempts,
-            catalog_url=settings.catalog_url,
-            catalog_token=settings.catalog_token,
             on_update=lambda s: live.update(progress_table(s)),
-            prices=prices,
-            outage_s=settings.redis_outage_s,
-            stall_s=settings.stall_s,
+            notice=lambda text: live.console.print(text, markup=False, highlight=False),
         )
         work = coord.run() if take_over_within is None else coord.take_over(take_over_within)
         try:
@@ -89,19 +120,25 @@ def _execute(
 
 def run(
     plan_or_goal: Annotated[str, typer.Argument(metavar="PLAN_JSON|GOAL")],
-    targets: Annotated[Path | None, typer.Option("--targets", help="With a goal: directory of targets")] = None,
+    targets: Annotated[
+        Path | None, typer.Option("--targets", help="With a goal: directory of targets, or a fleet file")
+    ] = None,
     state_dir: StateDir = None,
     roster: RosterOpt = None,
     cluster: ClusterOpt = None,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics")
-    ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    nodes: NodesOpt = "local",
+    pool: PoolOpt = "default",
+    node_wait: NodeWaitOpt = 60.0,
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Name the run (default: time and a random suffix)")
     ] = None,
 ) -> None:
-    """Run a plan.json, or plan GOAL over --targets and run it. Exit 1 if a required task failed, 4 if another
-    coordinator took the run over (this one stepped down), 6 if pre-flight failed."""
+    """Run a plan.json, or plan GOAL over --targets and run it: on node agents started here (--nodes local, the
+    default) or on the agents registered in a pool (--nodes cluster). Exit 1 if a required task failed, 4 if
+    another coordinator took the run over (this one stepped down), 6 if pre-flight failed, 7 if nodes or processes
+    did not start."""
     from cortex.planner import load_plan, write_plan
 
     settings = load_settings()
@@ -115,7 +152,8 @@ def run(
     else:
         p = build(plan_or_goal, targets, roster, cluster)
         write_plan(p, sd / "plans" / p.id)
-    _execute(p, sd, metrics_port, settings, run_id=run_id)
+    options = _options(settings, metrics_port, metrics_host, nodes, pool, node_wait)
+    _execute(p, sd, options, run_id=run_id)
 
 
 def _known_kinds() -> set[str]:
@@ -126,9 +164,8 @@ def _known_kinds() -> set[str]:
 
 def demo(
     state_dir: StateDir = None,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics")
-    ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Plan and run the full catalog toolset over a working copy of examples/fleet (from the repository root)."""
     from cortex.planner import load_plan
@@ -145,7 +182,7 @@ def demo(
     console.print(f'$ cortex plan "{goal}" --targets {fleet} --out plans/full', markup=False, highlight=False)
     plan(goal, targets=fleet, out=Path("plans/full"))
     console.print("$ cortex run plans/full/plan.json", markup=False, highlight=False)
-    _execute(load_plan(Path("plans/full/plan.json")), sd, metrics_port, settings)
+    _execute(load_plan(Path("plans/full/plan.json")), sd, _options(settings, metrics_port, metrics_host))
 
 
 def takeover(
@@ -161,7 +198,7 @@ def takeover(
     check_run_id(run_id)
     url = require_redis_url("to name the Redis server of the run to take over")
     p = run_async(load_plan(url, run_id))
-    _execute(p, resolve_state_dir(state_dir), None, load_settings(), run_id=run_id, take_over_within=wait)
+    _execute(p, resolve_state_dir(state_dir), _options(load_settings()), run_id=run_id, take_over_within=wait)
 
 
 def _run_interruptible(coro: Coroutine[Any, Any, T], request_stop: Callable[[], None]) -> T:

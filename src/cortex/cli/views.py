@@ -1,16 +1,25 @@
-"""``cortex status``, ``history`` and ``report``: reading what runs left in the state directory."""
+"""``cortex status``, ``history`` and ``report``: what runs left in the run index in Redis (when
+``CORTEX_REDIS_URL`` is set and no ``--state-dir`` is given: any host sees every run of that Redis), or in the
+state directory (this host's runs)."""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
-from cortex.cli.common import AsJson, StateDir, check_run_id, console, err, state_dir
+from cortex.cli.common import AsJson, StateDir, check_run_id, console, err, run_async, settings, state_dir
 from cortex.errors import InputError, RunNotFound
+
+if TYPE_CHECKING:
+    import redis.asyncio as aredis
+
+T = TypeVar("T")
 
 STATES = ("pending", "released", "running", "retrying", "succeeded", "failed", "skipped")
 
@@ -30,12 +39,52 @@ def progress_table(state: dict[str, Any]) -> Table:
     return table
 
 
-def status(state_dir_opt: StateDir = None, as_json: AsJson = False) -> None:
-    """Show the running or last execution."""
+def _from_redis(state_dir_opt: Path | None) -> str | None:
+    """The Redis to read the run index from: ``CORTEX_REDIS_URL`` unless a state directory was named."""
+    return None if state_dir_opt is not None else settings().redis_url
+
+
+def _indexed(url: str, read: Callable[[aredis.Redis], Awaitable[T]]) -> T:
+    from cortex.coord.connection import connect
+
+    async def main() -> T:
+        redis = await connect(url)
+        try:
+            return await read(redis)
+        finally:
+            await redis.aclose()
+
+    return run_async(main())
+
+
+def status(
+    run_id: Annotated[str | None, typer.Argument(help="Run id (default: the latest)")] = None,
+    state_dir_opt: StateDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show a run as it stands: from the run index in Redis when CORTEX_REDIS_URL is set (any host), else the
+    state directory's latest execution."""
+    from cortex.runtime import runindex
+
+    if run_id is not None:
+        check_run_id(run_id)
+    url = _from_redis(state_dir_opt)
+    if url:
+        state = _indexed(url, lambda r: runindex.current(r, run_id))
+    else:
+        state = _local_status(state_dir(state_dir_opt), run_id)
+    if as_json:
+        print(json.dumps(state, indent=2, sort_keys=True))
+        return
+    console.print(progress_table(state))
+    if state.get("report"):
+        console.print(f"report: {state['report'].get('report_md')}", markup=False, highlight=False)
+
+
+def _local_status(sd: Path, run_id: str | None) -> dict[str, Any]:
     from cortex.files import read_json
     from cortex.runtime.statefiles import CURRENT
 
-    sd = state_dir(state_dir_opt)
     try:
         state = read_json(sd / CURRENT)
     except (OSError, ValueError) as exc:
@@ -44,14 +93,11 @@ def status(state_dir_opt: StateDir = None, as_json: AsJson = False) -> None:
         raise RunNotFound(f"no execution recorded in {sd}: run `cortex run` first")
     if not isinstance(state, dict) or not {"status", "pid", "run_id"} <= state.keys():
         raise InputError(str(sd / CURRENT), "not a state file Cortex wrote", hint="remove it")
+    if run_id is not None and state["run_id"] != run_id:
+        raise RunNotFound(f"the latest execution in {sd} is {state['run_id']}, not {run_id}: see `cortex history`")
     if state["status"] == "running" and not _pid_alive(int(state["pid"])):
         state["status"] = "interrupted (coordinator no longer running)"
-    if as_json:
-        print(json.dumps(state, indent=2, sort_keys=True))
-        return
-    console.print(progress_table(state))
-    if state.get("report"):
-        console.print(f"report: {state['report'].get('report_md')}", markup=False, highlight=False)
+    return state
 
 
 def _pid_alive(pid: int) -> bool:
@@ -65,9 +111,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 def history(state_dir_opt: StateDir = None) -> None:
-    """List past executions (archives)."""
-    sd = state_dir(state_dir_opt)
+    """List past executions: the run index in Redis when CORTEX_REDIS_URL is set, else the archives."""
+    from cortex.runtime import runindex
+
     table = Table("run", "status", "duration", "tasks", "goal")
+    url = _from_redis(state_dir_opt)
+    if url:
+        for s in _indexed(url, runindex.history):
+            end = s.get("finished_at") or s.get("updated_at") or s["started_at"]
+            tasks = sum(sum(c.values()) for c in s.get("tasks", {}).values())
+            table.add_row(s["run_id"], s["status"], f"{end - s['started_at']:.1f} s", str(tasks), s["goal"])
+        console.print(table)
+        return
+    sd = state_dir(state_dir_opt)
     for report_file in sorted((sd / "archives").glob("CORTEX-EXEC-*/report.json"), reverse=True):
         try:
             r = json.loads(report_file.read_text(encoding="utf-8"))
@@ -84,11 +140,17 @@ def report(
     state_dir_opt: StateDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show the report of a past execution."""
+    """Show the report of a past execution: from this host's archives, else from the run index in Redis."""
+    from cortex.runtime import runindex
+
+    run_id = check_run_id(run_id.removeprefix("CORTEX-EXEC-"))
     sd = state_dir(state_dir_opt)
-    check_run_id(run_id.removeprefix("CORTEX-EXEC-"))
-    folder = sd / "archives" / f"CORTEX-EXEC-{run_id.removeprefix('CORTEX-EXEC-')}"
-    path = folder / ("report.json" if as_json else "report.md")
-    if not path.is_file():
+    path = sd / "archives" / f"CORTEX-EXEC-{run_id}" / ("report.json" if as_json else "report.md")
+    if path.is_file():
+        print(path.read_text(), end="")
+        return
+    url = _from_redis(state_dir_opt)
+    if not url:
         raise RunNotFound(f"no archived execution {run_id!r} in {sd / 'archives'}: see `cortex history`")
-    print(path.read_text(), end="")
+    field = "report_json" if as_json else "report_md"
+    print(_indexed(url, lambda r: runindex.report(r, run_id, field)), end="")

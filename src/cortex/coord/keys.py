@@ -22,8 +22,16 @@ WORKER_CHANNELS = f"{PREFIX}:worker:*"
 """Pattern of every worker's channel."""
 RUNS = f"{PREFIX}:runs"
 """Sorted set of run ids by start time."""
+RUN_INDEX_TTL_S = 30 * 24 * 3600
+"""How long a finished run's entry in the run index stays in Redis (its archive stays on disk for good)."""
 FENCE_COUNTER = f"{PREFIX}:fence"
 """Monotonic counter every fencing token comes from."""
+
+
+def run_index(run_id: str) -> str:
+    """Hash of what any host may read of run ``run_id``, live and after its end: ``current`` (the live state
+    document), ``report_json`` and ``report_md``. It outlives the run's own keys (``RUN_INDEX_TTL_S``)."""
+    return f"{PREFIX}:index:{run_id}"
 
 
 def master_channel(name: str) -> str:
@@ -111,17 +119,25 @@ class RunKeys:
 
     @property
     def processes(self) -> str:
-        """Hash process id -> status JSON (node, pid, restarts), written by node supervisors."""
+        """Hash process id -> status JSON (node, pid, restarts), written by node agents."""
         return f"{self.base}:processes"
 
     @property
     def placement(self) -> str:
-        """Hash worker id -> node, for workers the coordinator moved off a failed node (supervisors reconcile)."""
+        """Hash process id (``master-<name>`` or a worker id) -> node: where every process of the run runs now,
+        written by the coordinator at start and when a node fails ("" for a worker no node had a slot for). Node
+        agents start and stop their processes from it."""
         return f"{self.base}:placement"
 
     @property
+    def settings(self) -> str:
+        """Hash of what node agents need to start the run's processes: ``pool``, ``model``, ``catalog_url``
+        (never a secret: tokens and keys come from each node's own environment)."""
+        return f"{self.base}:settings"
+
+    @property
     def nodes(self) -> str:
-        """Hash node -> measured usage JSON (CPU seconds, peak RSS), written by node supervisors."""
+        """Hash node -> measured usage JSON (CPU seconds, peak RSS), written by the node agents."""
         return f"{self.base}:nodes"
 
     @property
@@ -137,7 +153,7 @@ class RunKeys:
 
     @property
     def stop(self) -> str:
-        """Set when the run ends: every node supervisor, including adopted ones, stops its processes and exits."""
+        """Set when the run ends: every node agent stops the run's processes."""
         return f"{self.base}:stop"
 
     def ledger(self, level: str) -> str:
@@ -162,6 +178,32 @@ class RunKeys:
     def pattern(self) -> str:
         """Glob matching every key of the run, for cleanup."""
         return f"{self.base}:*"
+
+
+@dataclass(frozen=True)
+class PoolKeys:
+    """Keys of a pool of node agents (``cortex node --pool``). A run's coordinator places processes on the live
+    nodes of one pool; local mode uses a pool of its own per run."""
+
+    pool: str
+
+    @property
+    def base(self) -> str:
+        """Prefix of every key of the pool."""
+        return f"{PREFIX}:pool:{self.pool}"
+
+    @property
+    def nodes(self) -> str:
+        """Hash node name -> ``NodeInfo`` JSON (capacity, labels, host, version, usage), written by each agent."""
+        return f"{self.base}:nodes"
+
+    def heartbeat(self, node: str) -> str:
+        """Lease key a live node agent keeps refreshing; gone means the node failed or drained."""
+        return f"{self.base}:node:{node}:hb"
+
+    def runs(self, node: str) -> str:
+        """Set of run ids that have processes placed on ``node`` (added by coordinators, removed by the agent)."""
+        return f"{self.base}:node:{node}:runs"
 
 
 GROUP_MASTERS = "masters"

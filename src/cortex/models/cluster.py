@@ -58,3 +58,31 @@ class Cluster(BaseModel):
     def control_plane_nodes(self) -> list[Node]:
         """Control-plane nodes in file order (they host the masters)."""
         return [n for n in self.nodes if n.role is NodeRole.control_plane]
+
+
+class NodeInfo(BaseModel):
+    """A node agent as it registers itself in its pool (``cortex node``) and refreshes every heartbeat."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    pool: str
+    host: str
+    """Host name of the machine the agent runs on."""
+    pid: int
+    version: str
+    """Cortex version of the agent."""
+    slots: int = Field(ge=0)
+    """How many worker processes the agent runs at once, over every run."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    started_at: float
+    draining: bool = False
+    """The agent was asked to stop: it finishes what it runs and takes no new run."""
+    runs: list[str] = Field(default_factory=list)
+    """Runs it has processes of now."""
+    workers: int = 0
+    """Worker processes it runs now, over every run."""
+    cpu_s: float = 0.0
+    """CPU seconds of everything it started since it started, tool subprocesses included."""
+    rss_mib: float = 0.0
+    """Resident memory of everything it runs now, tool subprocesses included."""

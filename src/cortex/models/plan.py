@@ -19,14 +19,30 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Remote(_Frozen):
+    """Where a target comes from when it is a git remote (a fleet file): every node checks it out at ``commit``."""
+
+    url: str
+    branch: str | None = None
+    """The branch the planner checked out (None: the remote's default)."""
+    commit: str | None = None
+    """The commit the plan pins (the branch's head when the plan was made)."""
+    credentials: str | None = None
+    """Name of the environment variable holding the token, on each node (never the token itself)."""
+    push: bool = False
+    """Fix and runbook branches are pushed to the remote as new branches."""
+
+
 class Target(_Frozen):
     """A repository (or directory) the plan works on, with the traits the playbooks match on."""
 
     name: str
     path: str
+    """The directory on the planner's host; nodes use their own checkout of ``remote`` when there is one."""
     traits: list[str]
     links_outside: list[str] = Field(default_factory=list)
     """Symbolic links in the target that lead out of it (``path -> destination``): never followed, reported."""
+    remote: Remote | None = None
 
 
 class RouteScore(_Frozen):

@@ -4,7 +4,7 @@ estimate there."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue
 
 from cortex.models.findings import Finding, OsvDatabase
 from cortex.models.handoff import HandoffDecision
@@ -55,12 +55,14 @@ class StoredTaskRecord(TaskReport):
 
 
 class WorkerMove(_Strict):
-    """A worker moved off a failed node (``to`` is None when no healthy node had a free slot)."""
+    """A master or worker moved off a node: a failed one, or (cluster mode) one of the plan's nodes that never
+    registered. ``to`` is None when no healthy node had a free slot."""
 
     worker: str
     from_node: str = Field(alias="from")
     to: str | None
     at: float
+    reason: str = "node failed"
 
 
 class Outage(_Strict):
@@ -107,17 +109,20 @@ class Degradation(_Strict):
 
 
 class NodeUsage(_Strict):
-    """What a node supervisor measured of the processes it started."""
+    """What a node agent measured of the processes it started for one run, their tool subprocesses included."""
 
     cpu_s: float
     rss_mib: float
     peak_rss_mib: float
     processes: int
-    supervisor_pid: int
+    agent_pid: int = Field(validation_alias=AliasChoices("agent_pid", "supervisor_pid"))
+    """The node agent's process id (``supervisor_pid`` in archives written before node agents)."""
+    host: str = ""
+    """The host the agent runs on."""
 
 
 class ProcessStatus(_Strict):
-    """A master or worker process as its node supervisor last reported it."""
+    """A master or worker process as its node agent last reported it."""
 
     id: str
     node: str

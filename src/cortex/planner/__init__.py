@@ -26,16 +26,23 @@ __all__ = ["MAX_GOAL_CHARS", "assemble_plan", "build_plan", "check_plan", "load_
 
 
 def build_plan(
-    goal: str, targets_dir: Path, roster: Roster, cluster: Cluster, *, model_configured: bool = False
+    goal: str,
+    targets_dir: Path,
+    roster: Roster,
+    cluster: Cluster,
+    *,
+    model_configured: bool = False,
+    targets: list[Target] | None = None,
 ) -> Plan:
-    """Plan ``goal`` over the repositories under ``targets_dir``. Same inputs, same plan (and plan id).
-    ``model_configured``: whether tasks that need a model will run (else they cost nothing in the plan)."""
+    """Plan ``goal`` over the repositories under ``targets_dir``, or over ``targets`` when given (a fleet file's,
+    checked out by the caller). Same inputs, same plan (and plan id). ``model_configured``: whether tasks that need
+    a model will run (else they cost nothing in the plan)."""
     goal = " ".join(goal.split())
     if not goal:
         raise InputError("goal", "the goal is empty", hint='say what to do, e.g. "audit security across the fleet"')
     if len(goal) > MAX_GOAL_CHARS:
         raise InputError("goal", f"the goal is {len(goal)} characters; at most {MAX_GOAL_CHARS} are accepted")
-    targets = discover_targets(targets_dir)
+    targets = targets if targets is not None else discover_targets(targets_dir)
     routing = route(goal, roster)
     tasks = decompose(roster, routing.selected, targets)
     plan = assemble_plan(goal, targets, roster, cluster, routing, tasks, model_configured=model_configured)

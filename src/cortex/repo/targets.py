@@ -49,7 +49,9 @@ def discover_targets(path: Path) -> list[Target]:
     Sorted by name so the plan does not depend on directory listing order.
     """
     if not path.is_dir():
-        raise InputError(str(path), "targets must be a directory", hint="pass --targets DIR, e.g. examples/fleet")
+        raise InputError(
+            str(path), "targets must be a directory or a fleet file", hint="pass --targets DIR or --targets fleet.yaml"
+        )
     root = path.resolve()
     if (root / ".git").exists() or traits(root):
         repos = [root]
@@ -76,6 +78,6 @@ def skipped_links(path: Path) -> list[str]:
     """The subdirectories of the targets directory ``path`` that are symbolic links (``discover_targets`` does not
     follow them), as ``name -> destination``."""
     root = path.resolve()
-    if (root / ".git").exists() or traits(root):
+    if root.is_file() or (root / ".git").exists() or traits(root):
         return []
     return [f"{p.name} -> {p.readlink()}" for p in sorted(_candidates(root)) if p.is_symlink()]

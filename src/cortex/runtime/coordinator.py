@@ -26,7 +26,7 @@ from cortex.coord.connection import connect, redact_url
 from cortex.coord.events import Outbox
 from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, GROUP_COORDINATOR, GROUP_MASTERS, RUNS, RunKeys
 from cortex.coord.ledger import Ledger
-from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
+from cortex.coord.outage import REDIS_DOWN, wait_for_redis
 from cortex.errors import (
     CortexError,
     FencedWriteRefused,
@@ -43,14 +43,15 @@ from cortex.models.report import Outage, Report
 from cortex.models.state import Check
 from cortex.models.task import TaskState
 from cortex.observability.metrics import RunMetrics
-from cortex.runtime import ending, finish, statefiles, takeover
+from cortex.runtime import ending, finish, runindex, statefiles, takeover
 from cortex.runtime.dispatch import Dispatcher
 from cortex.runtime.leadership import Leadership
 from cortex.runtime.nodes import Nodes, child_env
+from cortex.runtime.options import RunOptions
 from cortex.runtime.preflight import run_checks
 from cortex.runtime.process import HEARTBEAT_TTL_MS, ensure_group
 from cortex.runtime.runstate import RunState
-from cortex.runtime.stalls import DEFAULT_STALL_S, Stalls
+from cortex.runtime.stalls import Stalls
 from cortex.toolset.workdirs import reclaim_run
 
 
@@ -68,35 +69,24 @@ class RunResult:
 
 class Coordinator:
     """Runs one plan. ``on_update`` is called with ``current-execution.json``'s content after every refresh (for a
-    live display)."""
+    live display); ``notice`` with what an operator should read now (nodes awaited, processes moved)."""
 
     def __init__(
         self,
         plan: Plan,
         redis_url: str,
         state_dir: Path,
+        options: RunOptions | None = None,
         *,
-        model: str | None = None,
-        metrics_port: int | None = None,
         run_id: str | None = None,
-        connect_attempts: int = 5,
-        catalog_url: str | None = None,
-        catalog_token: str | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
-        prices: dict[str, dict[str, float]] | None = None,
-        outage_s: float = DEFAULT_OUTAGE_S,
-        stall_s: float = DEFAULT_STALL_S,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.url = redis_url
-        self.model = model
-        self.metrics_port = metrics_port
-        self.connect_attempts = connect_attempts
-        self.catalog_url, self.catalog_token = catalog_url, catalog_token
-        self.on_update = on_update
-        self.prices = prices or {}
-        self.outage_s, self.stall_s = outage_s, stall_s
+        self.o = o = options or RunOptions()
+        self.on_update, self.notice = on_update, notice
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.state = RunState.new(plan, run_id, state_dir, model_configured=model is not None)
+        self.state = RunState.new(plan, run_id, state_dir, model_configured=o.model is not None)
         self.state.redis_display = redact_url(redis_url)
         self.keys = RunKeys(run_id)
         self.metrics = RunMetrics()
@@ -105,6 +95,8 @@ class Coordinator:
         self.stepped_down = False
         self.executing = asyncio.Event()
         """Set when phase 3 (parallel execution) begins."""
+        self._current: dict[str, Any] = {}
+        """The live state document last written."""
 
     @property
     def run_id(self) -> str:
@@ -122,11 +114,20 @@ class Coordinator:
         return await self._lead(lambda: self._take(wait_s))
 
     async def _lead(self, begin: Callable[[], Awaitable[None]]) -> RunResult:
-        self.redis: aredis.Redis = await connect(self.url, attempts=self.connect_attempts)
-        self.leadership = Leadership(self.redis, self.run_id, on_conflict=self._fenced_out, outage_s=self.outage_s)
-        self.nodes = Nodes(self.state, self.redis, self.keys, self.outbox, self.metrics)
+        self.redis: aredis.Redis = await connect(self.url, attempts=self.o.connect_attempts)
+        self.leadership = Leadership(self.redis, self.run_id, on_conflict=self._fenced_out, outage_s=self.o.outage_s)
+        self.nodes = Nodes(
+            self.state,
+            self.redis,
+            self.keys,
+            self.outbox,
+            self.metrics,
+            pool=self.o.pool,
+            node_wait_s=self.o.node_wait_s,
+            notice=self.notice,
+        )
         self.dispatch = Dispatcher(self.state, self.redis, self.keys, self.leadership, self.outbox, self.metrics)
-        self.stalls = Stalls(self.state, self.redis, self.keys, self.outbox, self.stall_s)
+        self.stalls = Stalls(self.state, self.redis, self.keys, self.outbox, self.o.stall_s)
         self.reap_after = 0.0
         try:
             await begin()
@@ -190,6 +191,7 @@ class Coordinator:
         self.metrics.phase.set(int(phase))
         await self._broadcast({"event": "phase", "phase": int(phase), "name": phase.name})
         self._write_state("running")
+        await self._index()
         if phase is Phase.execution:
             self.executing.set()
 
@@ -227,10 +229,11 @@ class Coordinator:
             self.redis,
             self.url,
             state.plan,
-            model=self.model,
-            catalog_url=self.catalog_url,
-            catalog_token=self.catalog_token,
+            model=self.o.model,
+            catalog_url=self.o.catalog_url,
+            catalog_token=self.o.catalog_token,
             state_dir=state.state_dir,
+            pool=self.o.pool,
         )
         got = await self.leadership.try_acquire()
         detail = (
@@ -239,6 +242,7 @@ class Coordinator:
         state.checks.append(Check(name="leadership", ok=got, detail=detail))
         if not all(c.ok for c in state.checks):
             raise PreflightFailed(state.checks)
+        await self.nodes.place(self._check_stop)
         await self._setup()
         env = self._child_env()
         await self._enter(Phase.activation)
@@ -247,12 +251,14 @@ class Coordinator:
         await self.nodes.start(env, masters=False, check_stop=self._check_stop)
 
     def _child_env(self) -> dict[str, str]:
-        return child_env(self.url, str(self.state.state_dir), self.model, self.catalog_url, self.catalog_token)
+        return child_env(self.url, str(self.state.state_dir), self.o.model, self.o.catalog_url, self.o.catalog_token)
 
     async def _setup(self) -> None:
         """Store the plan, create the streams' consumer groups and allocate the ledger."""
         plan = self.state.plan
         await self.redis.set(self.keys.plan, plan.model_dump_json())
+        settings = {"pool": self.nodes.pool, "model": self.o.model or "", "catalog_url": self.o.catalog_url or ""}
+        await self.redis.hset(self.keys.settings, mapping=settings)
         await self.redis.zadd(RUNS, {self.run_id: self.state.started_at})
         for m in plan.masters:
             await ensure_group(self.redis, self.keys.inbox(m.master), GROUP_MASTERS)
@@ -262,8 +268,8 @@ class Coordinator:
             alloc[f"master:{line.master}"] = line.base + line.worker_pool
             alloc.update({f"worker:{w}": b for w, b in line.workers.items()})
         await Ledger(self.redis, self.keys).allocate(alloc)
-        if self.metrics_port:
-            self.metrics.serve(self.metrics_port)
+        if self.o.metrics_port:
+            self.metrics.serve(self.o.metrics_port, self.o.metrics_host)
 
     async def _take(self, wait_s: float) -> None:
         """Take-over: acquire the lease once its holder stops renewing it, restore the run, adopt its nodes."""
@@ -272,10 +278,11 @@ class Coordinator:
         self.dispatch.take(await takeover.restore(self.state, self.redis, self.keys))
         self.dispatch.dirty.update(self.state.graph.records)  # written again under our token at the first flush
         self.dispatch.cursor = "0"  # results the previous leader read and never acknowledged come first
+        self.nodes.use_pool(await self.redis.hget(self.keys.settings, "pool"))
         restarted = await self.nodes.adopt(self._child_env())
         detail = f"taken over with fencing token {self.leadership.token}"
         if restarted:
-            detail += f"; started again the supervisors of {', '.join(restarted)} (they had stopped)"
+            detail += f"; started again the node agents of {', '.join(restarted)} (they had stopped)"
         self.state.checks.append(Check(name="leadership", ok=True, detail=detail))
         await self._enter(Phase.execution)
 
@@ -293,9 +300,9 @@ class Coordinator:
             self.leadership.check()
             try:
                 await self.dispatch.step()
-                for node in self.nodes.dead():
-                    await self.nodes.replace(node)
-                if now > self.reap_after:
+                if now > self.reap_after:  # once a second, and not until agents beat again after an outage
+                    for node in await self.nodes.dead():
+                        await self.nodes.replace(node)
                     await self.dispatch.reap()
                     self.reap_after = now + 1.0
                 if self.dispatch.dirty:
@@ -320,7 +327,7 @@ class Coordinator:
         # measured from the last turn that reached Redis: the client's own retries spent the first seconds
         outage = Outage(began=time.time() - (time.monotonic() - last_ok), error=f"{type(exc).__name__}: {exc}"[:300])
         self.state.outages.append(outage)
-        outage.lasted_s = round(await wait_for_redis(self.redis, self.outage_s, since=last_ok), 3)
+        outage.lasted_s = round(await wait_for_redis(self.redis, self.o.outage_s, since=last_ok), 3)
         await self.leadership.confirm()  # a newer token meanwhile: LeadershipLost, this coordinator steps down
         self.dispatch.cursor = "0"
         self.dispatch.dirty.update(self.state.graph.records)
@@ -354,6 +361,12 @@ class Coordinator:
             alive = sum(1 for p in state.processes.values() if p.node == node and p.alive and p.kind == "worker")
             self.metrics.workers_alive.labels(node).set(alive)
         self._write_state("running")
+        await self._index()
+
+    async def _index(self) -> None:
+        """The live state into the run index, for ``cortex status`` on any host (a failure never fails the run)."""
+        with contextlib.suppress(Exception):
+            await runindex.publish_state(self.redis, self.run_id, self._current)
 
     # --------------------------------------------------------------------------------- phase 5
     async def _finish(self, results: dict[str, Any], status: str) -> RunResult:
@@ -363,7 +376,7 @@ class Coordinator:
             await self._broadcast({"event": "run-ended", "status": final, "report": str(report_md)})
 
         built, paths = await ending.close(
-            self._ending(), results, status, prices=self.prices, model=self.model, on_ended=announce
+            self._ending(), results, status, prices=self.o.prices, model=self.o.model, on_ended=announce
         )
         status = built.status
         self._write_state(status, finished=True)
@@ -380,5 +393,6 @@ class Coordinator:
             return  # the state files belong to the coordinator that leads now
         docs = statefiles.snapshot(self.state, status, finished=finished)
         statefiles.write_all(self.state.state_dir, docs)
+        self._current = docs[statefiles.CURRENT]
         if self.on_update:
             self.on_update(docs[statefiles.CURRENT])

@@ -19,6 +19,7 @@ from cortex.coord.events import Outbox
 from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, CH_LINEAGE, GROUP_COORDINATOR, RunKeys, master_channel
 from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope, MessageType
+from cortex.models.plan import Target
 from cortex.models.result import TaskResult
 from cortex.observability.metrics import RunMetrics
 from cortex.runtime import reaper
@@ -52,7 +53,7 @@ class Dispatcher:
         """``0`` re-reads results this consumer read and never acknowledged (after a take-over)."""
         self.lineage: list[dict[str, Any]] = []
         """Lineage of the tasks ended since the last release, announced with it."""
-        self.targets = {t.name: t.path for t in state.plan.targets}
+        self.targets = {t.name: _target_fields(t) for t in state.plan.targets}
         self.node_of = {w.worker_id: w.node for w in state.plan.workers}
 
     # ----------------------------------------------------------------------------------- applying
@@ -200,7 +201,7 @@ class Dispatcher:
                     "task": rec.task.model_dump_json(),
                     "attempt": str(rec.attempt),
                     "released_ts": repr(now),
-                    "target_path": self.targets.get(rec.task.target or "", ""),
+                    **self.targets.get(rec.task.target or "", {}),
                 },
             )
         self.outbox.drain_into(pipe)
@@ -242,3 +243,11 @@ class Dispatcher:
         await self.release()
         if ids:
             await self.redis.xack(self.keys.results, GROUP_COORDINATOR, *ids)
+
+
+def _target_fields(t: Target) -> dict[str, str]:
+    """What a task message says of its target: the plan's path, and the remote nodes check out when it has one."""
+    fields = {"target_name": t.name, "target_path": t.path}
+    if t.remote is not None:
+        fields["target_remote"] = t.remote.model_dump_json()
+    return fields

@@ -23,7 +23,7 @@ from cortex.coord.keys import RunKeys
 from cortex.files import write_atomic
 from cortex.models.messages import StreamEvent
 from cortex.models.report import MasterSummary, Report, ReportPaths
-from cortex.runtime import finish, report, statefiles
+from cortex.runtime import finish, report, runindex, statefiles
 from cortex.runtime.nodes import Nodes
 from cortex.runtime.report import EndFigures
 from cortex.runtime.runstate import RunState
@@ -69,11 +69,20 @@ async def close(
     await on_ended(status, run_dir / "report.md")
     log = await events.read_events(end.redis, end.keys)
     paths = report.write(built, state.plan, run_dir, state_dir, log, _docs(state, status))
+    state.report_paths = paths.model_dump()
+    await _index(end, paths, status)
     async for key in end.redis.scan_iter(match=end.keys.pattern(), count=500):
         await end.redis.delete(key)
     reclaim_run(state.state_dir, state.run_id, state.plan)
-    state.report_paths = paths.model_dump()
     return built, paths
+
+
+async def _index(end: Ending, paths: ReportPaths, status: str) -> None:
+    """The final state and the report into the run index, for every host (``runindex``)."""
+    current = _docs(end.state, status)[statefiles.CURRENT]
+    report_json = await asyncio.to_thread(Path(paths.report_json).read_text, encoding="utf-8")
+    md = await asyncio.to_thread(Path(paths.report_md).read_text, encoding="utf-8")
+    await runindex.publish_report(end.redis, end.state.run_id, current, report_json, md)
 
 
 async def close_in_error(end: Ending, exc: BaseException) -> tuple[Report, ReportPaths]:
@@ -100,9 +109,11 @@ async def close_in_error(end: Ending, exc: BaseException) -> tuple[Report, Repor
     # the whole traceback, for whoever fixes the bug (the report keeps the one line)
     write_atomic(run_dir / "error.txt", "".join(traceback.format_exception(exc)))
     paths = report.write(built, state.plan, run_dir, state_dir, log, _docs(state, "error"))
+    state.report_paths = paths.model_dump()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(_index(end, paths, "error"), GIVE_UP_S)
     with contextlib.suppress(Exception):
         reclaim_run(state.state_dir, state.run_id, state.plan)
-    state.report_paths = paths.model_dump()
     return built, paths
 
 

@@ -55,18 +55,34 @@ async def end_figures(
 
 
 def lost_fixes(state: RunState) -> list[str]:
-    """Every fix a task reported (a branch and a commit in its output) that its branch does not hold."""
+    """Every fix a task reported (a branch and a commit in its output) that its branch does not hold: on the
+    remote it was pushed to, or in the checkout that keeps it when that is on this host (a branch kept on another
+    node is reported with where it is, ``kept_at``)."""
+    from cortex.errors import RemoteError
+    from cortex.toolset.remotes import remote_head
     from cortex.toolset.workdirs import lost_fix
 
-    paths = {t.name: Path(t.path) for t in state.plan.targets}
+    targets = {t.name: t for t in state.plan.targets}
     lost = []
     for rec in state.graph.records.values():
         branch, commit = rec.output.get("branch"), rec.output.get("commit")
-        root = paths.get(rec.task.target or "")
-        if rec.state.value == "succeeded" and isinstance(branch, str) and isinstance(commit, str) and root:
-            why = lost_fix(root, branch, commit)
-            if why:
-                lost.append(f"{rec.task.id}: {why}")
+        target = targets.get(rec.task.target or "")
+        if rec.state.value != "succeeded" or not isinstance(branch, str) or not isinstance(commit, str) or not target:
+            continue
+        why = None
+        if target.remote is not None and rec.output.get("pushed"):
+            try:
+                head = remote_head(target.remote, branch)
+            except RemoteError as exc:
+                head, why = None, f"not verifiable on the remote: {exc}"
+            if why is None and head != commit:
+                why = f"branch {branch} on the remote is at {head or 'nothing'}, not {commit}"
+        else:
+            kept = str(rec.output.get("kept_at") or "").partition(":")[2]
+            root = Path(kept) if kept else Path(target.path)
+            why = lost_fix(root, branch, commit) if root.is_dir() else None
+        if why:
+            lost.append(f"{rec.task.id}: {why}")
     return lost
 
 

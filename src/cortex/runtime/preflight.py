@@ -66,6 +66,7 @@ async def run_checks(
     catalog_url: str | None,
     catalog_token: str | None,
     state_dir: Path,
+    pool: str | None = None,
 ) -> list[Check]:
     """Every pre-flight check but leadership, which the coordinator adds when it takes the lease."""
     info = await redis.info("server")
@@ -74,12 +75,7 @@ async def run_checks(
         Check(name="redis", ok=True, detail=f"{redact_url(url)} (version {info.get('redis_version')})"),
         budget_check(plan),
         target_check(plan),
-        Check(
-            name="nodes",
-            ok=True,
-            detail=f"{len(plan.cluster.nodes)} nodes; local mode: one supervisor process per node using "
-            f"{sys.executable}",
-        ),
+        Check(name="nodes", ok=True, detail=nodes_detail(plan, pool)),
         await catalog_check(catalog_url, catalog_token, state_dir),
         Check(
             name="model",
@@ -89,3 +85,11 @@ async def run_checks(
             else f"absent: {needs_model} task(s) needing a model will be skipped",
         ),
     ]
+
+
+def nodes_detail(plan: Plan, pool: str | None) -> str:
+    """Where the run's processes will run."""
+    n = len(plan.cluster.nodes)
+    if pool is None:
+        return f"{n} nodes; local mode: a node agent per node started here ({sys.executable})"
+    return f"{n} nodes; cluster mode: node agents registered in pool {pool!r} (checked next)"

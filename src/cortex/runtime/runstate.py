@@ -59,8 +59,8 @@ class RunState:
     reassignments: int = 0
     """Tasks taken from dead workers: by the reaper, or by a restarted worker from its own pending entries."""
     placement: dict[str, str] = field(default_factory=dict)
-    """Where each worker runs now: the plan's placement, until a node fails and its workers move ("" when no
-    healthy node had a free slot)."""
+    """Where each process (``master-<name>`` or worker id) runs now: the plan's placement, until a node fails or,
+    in cluster mode, never registers, and its processes move ("" when no healthy node had a free slot)."""
     failed_nodes: set[str] = field(default_factory=set)
     moves: list[WorkerMove] = field(default_factory=list)
     processes: dict[str, ProcessStatus] = field(default_factory=dict)
@@ -83,7 +83,10 @@ class RunState:
             plan=plan,
             state_dir=state_dir,
             graph=GraphRun(plan.tasks, plan.retry, model_configured=model_configured),
-            placement={w.worker_id: w.node for w in plan.workers},
+            placement={
+                **{f"master-{m.master}": m.node for m in plan.masters},
+                **{w.worker_id: w.node for w in plan.workers},
+            },
         )
 
     @property

@@ -29,6 +29,7 @@ from cortex.models.handoff import Handoff
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Task
+from cortex.runtime import checkouts
 from cortex.runtime.control import Control
 from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
 from cortex.toolset.context import Services, TaskContext
@@ -52,7 +53,7 @@ async def execute(
     ctx = TaskContext(
         task=task,
         attempt=int(fields["attempt"]),
-        target_path=Path(fields["target_path"]) if fields.get("target_path") else None,
+        target_path=None,
         run_id=keys.run_id,
         worker_id=worker_id,
         redis=redis,
@@ -65,7 +66,9 @@ async def execute(
         if handler is None:
             raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
         async with asyncio.timeout(task.timeout_s):
+            ctx.target_path = await checkouts.resolve(fields, services.state_dir)
             produced = await handler(ctx)
+            await checkouts.publish(fields, ctx.target_path, produced)
         # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for
         output = json.loads(json.dumps(produced, default=str))
         handoffs = [Handoff.model_validate(h) for h in output.pop("handoffs", [])]

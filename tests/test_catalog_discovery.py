@@ -89,3 +89,17 @@ async def test_a_package_still_declared_elsewhere_is_not_marked_removed(redis: a
     result = await discover(store, [fleet])
     pkg = await store.get("pkg:pypi:requests")
     assert pkg is not None and pkg.health.status.value != "removed" and result.removed == 0
+
+
+async def test_a_repository_from_a_fleet_file_records_its_remote(redis: aredis.Redis, tmp_path: Path) -> None:
+    from cortex.toolset.fleet import working_copy
+    from cortex.toolset.remotes import remote_targets
+
+    served = working_copy(FLEET, tmp_path / "served")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"targets:\n  - {{name: auth-lib, url: 'file://{served}/auth-lib', branch: main}}\n")
+    (target,) = remote_targets(fleet, tmp_path / "workspace")
+    store = CatalogStore(redis)
+    await discover(store, [Path(target.path)], remotes={target.path: f"file://{served}/auth-lib"})
+    repo = await store.get("repo:auth-lib")
+    assert repo.source == f"file://{served}/auth-lib" and repo.metadata["remote"] == repo.source

@@ -20,7 +20,8 @@ import redis.asyncio as aredis
 from cortex.chaos.plan import chaos_plan
 from cortex.coord.keys import PoolKeys, RunKeys
 from cortex.coord.server import EmbeddedRedis
-from cortex.errors import StartFailed
+from cortex.errors import RunNotFound, StartFailed
+from cortex.runtime import runindex
 from cortex.runtime.coordinator import Coordinator
 from cortex.runtime.options import RunOptions
 
@@ -89,9 +90,25 @@ async def test_agents_serve_runs_and_a_missing_node_is_re_placed(cluster: tuple[
     redis = aredis.Redis.from_url(url, decode_responses=True)
     info = json.loads(await redis.hget(PoolKeys("t").nodes, "node1"))
     assert info["labels"] == {"zone": "a", "disk": "ssd"} and info["slots"] == 4 and info["pid"] > 0
+    # any host reads the run from the run index, after the run's own keys are gone
+    assert (await runindex.current(redis, "c1")).status == "succeeded"
+    assert json.loads(await runindex.report(redis, "c1", "report_json"))["run_id"] == "c1"
+    assert "# " in await runindex.report(redis, "c1", "report_md")
     # the same agents serve the next run; the first one's processes are gone from them
     second = await Coordinator(plan, url, tmp_path / "state", options, run_id="c2").run()
     assert second.status == "succeeded"
+    assert [s.run_id for s in await runindex.history(redis)] == ["c2", "c1"]
+    assert (await runindex.current(redis, None)).run_id == "c2"  # the latest
+    # a run marked running that nobody has refreshed or led for a while reads as interrupted
+    stale = (await runindex.current(redis, "c1")).model_copy(
+        update={"run_id": "gone", "status": "running", "updated_at": time.time() - 60}
+    )
+    await runindex.publish_state(redis, "gone", stale.model_dump(mode="json"))
+    assert (await runindex.current(redis, "gone")).status.startswith("interrupted")
+    await runindex.publish_state(redis, "gone", {**stale.model_dump(mode="json"), "updated_at": time.time()})
+    assert (await runindex.current(redis, "gone")).status == "running"  # refreshed just now
+    with pytest.raises(RunNotFound, match="no report of run 'never'"):
+        await runindex.report(redis, "never", "report_md")
     deadline = time.monotonic() + 10
     while json.loads(await redis.hget(PoolKeys("t").nodes, "node1"))["runs"]:
         assert time.monotonic() < deadline, "node1 still lists a run that ended"
@@ -141,3 +158,61 @@ async def test_a_drained_agent_finishes_its_task_and_its_workers_move(
     moved = {m.worker for m in result.report.node_failures.moves if m.from_node == "node1"}
     assert moved == on_node1
     assert {p.node for p in result.report.processes.values() if p.kind == "worker"} == {"node2"}
+
+
+def test_usage_counts_what_a_process_started(tmp_path: Path) -> None:
+    """A worker's tools run in subprocesses: their CPU and memory are the node's too."""
+    import psutil
+
+    from cortex.runtime.supervisor import process_tree, tree_usage
+
+    done = tmp_path / "burnt"
+    burn = "import time, pathlib\nwhile time.process_time() < 0.5: pass\n"
+    burn += f"pathlib.Path({str(done)!r}).touch()\ntime.sleep(60)"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\ntime.sleep(60)",
+        ],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not done.exists():
+            assert time.monotonic() < deadline, "the tool did not burn its CPU"
+            time.sleep(0.05)
+        ps = psutil.Process(parent.pid)
+        own = ps.cpu_times().user + ps.cpu_times().system
+        cpu, rss = tree_usage(ps, process_tree())
+        assert cpu >= own + 0.45  # the grandchild's half second is counted (times come in clock ticks)
+        assert rss > ps.memory_info().rss  # and its memory
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+
+async def test_a_second_agent_of_the_same_name_is_refused(cluster: tuple[str, Agents]) -> None:
+    url, agents = cluster
+    agents.start("twin", "--slots", "1")
+    await agents.registered("twin")
+    env = {**os.environ, "CORTEX_REDIS_URL": url, "CORTEX_STATE_DIR": str(agents.state / "other")}
+    second = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "cortex", "node", "twin", "--pool", "t"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 7 and "node 'twin' is already registered in pool 't'" in second.stderr
+    assert agents.procs["twin"].poll() is None  # the first one carries on
+
+
+async def test_a_worker_the_run_did_not_place_is_refused(cluster: tuple[str, Agents]) -> None:
+    url, _ = cluster
+    env = {**os.environ, "CORTEX_REDIS_URL": url}
+    argv = [sys.executable, "-m", "cortex", "worker", "--run", "r1", "--id", "ghost-01", "--type", "scan"]
+    done = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "ghost-01 is not placed in run r1" in done.stderr

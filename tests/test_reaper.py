@@ -102,6 +102,7 @@ async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(re
     url = redis.connection_pool.connection_kwargs["path"]
     env = {**os.environ, "CORTEX_REDIS_URL": f"unix://{url}", "CORTEX_STATE_DIR": str(tmp_path)}
     argv = [sys.executable, "-m", "cortex", "worker", "--run", keys.run_id, "--id", "w1", "--type", "scan"]
+    await redis.hset(keys.placement, "w1", "n1")  # a worker the run placed (one it did not is refused)
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)  # noqa: ASYNC220  (waited on in finally)
     try:
         await redis.xadd(queue, entry("first"))

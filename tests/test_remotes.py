@@ -49,7 +49,8 @@ def test_fleet_targets_are_checked_out_and_pinned(origin: tuple[Path, str], tmp_
     (target,) = remote_targets(fleet, tmp_path / "ws")
     head = run(bare, "rev-parse", "main")
     assert target.remote is not None and target.remote.commit == head and target.remote.push
-    assert Path(target.path).name == head and target.traits == ["python", "tests"]
+    assert Path(target.path).name == "svc" and Path(target.path).parent.name == head
+    assert target.traits == ["python", "tests"]
     assert run(Path(target.path), "rev-parse", "--is-shallow-repository") == "true"
 
 
@@ -58,7 +59,7 @@ def test_a_pinned_commit_is_what_every_node_checks_out(origin: tuple[Path, str],
     remote = Remote(url=f"file://{bare}", branch="main", commit=first)
     ws = Workspace(tmp_path / "node-ws")
     path = ws.checkout("svc", remote)
-    assert path.name == first and run(path, "rev-parse", "HEAD") == first
+    assert path.parent.name == first and run(path, "rev-parse", "HEAD") == first
     assert not (path / "tests").exists()  # the second commit is not in the pinned tree
     assert ws.checkout("svc", remote) == path  # reused, not cloned again
     assert (ws.repo_dir("svc", remote.url) / ".lock").exists()

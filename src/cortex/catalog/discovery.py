@@ -107,9 +107,9 @@ def _last_commit_age_days(repo: Path) -> float | None:
     return round((time.time() - int(out)) / 86400, 1) if out.isdigit() else None
 
 
-def repository_asset(repo: Path, checksum: str) -> Asset:
+def repository_asset(repo: Path, checksum: str, remote: str | None = None) -> Asset:
     """The repository itself: its owner, system and lifecycle (catalog-info.yaml, CODEOWNERS) and health
-    signals (tests present, last commit age)."""
+    signals (tests present, last commit age); its source is its git remote when it came from one."""
     owned = ownership(repo)
     has_tests = (repo / "tests").is_dir() or (repo / "test").is_dir()
     age = _last_commit_age_days(repo)
@@ -125,10 +125,10 @@ def repository_asset(repo: Path, checksum: str) -> Asset:
         name=repo.name,
         owner=owned["owner"] or "unowned",
         tags=tags,
-        source=str(repo),
+        source=remote or str(repo),
         checksum=checksum,
         health=Health(status=status, signals=signals),
-        metadata={"ownership": meta} if meta else {},
+        metadata={**({"ownership": meta} if meta else {}), **({"remote": remote} if remote else {})},
     )
 
 
@@ -211,12 +211,13 @@ def produce(repo: Path, path: Path) -> Produced:
     return out
 
 
-def repository_records(repo: Path) -> Produced:
+def repository_records(repo: Path, remote: str | None = None) -> Produced:
     """Everything one repository yields (the repository, then each file's assets and edges), not incremental:
     what the inventory master's discovery task records in the catalog through the client."""
     files = interesting(repo)
     sums = sorted((str(p), _sha(p)) for p in files)
-    out = Produced(assets=[repository_asset(repo, hashlib.sha256(json.dumps(sums).encode()).hexdigest())])
+    digest = hashlib.sha256(json.dumps(sums).encode()).hexdigest()
+    out = Produced(assets=[repository_asset(repo, digest, remote)])
     for path in files:
         part = produce(repo, path)
         out.assets += part.assets
@@ -224,8 +225,11 @@ def repository_records(repo: Path) -> Produced:
     return out
 
 
-async def discover(store: CatalogStore, roots: list[Path], prov: Provenance | None = None) -> DiscoveryResult:
-    """One incremental pass over every repository under ``roots``."""
+async def discover(
+    store: CatalogStore, roots: list[Path], prov: Provenance | None = None, remotes: dict[str, str] | None = None
+) -> DiscoveryResult:
+    """One incremental pass over every repository under ``roots``; ``remotes`` maps a checkout's directory to the
+    URL (redacted) it was cloned from, which the repository's asset records."""
     prov = prov or Provenance()
     result = DiscoveryResult()
     redis, keys = store.redis, store.keys
@@ -242,7 +246,8 @@ async def discover(store: CatalogStore, roots: list[Path], prov: Provenance | No
             result.files_seen += len(files)
             work: list[tuple[str, str, Produced]] = []
             if known[0] != repo_sum:
-                work.append((f"repo:{repo}", repo_sum, Produced(assets=[repository_asset(repo, repo_sum)])))
+                asset = repository_asset(repo, repo_sum, (remotes or {}).get(str(repo)))
+                work.append((f"repo:{repo}", repo_sum, Produced(assets=[asset])))
             for (path, digest), old in zip(sums.items(), known[1:], strict=True):
                 if old == digest:
                     result.files_skipped += 1

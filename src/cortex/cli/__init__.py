@@ -15,6 +15,7 @@ from cortex.cli import live, planning, processes, running, views
 from cortex.cli.catalog import catalog_app
 from cortex.cli.chaos import chaos
 from cortex.cli.common import exit_for
+from cortex.cli.deploy import deploy_app
 from cortex.cli.osv import osv_app
 from cortex.errors import exit_code_table
 
@@ -49,6 +50,7 @@ app.command()(processes.node)
 app.command(name="chaos")(chaos)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(osv_app, name="osv")
+app.add_typer(deploy_app, name="deploy")
 
 
 def main() -> None:

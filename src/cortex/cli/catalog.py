@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import time
@@ -14,6 +15,7 @@ import typer
 from rich.table import Table
 
 from cortex.cli.common import AsJson, StateDir, console, err, settings
+from cortex.cli.common import state_dir as resolve_state_dir
 from cortex.errors import AssetNotFound, InputError
 
 catalog_app = typer.Typer(no_args_is_help=True, help="The asset catalog: serve, discover, query.")
@@ -129,7 +131,7 @@ def token(name: str, scope: Annotated[list[str], typer.Option("--scope")] = ["re
 
 @catalog_app.command()
 def discover(
-    paths: Annotated[list[Path], typer.Argument(help="Directories of repositories")],
+    paths: Annotated[list[Path], typer.Argument(help="Directories of repositories, or fleet files of git remotes")],
     every: Annotated[str | None, typer.Option("--every", help="Repeat on a schedule, e.g. 15m")] = None,
     passes: Annotated[int | None, typer.Option("--passes", min=1, help="With --every: stop after N passes")] = None,
     state_dir: StateDir = None,
@@ -140,14 +142,15 @@ def discover(
 
     from cortex.catalog.discovery import discover as run_discovery
 
-    missing = [p for p in paths if not p.is_dir()]
+    missing = [p for p in paths if not p.is_dir() and not p.is_file()]
     if missing:
-        raise InputError(str(missing[0]), "not a directory", hint="pass directories of repositories")
+        raise InputError(str(missing[0]), "not a directory or fleet file", hint="pass directories of repositories")
     period = parse_every(every) if every else None
     done = 0
     while True:
         started = time.monotonic()
-        result = _with_store(state_dir, lambda store: run_discovery(store, paths))
+        roots, remotes = _roots(paths, state_dir)  # each pass fetches the fleet's remotes again
+        result = _with_store(state_dir, functools.partial(run_discovery, roots=roots, remotes=remotes))
         data = {**dataclasses.asdict(result), "writes": result.writes}
         if as_json:
             _print_json(data)
@@ -157,6 +160,21 @@ def discover(
         if period is None or (passes is not None and done >= passes):
             return
         time.sleep(max(0.0, period - (time.monotonic() - started)))  # the schedule's wait between passes
+
+
+def _roots(paths: list[Path], state_dir: Path | None) -> tuple[list[Path], dict[str, str]]:
+    """Directories to discover: those given, and the checkouts of fleet files' remotes (with their URLs)."""
+    from cortex.toolset.remotes import redact, remote_targets
+
+    roots, remotes = [], {}
+    for p in paths:
+        if p.is_dir():
+            roots.append(p)
+            continue
+        for t in remote_targets(p, resolve_state_dir(state_dir) / "workspace"):
+            roots.append(Path(t.path))
+            remotes[t.path] = redact(t.remote.url) if t.remote else ""
+    return roots, remotes
 
 
 @catalog_app.command()

@@ -22,23 +22,46 @@ def worker(
     type: Annotated[str, typer.Option("--type", help="Worker type, e.g. scan")],
     prefetch: Annotated[int, typer.Option("--prefetch", min=1, help="Entries claimed per read at first")] = 1,
 ) -> None:
-    """Run one worker process (what a supervisor or a Kubernetes pod starts)."""
+    """Run one worker process by hand (node agents start them; a worker the run has not placed is refused)."""
     from cortex.runtime.worker import WorkerServices, run_worker
 
     url = require_redis_url(WHY)
     check_run_id(run, "--run")
+    _placed(url, run, id)
     services = WorkerServices.from_settings()
     outage_s = settings().redis_outage_s
     run_async(run_worker(url, run, id, type, prefetch=prefetch, services=services, outage_s=outage_s))
 
 
 def master(run: RunOpt, name: Annotated[str, typer.Option("--name", help="Master name, e.g. security")]) -> None:
-    """Run one master process."""
+    """Run one master process by hand (node agents start them; a master the run has not placed is refused)."""
     from cortex.runtime.master import run_master
 
     url = require_redis_url(WHY)
     check_run_id(run, "--run")
+    _placed(url, run, f"master-{name}")
     run_async(run_master(url, run, name, outage_s=settings().redis_outage_s))
+
+
+def _placed(url: str, run: str, process_id: str) -> None:
+    """The run's placement lists ``process_id``: a process it did not place would take tasks unlisted, unmetered
+    and never restarted."""
+    from cortex.coord.connection import connect
+    from cortex.coord.keys import RunKeys
+
+    async def node() -> str | None:
+        redis = await connect(url)
+        try:
+            return await redis.hget(RunKeys(run).placement, process_id)  # type: ignore[no-any-return]
+        finally:
+            await redis.aclose()
+
+    if not run_async(node()):
+        raise InputError(
+            "--id" if not process_id.startswith("master-") else "--name",
+            f"{process_id} is not placed in run {run} (or the run is not in this Redis)",
+            hint="processes are started by node agents: run `cortex node NAME` on this host",
+        )
 
 
 NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

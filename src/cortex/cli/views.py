@@ -70,7 +70,7 @@ def status(
         check_run_id(run_id)
     url = _from_redis(state_dir_opt)
     if url:
-        state = _indexed(url, lambda r: runindex.current(r, run_id))
+        state = _indexed(url, lambda r: runindex.current(r, run_id)).model_dump(mode="json")
     else:
         state = _local_status(state_dir(state_dir_opt), run_id)
     if as_json:
@@ -118,9 +118,9 @@ def history(state_dir_opt: StateDir = None) -> None:
     url = _from_redis(state_dir_opt)
     if url:
         for s in _indexed(url, runindex.history):
-            end = s.get("finished_at") or s.get("updated_at") or s["started_at"]
-            tasks = sum(sum(c.values()) for c in s.get("tasks", {}).values())
-            table.add_row(s["run_id"], s["status"], f"{end - s['started_at']:.1f} s", str(tasks), s["goal"])
+            end = s.finished_at or s.updated_at
+            tasks = sum(sum(c.model_dump().values()) for c in s.tasks.values())
+            table.add_row(s.run_id, s.status, f"{end - s.started_at:.1f} s", str(tasks), s.goal)
         console.print(table)
         return
     sd = state_dir(state_dir_opt)

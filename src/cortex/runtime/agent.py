@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from cortex.coord.keys import PoolKeys
+from cortex.coord.keys import PoolKeys, RunKeys
+from cortex.errors import StartFailed
 from cortex.models.cluster import NodeInfo
 from cortex.runtime.supervisor import ORPHAN_GRACE_S, STOP_GRACE_S, RunSupervisor, process_tree
 
@@ -121,10 +122,29 @@ class NodeAgent:
         """CPU seconds of everything started since the agent started."""
         return self.cpu_done + sum(s.cpu_s for s in self.runs.values())
 
+    @property
+    def me(self) -> str:
+        """What this agent's heartbeat holds: host and pid."""
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def claim(self) -> None:
+        """Take the node's name in the pool, or ``StartFailed`` when another live agent holds it (two agents of one
+        name would both start the node's processes). A dead one's heartbeat lapses within ``NODE_TTL_MS``."""
+        key = self.keys.heartbeat(self.o.name)
+        deadline = time.monotonic() + NODE_TTL_MS / 1000 + 1
+        while not self.redis.set(key, self.me, px=NODE_TTL_MS, nx=True):
+            holder = self.redis.get(key)
+            if time.monotonic() > deadline:
+                raise StartFailed(
+                    f"node {self.o.name!r} is already registered in pool {self.o.pool!r} by {holder} (host:pid); "
+                    "stop that agent or give this one another name"
+                )
+            time.sleep(0.2)  # the holder may be an agent that just died: its lease runs out
+
     def beat(self) -> None:
         """Heartbeat and registration in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.heartbeat(self.o.name), str(os.getpid()), px=NODE_TTL_MS)
+        pipe.set(self.keys.heartbeat(self.o.name), self.me, px=NODE_TTL_MS)
         pipe.hset(self.keys.nodes, self.o.name, self.info().model_dump_json())
         pipe.execute()
         self.metrics.beat.labels(*self.metrics.labels).set(time.time())
@@ -143,6 +163,7 @@ class NodeAgent:
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         if self.o.metrics_port:
             start_http_server(self.o.metrics_port, addr=self.o.metrics_host, registry=self.metrics.registry)
+        self.claim()
         begun = time.monotonic()
         last_beat = last_sample = 0.0
         try:
@@ -177,8 +198,7 @@ class NodeAgent:
             if self.drain_deadline is None:
                 for run_id in sorted(self.redis.smembers(self.keys.runs(self.o.name)) - set(self.runs)):
                     if self.o.for_run is None or run_id == self.o.for_run:
-                        self.runs[run_id] = RunSupervisor(self.redis, self.url, run_id, self.o.name)
-                        self.served.add(run_id)
+                        self._take(run_id)
             self.unreachable_since = None
             if self.drain_deadline is not None:
                 return now > self.drain_deadline or not any(s.busy() for s in self.runs.values())
@@ -192,6 +212,14 @@ class NodeAgent:
             return orphan and now - self.unreachable_since > ORPHAN_GRACE_S
         return False
 
+    def _take(self, run_id: str) -> None:
+        """Start serving ``run_id``; a run that ended before we got to it is let go."""
+        if not self.redis.exists(RunKeys(run_id).plan):
+            self.redis.srem(self.keys.runs(self.o.name), run_id)
+            return
+        self.runs[run_id] = RunSupervisor(self.redis, self.url, run_id, self.o.name)
+        self.served.add(run_id)
+
     def _served_or_late(self, waited: float) -> bool:
         return bool(self.served) or waited > FIRST_RUN_WAIT_S
 
@@ -204,7 +232,6 @@ class NodeAgent:
 
     def _begin_drain(self, now: float) -> None:
         """Ask every worker to finish its current task and take no other."""
-        from cortex.coord.keys import RunKeys
         from cortex.runtime.control import send
 
         self.drain_deadline = now + self.o.drain_s

@@ -27,6 +27,13 @@ async def resolve(fields: dict[str, str], state_dir: Path) -> Path | None:
     return Path(fields["target_path"]) if fields.get("target_path") else None
 
 
+def remote_url(fields: dict[str, str]) -> str | None:
+    """The URL (credentials redacted) of the remote a task message's target comes from, if any."""
+    if not fields.get("target_remote"):
+        return None
+    return redact(Remote.model_validate_json(fields["target_remote"]).url)
+
+
 async def publish(fields: dict[str, str], root: Path | None, output: dict[str, Any]) -> None:
     """A branch the task made (``branch`` and ``commit`` in its output) on a remote target: pushed when the fleet
     file asks (``pushed``, ``remote``), else where it is kept (``kept_at``: node and checkout)."""

@@ -28,9 +28,13 @@ def budget_check(plan: Plan) -> Check:
 
 
 def target_check(plan: Plan) -> Check:
-    """Every target directory exists on this machine."""
-    missing = [t.name for t in plan.targets if not Path(t.path).is_dir()]
-    detail = f"{len(plan.targets)} present" if not missing else f"missing: {', '.join(missing)}"
+    """Every target directory exists on this machine; a target from a git remote is checked out by each node
+    that works on it instead (a failed checkout fails its tasks, retryably, saying why)."""
+    remote = [t for t in plan.targets if t.remote is not None]
+    missing = [t.name for t in plan.targets if t.remote is None and not Path(t.path).is_dir()]
+    detail = f"{len(plan.targets) - len(remote)} present" if not missing else f"missing: {', '.join(missing)}"
+    if remote:
+        detail += f"; {len(remote)} from git remotes, checked out by each node at the plan's commit"
     return Check(name="targets", ok=not missing, detail=detail)
 
 

@@ -16,6 +16,7 @@ import redis.asyncio as aredis
 
 from cortex.coord.keys import RUN_INDEX_TTL_S, RUNS, leader_resource, lock_key, run_index
 from cortex.errors import RunNotFound
+from cortex.models.state import ExecutionState
 
 STALE_S = 15.0
 """A ``running`` state not refreshed for this long, with nobody holding the run's lease, is an interrupted run."""
@@ -35,7 +36,7 @@ async def publish_report(redis: aredis.Redis, run_id: str, current: dict[str, An
     await pipe.execute()
 
 
-async def current(redis: aredis.Redis, run_id: str | None) -> dict[str, Any]:
+async def current(redis: aredis.Redis, run_id: str | None) -> ExecutionState:
     """The state document of ``run_id`` (default: the latest run in the index), its status corrected when the run
     is marked running but nobody leads it and it has not been refreshed for ``STALE_S``."""
     if run_id is None:
@@ -46,20 +47,20 @@ async def current(redis: aredis.Redis, run_id: str | None) -> dict[str, Any]:
     raw = await redis.hget(run_index(run_id), "current")
     if raw is None:
         raise RunNotFound(f"no run {run_id!r} in this Redis's run index (finished runs stay 30 days)")
-    state: dict[str, Any] = json.loads(raw)
-    stale = time.time() - float(state.get("updated_at") or 0) > STALE_S
-    if state.get("status") == "running" and stale and not await redis.exists(lock_key(leader_resource(run_id))):
-        state["status"] = "interrupted (no coordinator leads it)"
+    state = ExecutionState.model_validate_json(raw)
+    stale = time.time() - state.updated_at > STALE_S
+    if state.status == "running" and stale and not await redis.exists(lock_key(leader_resource(run_id))):
+        state.status = "interrupted (no coordinator leads it)"
     return state
 
 
-async def history(redis: aredis.Redis, limit: int = 100) -> list[dict[str, Any]]:
+async def history(redis: aredis.Redis, limit: int = 100) -> list[ExecutionState]:
     """The state documents of the latest ``limit`` runs in the index, newest first."""
     out = []
     for run_id in await redis.zrevrange(RUNS, 0, limit - 1):
         raw = await redis.hget(run_index(run_id), "current")
         if raw is not None:
-            out.append(json.loads(raw))
+            out.append(ExecutionState.model_validate_json(raw))
     return out
 
 

@@ -67,6 +67,7 @@ async def execute(
             raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
         async with asyncio.timeout(task.timeout_s):
             ctx.target_path = await checkouts.resolve(fields, services.state_dir)
+            ctx.target_remote = checkouts.remote_url(fields)
             produced = await handler(ctx)
             await checkouts.publish(fields, ctx.target_path, produced)
         # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for

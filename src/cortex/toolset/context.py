@@ -68,6 +68,8 @@ class TaskContext:
     redis: aredis.Redis
     keys: RunKeys
     services: Services = field(default_factory=Services)
+    target_remote: str | None = None
+    """The git remote the target was checked out from (its URL without credentials), when it came from one."""
     effects: list[list[str]] = field(default_factory=list)
     """Redis commands applied atomically with the task's successful result, once per task per run."""
 

@@ -103,7 +103,7 @@ async def record_in_catalog(ctx: TaskContext, root: Path) -> dict[str, Any] | st
     from cortex.catalog.discovery import repository_records
     from cortex.models.assets import LineageEdge
 
-    produced = await asyncio.to_thread(repository_records, root)
+    produced = await asyncio.to_thread(repository_records, root, ctx.target_remote)
     outcomes: Counter[str] = Counter()
     recorded_by = {"run_id": ctx.run_id, "task_id": ctx.task.id, "worker": ctx.worker_id, "master": ctx.task.master}
     for asset in {a.id: a for a in produced.assets}.values():

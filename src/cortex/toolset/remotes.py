@@ -92,28 +92,31 @@ class Workspace:
 
     def checkout(self, name: str, remote: Remote) -> Path:
         """The checkout of ``remote`` at its pinned commit (or the branch's head when none is pinned, at
-        planning), made if missing. Returns its directory."""
+        planning), made if missing: ``<repo dir>/<commit>/<name>`` (the work tree keeps the target's name, which
+        tools report). Returns its directory."""
         with self.locked(name, remote.url) as d:
-            if remote.commit and (d / remote.commit / ".git").is_dir():
+            if remote.commit and (d / remote.commit / name / ".git").is_dir():
                 os.utime(d / remote.commit)
-                return d / remote.commit
-            tmp = d / f".incoming-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
+                return d / remote.commit / name
+            incoming = d / f".incoming-{os.getpid()}"
+            shutil.rmtree(incoming, ignore_errors=True)
+            tree = incoming / name
             args = ["clone", "--quiet", "--depth", "1", "--no-tags"]
             args += ["--branch", remote.branch] if remote.branch else []
-            git(remote, *args, "--", remote.url, str(tmp))
-            head = git(remote, "rev-parse", "HEAD", cwd=tmp)
+            git(remote, *args, "--", remote.url, str(tree))
+            head = git(remote, "rev-parse", "HEAD", cwd=tree)
             if remote.commit and head != remote.commit:
-                git(remote, "fetch", "--quiet", "--depth", "1", "origin", remote.commit, cwd=tmp)
-                git(remote, "checkout", "--quiet", "--detach", remote.commit, cwd=tmp)
+                git(remote, "fetch", "--quiet", "--depth", "1", "origin", remote.commit, cwd=tree)
+                git(remote, "checkout", "--quiet", "--detach", remote.commit, cwd=tree)
                 head = remote.commit
             final = d / head
-            if final.exists():  # another process got there first (the lock covers hosts' processes, not reruns)
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.rename(final)
+            if (final / name / ".git").is_dir():  # this commit is here already (planned again): keep what is in use
+                shutil.rmtree(incoming, ignore_errors=True)
+                return final / name
+            shutil.rmtree(final, ignore_errors=True)  # a leftover of a process that died mid-way, if any
+            incoming.rename(final)
             self._prune(d, keep=final)
-            return final
+            return final / name
 
     def _prune(self, d: Path, keep: Path) -> None:
         olds = sorted(
@@ -151,7 +154,7 @@ def remote_targets(fleet_file: Path, workspace: Path) -> list[Target]:
             root = ws.checkout(e.name, remote)
         except RemoteError as exc:
             raise InputError(f"{fleet_file}: {e.name}", str(exc), hint="check the URL, branch and credentials") from exc
-        pinned = remote.model_copy(update={"commit": root.name})
+        pinned = remote.model_copy(update={"commit": root.parent.name})
         links = [f"{rel} -> {dest}" for rel, dest in links_outside(root)]
         out.append(Target(name=e.name, path=str(root), traits=traits(root), links_outside=links, remote=pinned))
     return out

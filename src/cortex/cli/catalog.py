@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from cortex.cli.common import AsJson, StateDir, console, err, settings
+from cortex.cli.common import AsJson, StateDir, console, err, example, print_json, settings
 from cortex.cli.common import state_dir as resolve_state_dir
 from cortex.errors import AssetNotFound, InputError
 
@@ -61,13 +61,9 @@ def _with_store(state_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(run(url))
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
 def _print_assets(assets: list[Any], as_json: bool) -> None:
     if as_json:
-        _print_json([json.loads(a.model_dump_json()) for a in assets])
+        print_json([json.loads(a.model_dump_json()) for a in assets])
         return
     table = Table("id", "type", "namespace", "health", "tags")
     for a in assets:
@@ -75,7 +71,7 @@ def _print_assets(assets: list[Any], as_json: bool) -> None:
     console.print(table)
 
 
-@catalog_app.command()
+@catalog_app.command(epilog=example("cortex catalog serve --config catalog.yaml --port 8080"))
 def serve(
     config: Annotated[Path | None, typer.Option("--config", help="Catalog YAML (tokens, limits)")] = None,
     host: str = "127.0.0.1",
@@ -115,7 +111,7 @@ def _stop_cleanly_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-@catalog_app.command()
+@catalog_app.command(epilog=example("cortex catalog token ci --scope read --scope write"))
 def token(name: str, scope: Annotated[list[str], typer.Option("--scope")] = ["read"]) -> None:  # noqa: B006
     """Make a bearer token; prints it once, and the config entry (its SHA-256 digest) to paste under tokens."""
     from cortex.catalog.config import new_token
@@ -126,10 +122,12 @@ def token(name: str, scope: Annotated[list[str], typer.Option("--scope")] = ["re
     secret, spec = new_token(name, sorted(set(scope)))  # type: ignore[arg-type]
     print(f"token (shown once): {secret}")
     print("config entry:")
-    _print_json(json.loads(spec.model_dump_json()))
+    print_json(json.loads(spec.model_dump_json()))
 
 
-@catalog_app.command()
+@catalog_app.command(
+    epilog=example("cortex catalog discover examples/fleet", "cortex catalog discover fleet.yaml --every 15m")
+)
 def discover(
     paths: Annotated[list[Path], typer.Argument(help="Directories of repositories, or fleet files of git remotes")],
     every: Annotated[str | None, typer.Option("--every", help="Repeat on a schedule, e.g. 15m")] = None,
@@ -153,7 +151,7 @@ def discover(
         result = _with_store(state_dir, functools.partial(run_discovery, roots=roots, remotes=remotes))
         data = {**dataclasses.asdict(result), "writes": result.writes}
         if as_json:
-            _print_json(data)
+            print_json(data)
         else:
             console.print(", ".join(f"{k} {v}" for k, v in data.items()), markup=False)
         done += 1
@@ -177,25 +175,25 @@ def _roots(paths: list[Path], state_dir: Path | None) -> tuple[list[Path], dict[
     return roots, remotes
 
 
-@catalog_app.command()
+@catalog_app.command(epilog=example("cortex catalog get repo:payments-api --json"))
 def get(asset_id: str, state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """Show one asset."""
     found = _with_store(state_dir, lambda store: store.get(asset_id))
     if found is None:
         raise AssetNotFound(asset_id)
     if as_json:
-        _print_json(json.loads(found.model_dump_json()))
+        print_json(json.loads(found.model_dump_json()))
     else:
         _print_assets([found], False)
 
 
-@catalog_app.command()
+@catalog_app.command(epilog=example("cortex catalog search lodash --json"))
 def search(q: str, limit: int = 20, state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """Assets having every word of Q."""
     _print_assets(_with_store(state_dir, lambda store: store.search(q, limit=limit)), as_json)
 
 
-@catalog_app.command()
+@catalog_app.command(epilog=example("cortex catalog lineage repo:payments-api --depth 2"))
 def lineage(
     asset_id: str,
     direction: Annotated[str, typer.Option(help="upstream, downstream or both")] = "both",
@@ -214,7 +212,7 @@ def lineage(
 
     found = _with_store(state_dir, walk)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "root": found.root,
                 "nodes": [n.id for n in found.nodes],
@@ -226,14 +224,14 @@ def lineage(
         console.print(f"{e.upstream} --{e.relation}--> {e.downstream}", markup=False, highlight=False)
 
 
-@catalog_app.command()
+@catalog_app.command(epilog=example("cortex catalog stats --json"))
 def stats(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """Counts of assets and lineage edges."""
     import dataclasses
 
     s = _with_store(state_dir, lambda store: store.stats())
     if as_json:
-        _print_json(dataclasses.asdict(s))
+        print_json(dataclasses.asdict(s))
         return
     console.print(f"assets {s.assets}, edges {s.edges}", markup=False)
     for kind in ("by_type", "by_health", "by_namespace"):

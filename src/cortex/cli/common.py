@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sys
 import traceback
@@ -51,6 +52,17 @@ def check_host(host: str, source: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
         return host
     raise InputError(source, f"{host!r} is not an address or host name", hint="e.g. 127.0.0.1 or 0.0.0.0")
+
+
+def example(*lines: str) -> str:
+    """A command's help epilog: its examples, printed as written (``\\b`` keeps click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  $ {line}" for line in lines)
+
+
+def print_json(data: Any) -> None:
+    """Exact JSON on standard output, never through Rich (which wraps long lines and breaks strings)."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def say_error(message: str) -> None:

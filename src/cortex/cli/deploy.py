@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from cortex.cli.common import console
+from cortex.cli.common import console, example
 
 deploy_app = typer.Typer(help="Kubernetes manifests for a plan (see deploy/ and the README).", no_args_is_help=True)
 
 
-@deploy_app.command()
+@deploy_app.command(epilog=example("cortex deploy render plans/full/plan.json --out deploy/kustomize/placement"))
 def render(
     plan_json: Annotated[Path, typer.Argument(metavar="PLAN_JSON", help="The plan to place (cortex plan writes it)")],
     out: Annotated[Path, typer.Option("--out", help="Directory of the placement kustomization")] = Path(

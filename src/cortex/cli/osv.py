@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cortex.cli.common import AsJson, StateDir, console, state_dir
+from cortex.cli.common import AsJson, StateDir, console, example, state_dir
 from cortex.errors import InputError
 
 osv_app = typer.Typer(no_args_is_help=True, help="The OSV vulnerability database the dependency audit reads.")
@@ -24,7 +24,7 @@ def _database(into: Path | None, state_dir_opt: Path | None) -> Path:
     return into or state_dir(state_dir_opt) / "osv"
 
 
-@osv_app.command(name="import")
+@osv_app.command(name="import", epilog=example("cortex osv import PyPI/all.zip npm/all.zip"))
 def import_(
     sources: Annotated[list[Path], typer.Argument(help="osv.dev zips (<Ecosystem>/all.zip) or directories")],
     into: IntoOpt = None,
@@ -53,7 +53,7 @@ def import_(
     )
 
 
-@osv_app.command()
+@osv_app.command(epilog=example("cortex osv info --json"))
 def info(
     database: Annotated[
         Path | None, typer.Argument(help="A database, directory or zip (default: what audits use)")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cortex.cli.common import console, run_async, settings
+from cortex.cli.common import AsJson, console, print_json, run_async, settings
 from cortex.errors import InputError
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ def plan(
     assist: Annotated[
         bool, typer.Option("--assist", help="Ask CORTEX_MODEL to propose tasks; the planner validates them")
     ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Plan GOAL over the repositories under --targets (a directory, or a fleet file of git remotes, checked out
     into the state directory's workspace); writes plan.json and Markdown documents."""
@@ -73,6 +74,23 @@ def plan(
 
     p = _assisted(goal, targets, roster, cluster) if assist else build(goal, targets, roster, cluster)
     files = write_plan(p, out)
+    if as_json:
+        print_json(
+            {
+                "plan_id": p.id,
+                "goal": p.goal,
+                "tasks": len(p.tasks),
+                "masters": len(p.masters),
+                "workers": len(p.workers),
+                "routing": {"mode": p.routing.mode, "selected": p.routing.selected},
+                "estimated_makespan_s": p.schedule.makespan_s,
+                "lower_bound_s": p.schedule.lower_bound_s,
+                "tokens_allocated": p.budget.total,
+                "notes": p.notes,
+                "files": [str(f) for f in files],
+            }
+        )
+        return
     summary = (
         f"plan {p.id}: {len(p.tasks)} tasks, {len(p.masters)} masters, {len(p.workers)} workers, "
         f"routing {p.routing.mode} ({', '.join(p.routing.selected)})\n"

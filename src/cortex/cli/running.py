@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from cortex.cli.common import (
+    AsJson,
     MetricsHost,
     StateDir,
     check_run_id,
     console,
     err,
+    print_json,
     private_or_configured_redis,
     require_redis_url,
     run_async,
@@ -81,13 +83,16 @@ def _execute(
     *,
     run_id: str | None = None,
     take_over_within: float | None = None,
+    as_json: bool = False,
 ) -> None:
-    """Run plan ``p`` (or, with ``take_over_within``, take run ``run_id`` over) with a live progress table."""
+    """Run plan ``p`` (or, with ``take_over_within``, take run ``run_id`` over) with a live progress table (on
+    standard error with ``as_json``: standard output gets the result as JSON only)."""
     from rich.live import Live
 
     from cortex.runtime.coordinator import Coordinator
 
-    with private_or_configured_redis() as url, Live(console=console, refresh_per_second=4, transient=False) as live:
+    screen = err if as_json else console
+    with private_or_configured_redis() as url, Live(console=screen, refresh_per_second=4, transient=False) as live:
         coord = Coordinator(
             p,
             url,
@@ -110,6 +115,12 @@ def _execute(
             interrupted = False
     if interrupted:  # processes and the embedded server are stopped by now (the blocks above have closed)
         raise RunInterrupted(f"interrupted: run {coord.run_id} aborted; state in {state_dir}")
+    if as_json:
+        paths = {"report_md": str(result.report_md), "report_json": str(result.report_json)}
+        print_json({"run_id": result.run_id, "status": result.status, **paths, "archive": str(result.archive)})
+        if result.status != "succeeded":
+            raise typer.Exit(ExitCode.TASKS_FAILED)
+        return
     console.print()
     console.print(f"run {result.run_id} {result.status}", markup=False)
     console.print(f"report:  {result.report_md}", markup=False, highlight=False)
@@ -131,6 +142,7 @@ def run(
     nodes: NodesOpt = "local",
     pool: PoolOpt = "default",
     node_wait: NodeWaitOpt = 60.0,
+    as_json: AsJson = False,
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Name the run (default: time and a random suffix)")
     ] = None,
@@ -153,7 +165,7 @@ def run(
         p = build(plan_or_goal, targets, roster, cluster)
         write_plan(p, sd / "plans" / p.id)
     options = _options(settings, metrics_port, metrics_host, nodes, pool, node_wait)
-    _execute(p, sd, options, run_id=run_id)
+    _execute(p, sd, options, run_id=run_id, as_json=as_json)
 
 
 def _known_kinds() -> set[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -13,7 +14,17 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from cortex.cli.common import AsJson, StateDir, check_run_id, console, err, run_async, settings, state_dir
+from cortex.cli.common import (
+    AsJson,
+    StateDir,
+    check_run_id,
+    console,
+    err,
+    print_json,
+    run_async,
+    settings,
+    state_dir,
+)
 from cortex.errors import InputError, RunNotFound
 
 if TYPE_CHECKING:
@@ -74,7 +85,7 @@ def status(
     else:
         state = _local_status(state_dir(state_dir_opt), run_id)
     if as_json:
-        print(json.dumps(state, indent=2, sort_keys=True))
+        print_json(state)
         return
     console.print(progress_table(state))
     if state.get("report"):
@@ -110,28 +121,42 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def history(state_dir_opt: StateDir = None) -> None:
+def history(state_dir_opt: StateDir = None, as_json: AsJson = False) -> None:
     """List past executions: the run index in Redis when CORTEX_REDIS_URL is set, else the archives."""
     from cortex.runtime import runindex
 
-    table = Table("run", "status", "duration", "tasks", "goal")
+    rows: list[dict[str, Any]] = []
     url = _from_redis(state_dir_opt)
     if url:
         for s in _indexed(url, runindex.history):
-            end = s.finished_at or s.updated_at
             tasks = sum(sum(c.model_dump().values()) for c in s.tasks.values())
-            table.add_row(s.run_id, s.status, f"{end - s.started_at:.1f} s", str(tasks), s.goal)
-        console.print(table)
+            duration = round((s.finished_at or s.updated_at) - s.started_at, 3)
+            rows.append(
+                {"run_id": s.run_id, "status": s.status, "duration_s": duration, "tasks": tasks, "goal": s.goal}
+            )
+    else:
+        sd = state_dir(state_dir_opt)
+        for report_file in sorted((sd / "archives").glob("CORTEX-EXEC-*/report.json"), reverse=True):
+            try:
+                r = json.loads(report_file.read_text(encoding="utf-8"))
+                rows.append(
+                    {
+                        "run_id": r["run_id"],
+                        "status": r["status"],
+                        "duration_s": float(r["duration_s"]),
+                        "tasks": len(r["tasks"]),
+                        "goal": r["goal"],
+                    }
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # one damaged archive hides none of the others
+                name = type(exc).__name__
+                err.print(f"warning: {report_file}: not a readable report ({name}); left out", markup=False)
+    if as_json:
+        print_json(rows)
         return
-    sd = state_dir(state_dir_opt)
-    for report_file in sorted((sd / "archives").glob("CORTEX-EXEC-*/report.json"), reverse=True):
-        try:
-            r = json.loads(report_file.read_text(encoding="utf-8"))
-            row = [r["run_id"], r["status"], f"{r['duration_s']:.1f} s", str(len(r["tasks"])), r["goal"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # one damaged archive hides none of the others
-            err.print(f"warning: {report_file}: not a readable report ({type(exc).__name__}); left out", markup=False)
-            continue
-        table.add_row(*(str(x) for x in row))
+    table = Table("run", "status", "duration", "tasks", "goal")
+    for row in rows:
+        table.add_row(row["run_id"], row["status"], f"{row['duration_s']:.1f} s", str(row["tasks"]), row["goal"])
     console.print(table)
 
 
@@ -139,18 +164,26 @@ def report(
     run_id: Annotated[str, typer.Argument(help="Run id (or CORTEX-EXEC-<id>), see `cortex history`")],
     state_dir_opt: StateDir = None,
     as_json: AsJson = False,
+    raw: Annotated[bool, typer.Option("--raw", help="The Markdown source, even on a terminal")] = False,
 ) -> None:
-    """Show the report of a past execution: from this host's archives, else from the run index in Redis."""
+    """Show the report of a past execution: from this host's archives, else from the run index in Redis. On a
+    terminal the Markdown is rendered; piped, it is printed as it is."""
     from cortex.runtime import runindex
 
     run_id = check_run_id(run_id.removeprefix("CORTEX-EXEC-"))
     sd = state_dir(state_dir_opt)
     path = sd / "archives" / f"CORTEX-EXEC-{run_id}" / ("report.json" if as_json else "report.md")
     if path.is_file():
-        print(path.read_text(), end="")
+        text = path.read_text(encoding="utf-8")
+    else:
+        url = _from_redis(state_dir_opt)
+        if not url:
+            raise RunNotFound(f"no archived execution {run_id!r} in {sd / 'archives'}: see `cortex history`")
+        field = "report_json" if as_json else "report_md"
+        text = _indexed(url, lambda r: runindex.report(r, run_id, field))
+    if as_json or raw or not console.is_terminal:
+        sys.stdout.write(text)
         return
-    url = _from_redis(state_dir_opt)
-    if not url:
-        raise RunNotFound(f"no archived execution {run_id!r} in {sd / 'archives'}: see `cortex history`")
-    field = "report_json" if as_json else "report_md"
-    print(_indexed(url, lambda r: runindex.report(r, run_id, field)), end="")
+    from rich.markdown import Markdown
+
+    console.print(Markdown(text))

@@ -203,6 +203,10 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     # metrics served during the run
     assert 'cortex_tasks_total{master="inventory",outcome="failed"} 1.0' in metrics
     assert "cortex_task_duration_seconds_bucket" in metrics and "cortex_phase 5.0" in metrics
+    assert f'cortex_run_info{{plan_id="{plan.id}",run_id="{result.run_id}"}} 1.0' in metrics
+    assert 'cortex_tasks_current{master="inventory",state="failed"} 1.0' in metrics  # the gauge of states now
+    assert "cortex_masters_alive " in metrics and "cortex_redis_up 1.0" in metrics
+    assert f"cortex_run_planned_makespan_seconds {plan.schedule.makespan_s}" in metrics
     current = json.loads((state / "current-execution.json").read_text())
     assert current["status"] == "failed" and current["phase"] == 5
     assert run_keys == []  # cleanup removed the run's keys

@@ -87,11 +87,17 @@ class Settings(BaseSettings):
     target_find_links: str | None = None
     """Directories of wheels for the targets' dependencies, separated by the path separator (``:``)."""
 
+    grafana_url: str | None = None
+    """Grafana to annotate with each run's phase transitions (``http://host:3000``). Unset: no annotations."""
+
+    grafana_token: str | None = None
+    """Grafana service account token (Bearer) for the annotations API."""
+
     redis_connect_attempts: int = Field(default=5, ge=1, le=100)
     """How many times to try reaching ``redis_url`` before giving up with a clear error."""
 
     redis_outage_s: float = Field(default=300.0, ge=0, le=86_400)
-    """How long a running coordinator, master, worker or supervisor waits out a Redis outage before giving up."""
+    """How long a running coordinator, master, worker or node agent waits out a Redis outage before giving up."""
 
     stall_s: float = Field(default=120.0, ge=5, le=86_400)
     """A run in which nothing has progressed for this long is stalled: the coordinator names the stuck tasks and
@@ -102,7 +108,7 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         return None if value is None or value == "" else check_redis_url(value)
 
-    @field_validator("catalog_url", "osv_api")
+    @field_validator("catalog_url", "osv_api", "grafana_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None or value == "" else check_http_url(value)

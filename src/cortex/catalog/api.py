@@ -8,6 +8,7 @@ purpose; a schemathesis run in the test suite checks that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
@@ -148,7 +149,11 @@ async def readyz(request: Request) -> JSONResponse:
 @probes.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(request: Request) -> Response:
     """Prometheus metrics in the text format."""
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    state = request.app.state
+    with contextlib.suppress(RedisError, OSError):  # Redis away: the gauge keeps its last value; /readyz says why
+        last = await state.redis.get(state.store.keys.last_discovery)
+        state.metrics.last_discovery.set(float(last or 0))
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 # ----------------------------------------------------------------------- reads

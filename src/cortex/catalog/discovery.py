@@ -258,6 +258,7 @@ async def discover(
                 await _retire(store, source, produced, result)
                 await redis.hset(keys.checksums, source, digest)
         await _remove_vanished(store, root.resolve(), present, result)
+    await redis.set(keys.last_discovery, repr(time.time()))
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cortex.catalog.config import CatalogConfig
@@ -21,6 +21,11 @@ class Metrics:
             "cortex_catalog_requests_total",
             "Requests by route and status",
             ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.last_discovery = Gauge(
+            "cortex_catalog_discovery_last_timestamp_seconds",
+            "When the last discovery pass ended (0: never), read from Redis at each scrape",
             registry=self.registry,
         )
         self.latency = Histogram(

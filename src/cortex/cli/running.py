@@ -73,6 +73,8 @@ def _options(
         stall_s=settings.stall_s,
         pool=pool if nodes == "cluster" else None,
         node_wait_s=node_wait,
+        grafana_url=settings.grafana_url,
+        grafana_token=settings.grafana_token,
     )
 
 

@@ -271,6 +271,11 @@ class CatalogKeys:
         return f"{self.prefix}:changes"
 
     @property
+    def last_discovery(self) -> str:
+        """When the last discovery pass ended (Unix seconds): what the catalog's staleness alert reads."""
+        return f"{self.prefix}:last-discovery"
+
+    @property
     def checksums(self) -> str:
         """Hash of discovered file path -> checksum (incremental discovery)."""
         return f"{self.prefix}:checksums"

@@ -110,5 +110,15 @@ class Ledger:
 
     async def account(self, level: str) -> LedgerAccount:
         """``allocated``, ``used``, ``reserved``, ``released`` and ``overrun`` of one level (zeros when absent)."""
-        raw = await self.redis.hgetall(self.keys.ledger(level))
-        return LedgerAccount(**{k: int(raw.get(k, 0)) for k in LedgerAccount.model_fields})
+        return (await self.accounts([level]))[level]
+
+    async def accounts(self, levels: list[str]) -> dict[str, LedgerAccount]:
+        """Several accounts in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for level in levels:
+            pipe.hgetall(self.keys.ledger(level))
+        raws = await pipe.execute()
+        return {
+            level: LedgerAccount(**{k: int(raw.get(k, 0)) for k in LedgerAccount.model_fields})
+            for level, raw in zip(levels, raws, strict=True)
+        }

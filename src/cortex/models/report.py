@@ -264,6 +264,8 @@ class Report(_Strict):
     """Redis outages the coordinator waited out."""
     stalls: list[Stall] = Field(default_factory=list)
     """Times the run stopped progressing, and what was done."""
+    notes: list[str] = Field(default_factory=list)
+    """What the run could not do that is no task's failure (Grafana annotations refused, say)."""
     retries: int
     reassignments: int
     node_failures: NodeFailures

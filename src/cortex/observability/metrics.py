@@ -35,11 +35,37 @@ class RunMetrics:
             "cortex_token_efficiency", "Tokens used over tokens allocated, from the ledger", ["master"], registry=r
         )
         self.node_failures = Counter(
-            "cortex_node_failures_total", "Nodes whose supervisor died; their workers were moved", registry=r
+            "cortex_node_failures_total",
+            "Nodes whose agent stopped heartbeating; their processes were moved",
+            registry=r,
         )
         self.tokens_used = Gauge("cortex_tokens_used", "Tokens used, from the ledger", ["master"], registry=r)
         self.tokens_remaining = Gauge(
             "cortex_tokens_remaining", "Tokens remaining, from the ledger", ["master"], registry=r
+        )
+        self.tokens_allocated = Gauge(
+            "cortex_tokens_allocated", "Tokens allocated by the plan, from the ledger", ["master"], registry=r
+        )
+        self.worker_tokens_used = Gauge(
+            "cortex_worker_tokens_used", "Tokens a worker used, from the ledger", ["worker"], registry=r
+        )
+        self.run_info = Gauge(
+            "cortex_run_info", "The run this coordinator leads (value 1)", ["run_id", "plan_id"], registry=r
+        )
+        self.tasks_current = Gauge(
+            "cortex_tasks_current", "Tasks by master and current state", ["master", "state"], registry=r
+        )
+        self.masters_alive = Gauge("cortex_masters_alive", "Master processes alive", registry=r)
+        self.started = Gauge("cortex_run_started_timestamp_seconds", "When the run started", registry=r)
+        self.planned_makespan = Gauge(
+            "cortex_run_planned_makespan_seconds", "The plan's estimated makespan (an estimate)", registry=r
+        )
+        self.last_progress = Gauge(
+            "cortex_run_last_progress_timestamp_seconds", "When a task last ended or was released", registry=r
+        )
+        self.handoffs = Counter("cortex_handoffs_total", "Handoffs decided, by decision", ["decision"], registry=r)
+        self.redis_up = Gauge(
+            "cortex_redis_up", "1 while the coordinator reaches Redis, 0 during an outage", registry=r
         )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:

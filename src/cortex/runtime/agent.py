@@ -73,6 +73,9 @@ class _Metrics:
         )
         self.restarts = Counter("cortex_node_restarts", "Processes restarted after they died", labels, registry=r)
         self.beat = Gauge("cortex_node_heartbeat_timestamp_seconds", "Last heartbeat written", labels, registry=r)
+        self.redis_up = Gauge(
+            "cortex_redis_up", "1 while the node agent reaches Redis, 0 while not", labels, registry=r
+        )
         self.labels = (o.name, o.pool)
 
 
@@ -200,12 +203,14 @@ class NodeAgent:
                     if self.o.for_run is None or run_id == self.o.for_run:
                         self._take(run_id)
             self.unreachable_since = None
+            self.metrics.redis_up.labels(*self.metrics.labels).set(1)
             if self.drain_deadline is not None:
                 return now > self.drain_deadline or not any(s.busy() for s in self.runs.values())
         except redis.RedisError:
             # Redis away: keep the processes (they wait it out too). A drain still ends at its deadline; a local
             # agent whose coordinator is gone gives up after the orphan grace.
             self.unreachable_since = self.unreachable_since or now
+            self.metrics.redis_up.labels(*self.metrics.labels).set(0)
             if self.drain_deadline is not None:
                 return now > self.drain_deadline
             orphan = self.o.for_run is not None and os.getppid() != self.parent

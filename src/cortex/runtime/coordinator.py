@@ -41,9 +41,9 @@ from cortex.models.messages import Envelope, MessageType
 from cortex.models.phase import Phase
 from cortex.models.report import Outage, Report
 from cortex.models.state import Check
-from cortex.models.task import TaskState
+from cortex.observability.annotations import Annotations
 from cortex.observability.metrics import RunMetrics
-from cortex.runtime import ending, finish, runindex, statefiles, takeover
+from cortex.runtime import ending, finish, gauges, runindex, statefiles, takeover
 from cortex.runtime.dispatch import Dispatcher
 from cortex.runtime.leadership import Leadership
 from cortex.runtime.nodes import Nodes, child_env
@@ -97,6 +97,7 @@ class Coordinator:
         """Set when phase 3 (parallel execution) begins."""
         self._current: dict[str, Any] = {}
         """The live state document last written."""
+        self.annotations = Annotations(o.grafana_url, o.grafana_token) if o.grafana_url else None
 
     @property
     def run_id(self) -> str:
@@ -190,6 +191,8 @@ class Coordinator:
         self.state.enter(phase, time.time())
         self.metrics.phase.set(int(phase))
         await self._broadcast({"event": "phase", "phase": int(phase), "name": phase.name})
+        if self.annotations is not None:
+            await self.annotations.phase(self.run_id, int(phase), phase.name, time.time())
         self._write_state("running")
         await self._index()
         if phase is Phase.execution:
@@ -268,6 +271,7 @@ class Coordinator:
             alloc[f"master:{line.master}"] = line.base + line.worker_pool
             alloc.update({f"worker:{w}": b for w, b in line.workers.items()})
         await Ledger(self.redis, self.keys).allocate(alloc)
+        gauges.start(self.metrics, self.state)
         if self.o.metrics_port:
             self.metrics.serve(self.o.metrics_port, self.o.metrics_host)
 
@@ -327,7 +331,9 @@ class Coordinator:
         # measured from the last turn that reached Redis: the client's own retries spent the first seconds
         outage = Outage(began=time.time() - (time.monotonic() - last_ok), error=f"{type(exc).__name__}: {exc}"[:300])
         self.state.outages.append(outage)
+        self.metrics.redis_up.set(0)
         outage.lasted_s = round(await wait_for_redis(self.redis, self.o.outage_s, since=last_ok), 3)
+        self.metrics.redis_up.set(1)
         await self.leadership.confirm()  # a newer token meanwhile: LeadershipLost, this coordinator steps down
         self.dispatch.cursor = "0"
         self.dispatch.dirty.update(self.state.graph.records)
@@ -335,31 +341,15 @@ class Coordinator:
         self.stalls.progressed(time.monotonic())
 
     async def _refresh(self) -> None:
-        """Ledger figures into the metrics, live state files and display; the run-level counters into Redis (fenced)
-        for a coordinator that may take over."""
+        """The metrics (``gauges``), live state files and display; the run-level counters into Redis (fenced) for
+        a coordinator that may take over."""
         state = self.state
         await self.leadership.confirm()
         await self.leadership.hset(self.keys.coordinator, {"state": state.snapshot().model_dump_json(by_alias=True)})
-        ledger = Ledger(self.redis, self.keys)
-        for level in ["run", *(f"master:{line.master}" for line in state.plan.budget.lines)]:
-            use = (await ledger.account(level)).use()
-            name = level.removeprefix("master:")
-            state.token_use[name] = use
-            if level != "run":
-                self.metrics.tokens_used.labels(name).set(use.used)
-                self.metrics.tokens_remaining.labels(name).set(use.remaining)
-                self.metrics.token_efficiency.labels(name).set(use.efficiency)
-        depth: dict[str, int] = {}
-        for rec in state.graph.records.values():
-            if rec.state is TaskState.released:
-                depth[rec.task.worker_type] = depth.get(rec.task.worker_type, 0) + 1
-        for w in {w.worker_type for w in state.plan.workers}:
-            self.metrics.queue_depth.labels(w).set(depth.get(w, 0))
         await self.nodes.read_processes()
         state.running = await self.redis.hgetall(self.keys.running)
-        for node in {w.node for w in state.plan.workers}:
-            alive = sum(1 for p in state.processes.values() if p.node == node and p.alive and p.kind == "worker")
-            self.metrics.workers_alive.labels(node).set(alive)
+        quiet_s = time.monotonic() - self.stalls.last_progress
+        await gauges.refresh(self.metrics, state, self.redis, self.keys, quiet_s)
         self._write_state("running")
         await self._index()
 
@@ -371,6 +361,13 @@ class Coordinator:
     # --------------------------------------------------------------------------------- phase 5
     async def _finish(self, results: dict[str, Any], status: str) -> RunResult:
         """Phase 5 (``ending.close``): a run whose fixes are not all on their branches failed."""
+
+        if self.annotations is not None:
+            a = self.annotations
+            said = f"{a.sent} sent to {a.url}" + (
+                f", {len(a.failed)} failed: {'; '.join(a.failed[:3])}" if a.failed else ""
+            )
+            self.state.notes.append(f"Grafana annotations of the phases: {said}")
 
         async def announce(final: str, report_md: Path) -> None:
             await self._broadcast({"event": "run-ended", "status": final, "report": str(report_md)})

@@ -150,6 +150,7 @@ class Dispatcher:
         state = self.state
         decision, task = decide(state.plan, state.graph.records, state.handoffs, source, h)
         state.handoffs.append(decision)
+        self.metrics.handoffs.labels(decision.decision).inc()
         self.outbox.add(
             master_channel(h.to),
             Envelope(

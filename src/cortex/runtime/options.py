@@ -29,3 +29,6 @@ class RunOptions:
     """None: local mode (the coordinator starts a node agent per plan node); else the cluster pool to place on."""
     node_wait_s: float = 60.0
     """Cluster mode: how long to wait for the plan's nodes to register before re-placing or failing."""
+    grafana_url: str | None = None
+    """Grafana whose annotations API gets each phase transition; None: none sent."""
+    grafana_token: str | None = None

@@ -74,6 +74,8 @@ class RunState:
     """When this coordinator took the run over from another (None for the coordinator that started it)."""
     outages: list[Outage] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the run could not do that is no task's failure (Grafana annotations refused, say), for the report."""
 
     @classmethod
     def new(cls, plan: Plan, run_id: str, state_dir: Path, *, model_configured: bool) -> RunState:

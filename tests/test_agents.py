@@ -146,12 +146,17 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
         for c in review["output"]["model_calls"] + report["executive_summary"]["model_calls"]
     )
     assert report["models"]["development"]["script:script.json#development.fix-tests"]["calls"] == 5
+    # the burn-down comes from every call, in time order, and adds up to what the ledger says was used
+    spends = report["token_spend"]
+    assert sum(s["tokens"] for s in spends) == report["tokens"]["run"]["used"] and len(spends) >= 7
+    assert [s["at"] for s in spends] == sorted(s["at"] for s in spends)
     summary = report["executive_summary"]
     assert summary["headline"] == "One failing test fixed on a branch awaiting review"
     assert summary["by"] == "script:script.json#coordinator.summary"
     md = result.report_md.read_text()  # noqa: ASYNC240
     assert "## Executive summary" in md and "One failing test fixed on a branch awaiting review" in md
     assert "| development | `script:script.json#development.fix-tests` | 5 |" in md
+    assert "## Token burn-down\n\n```mermaid\nxychart-beta" in md
     live = json.loads((tmp_path / "state" / "current-execution.json").read_text())["tokens"]  # noqa: ASYNC240
     assert live["development"]["used"] == spent
     assert live["development"]["efficiency"] == round(spent / live["development"]["allocated"], 4)

@@ -207,6 +207,16 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     assert 'cortex_tasks_current{master="inventory",state="failed"} 1.0' in metrics  # the gauge of states now
     assert "cortex_masters_alive " in metrics and "cortex_redis_up 1.0" in metrics
     assert f"cortex_run_planned_makespan_seconds {plan.schedule.makespan_s}" in metrics
+    # pictures: one measured bar per task that ran, beside its planned one; no model call, no burn-down
+    md = result.report_md.read_text()
+    ran = [t for t in report["tasks"] if t["worker"] and t["started_at"] and t["finished_at"]]
+    gantt = md.split("```mermaid\ngantt", 1)[1].split("```", 1)[0]
+    assert gantt.count(":active,") + gantt.count(":crit,") == len(ran) and gantt.count(":done,") == len(ran)
+    assert "No model call was made" in md and "CPU seconds by node (measured)" in md
+    archive = Path(report["paths"]["archive"])
+    assert {p.stem for p in (archive / "lineage").glob("*.mmd")} == {
+        t.name for t in plan.targets if any(x["target"] == t.name for x in report["tasks"])
+    }
     current = json.loads((state / "current-execution.json").read_text())
     assert current["status"] == "failed" and current["phase"] == 5
     assert run_keys == []  # cleanup removed the run's keys

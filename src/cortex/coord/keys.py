@@ -166,6 +166,12 @@ class RunKeys:
         return f"{self.base}:model-usage"
 
     @property
+    def token_log(self) -> str:
+        """List of JSON records, one per model call: when, which master and worker, how many tokens (the report's
+        burn-down)."""
+        return f"{self.base}:token-log"
+
+    @property
     def degradations(self) -> str:
         """List of JSON records: each step a budget policy took, when and why."""
         return f"{self.base}:degradations"

@@ -108,6 +108,15 @@ class Degradation(_Strict):
     why: str
 
 
+class TokenSpend(_Strict):
+    """One model call's tokens, when it was made (the report's burn-down)."""
+
+    at: float
+    master: str
+    worker: str | None = None
+    tokens: int
+
+
 class NodeUsage(_Strict):
     """What a node agent measured of the processes it started for one run, their tool subprocesses included."""
 
@@ -276,6 +285,8 @@ class Report(_Strict):
     models: dict[str, dict[str, ModelCalls]] = Field(default_factory=dict)
     """Model calls per master and model."""
     degradations: list[Degradation] = Field(default_factory=list)
+    token_spend: list[TokenSpend] = Field(default_factory=list)
+    """Every model call's tokens in time order."""
     orphan_reservations_released: int = 0
     nodes: dict[str, NodeUsage]
     processes: dict[str, ProcessStatus]

@@ -7,6 +7,7 @@ from collections import defaultdict
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cortex.models import Plan
+from cortex.planner.charts import schedule_gantt, timeline_rows
 
 DOCUMENTS = {
     "ORCHESTRATION-PLAN.md": "orchestration_plan.md.j2",
@@ -40,8 +41,12 @@ def document_context(plan: Plan) -> dict[str, object]:
     tasks_by_master: dict[str, list[str]] = defaultdict(list)
     for t in plan.tasks:
         tasks_by_master[t.master].append(t.id)
+    step, rows = timeline_rows(plan)
     return {
         "plan": plan,
+        "gantt": schedule_gantt(plan),
+        "timeline_step": step,
+        "timeline": rows,
         "matrix": dict(matrix),
         "tasks_by_master": dict(tasks_by_master),
         "types": sorted({w.worker_type for w in plan.workers}),

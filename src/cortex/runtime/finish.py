@@ -11,7 +11,7 @@ import redis.asyncio as aredis
 
 from cortex.coord.keys import RunKeys
 from cortex.coord.ledger import Ledger
-from cortex.models.report import Degradation, MasterSummary, NodeUsage, Report
+from cortex.models.report import Degradation, MasterSummary, NodeUsage, Report, TokenSpend
 from cortex.models.state import LedgerAccount
 from cortex.runtime.report import EndFigures, model_usage
 from cortex.runtime.runstate import RunState
@@ -48,6 +48,7 @@ async def end_figures(
         nodes=nodes,
         models=model_usage(await redis.hgetall(keys.model_usage), prices),
         degradations=[Degradation.model_validate_json(d) for d in await redis.lrange(keys.degradations, 0, -1)],
+        token_spend=[TokenSpend.model_validate_json(t) for t in await redis.lrange(keys.token_log, 0, -1)],
         orphan_reservations=orphans,
         executions=executions,
         lost_fixes=await asyncio.to_thread(lost_fixes, state),
@@ -97,4 +98,5 @@ async def summarise(
     master = next(m for m in state.plan.roster.masters if m.name == name)
     report.executive_summary = await write_summary(redis, keys, master, model, dict(os.environ), report)
     report.tokens = await accounts(Ledger(redis, keys), state)
+    report.token_spend = [TokenSpend.model_validate_json(t) for t in await redis.lrange(keys.token_log, 0, -1)]
     report.models = model_usage(await redis.hgetall(keys.model_usage), prices)

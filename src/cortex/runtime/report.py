@@ -7,6 +7,7 @@ plan's estimate. ``build`` takes the run's state and what phase 5 read from Redi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import time
@@ -32,8 +33,10 @@ from cortex.models.report import (
     PhaseTimes,
     Report,
     ReportPaths,
+    TokenSpend,
 )
 from cortex.models.state import LedgerAccount
+from cortex.runtime import pictures
 from cortex.runtime.lineage import lineage_graph, lineage_mermaid
 from cortex.runtime.records import TaskRecord
 from cortex.runtime.runstate import RunState
@@ -94,6 +97,7 @@ class EndFigures:
     nodes: dict[str, NodeUsage]
     models: dict[str, dict[str, ModelCalls]] = field(default_factory=dict)
     degradations: list[Degradation] = field(default_factory=list)
+    token_spend: list[TokenSpend] = field(default_factory=list)
     orphan_reservations: int = 0
     executions: dict[str, int] = field(default_factory=dict)
     """Task id -> how many times a worker started it."""
@@ -165,6 +169,7 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
         tokens=end.tokens,
         models=end.models,
         degradations=end.degradations,
+        token_spend=end.token_spend,
         orphan_reservations_released=end.orphan_reservations,
         nodes=end.nodes,
         processes=procs,
@@ -187,7 +192,7 @@ def _databases(records: dict[str, TaskRecord]) -> list[OsvDatabase]:
     return [seen[k] for k in sorted(seen)]
 
 
-def _markdown(data: dict[str, Any], plan: Plan) -> str:
+def _markdown(data: dict[str, Any], plan: Plan, report: Report) -> str:
     env = Environment(
         loader=PackageLoader("cortex.runtime", "templates"),
         undefined=StrictUndefined,
@@ -198,7 +203,12 @@ def _markdown(data: dict[str, Any], plan: Plan) -> str:
     env.filters["n"] = lambda v: f"{v:,}"
     env.filters["s"] = lambda v: "n/a" if v is None else f"{v:,.3f} s"
     try:
-        return env.get_template("report.md.j2").render(r=data, plan=plan)
+        charts = {
+            "gantt": pictures.run_gantt(report, plan),
+            "burn": pictures.burn_down(report),
+            "load": pictures.node_load(report),
+        }
+        return env.get_template("report.md.j2").render(r=data, plan=plan, charts=charts)
     except Exception as exc:  # a rendering bug must not cost the run its report and archive
         return (
             f"# Cortex execution report `{data['run_id']}`\n\nRendering failed ({type(exc).__name__}: {exc}); "
@@ -223,7 +233,7 @@ def write(
     report.paths = paths
     data = report.model_dump(mode="json", by_alias=True)
     report_json = write_json(run_dir / "report.json", data)  # first: it is the record; the Markdown is a view
-    report_md = write_atomic(run_dir / "report.md", _markdown(data, plan))
+    report_md = write_atomic(run_dir / "report.md", _markdown(data, plan, report))
     staging = archive.with_name(archive.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -234,6 +244,8 @@ def write(
     write_atomic(staging / "events.jsonl", "".join(lines))
     write_json(staging / "lineage.json", data["lineage"])
     write_atomic(staging / "lineage.mmd", lineage_mermaid(report.lineage))
+    for target, text in pictures.lineage_by_target(report.lineage).items():  # one readable graph per repository
+        write_atomic(staging / "lineage" / (re.sub(r"[^A-Za-z0-9._-]", "_", target) + ".mmd"), text)
     shutil.copyfile(report_md, staging / "report.md")
     shutil.copyfile(report_json, staging / "report.json")
     staging.rename(archive)

@@ -23,7 +23,7 @@ from cortex.cli.common import (
 from cortex.cli.common import settings as load_settings
 from cortex.cli.common import state_dir as resolve_state_dir
 from cortex.cli.planning import ClusterOpt, RosterOpt, build, plan
-from cortex.cli.views import progress_table
+from cortex.cli.progress import progress_view
 from cortex.errors import ExitCode, InputError, PreflightFailed, RunInterrupted
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def _execute(
             state_dir,
             options,
             run_id=run_id,
-            on_update=lambda s: live.update(progress_table(s)),
+            on_update=lambda s: live.update(progress_view(s)),
             notice=lambda text: live.console.print(text, markup=False, highlight=False),
         )
         work = coord.run() if take_over_within is None else coord.take_over(take_over_within)

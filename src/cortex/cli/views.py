@@ -25,29 +25,13 @@ from cortex.cli.common import (
     settings,
     state_dir,
 )
+from cortex.cli.progress import progress_view
 from cortex.errors import InputError, RunNotFound
 
 if TYPE_CHECKING:
     import redis.asyncio as aredis
 
 T = TypeVar("T")
-
-STATES = ("pending", "released", "running", "retrying", "succeeded", "failed", "skipped")
-
-
-def progress_table(state: dict[str, Any]) -> Table:
-    """The live table of a run: tasks per master by state, retries, reassignments, handoffs, workers alive."""
-    table = Table(title=f"run {state['run_id']}: phase {state['phase']} ({state['phase_name']}), {state['status']}")
-    for col in ("master", *STATES):
-        table.add_column(col, justify="left" if col == "master" else "right", no_wrap=True, min_width=len(col))
-    for master, counts in sorted(state["tasks"].items()):
-        table.add_row(master, *(str(counts.get(c, 0)) for c in STATES))
-    alive = "  ".join(f"{node} {n}" for node, n in state.get("workers_alive", {}).items())
-    table.caption = (
-        f"retries {state['retries']}  reassignments {state['reassignments']}  handoffs {state['handoffs']}\n"
-        f"workers alive: {alive or 'none yet'}"
-    )
-    return table
 
 
 def _from_redis(state_dir_opt: Path | None) -> str | None:
@@ -87,7 +71,7 @@ def status(
     if as_json:
         print_json(state)
         return
-    console.print(progress_table(state))
+    console.print(progress_view(state))
     if state.get("report"):
         console.print(f"report: {state['report'].get('report_md')}", markup=False, highlight=False)
 

@@ -104,6 +104,11 @@ class RunKeys:
         return f"{self.base}:running"
 
     @property
+    def claimed_at(self) -> str:
+        """Hash task id -> when a worker last claimed it (Unix seconds): how long a running task has been at it."""
+        return f"{self.base}:claimed-at"
+
+    @property
     def executions(self) -> str:
         """Hash task id -> how many times a worker started it, every attempt counted (a killed one included)."""
         return f"{self.base}:executions"

@@ -19,6 +19,26 @@ class TaskCounts(BaseModel):
     skipped: int = 0
 
 
+class RunningTask(BaseModel):
+    """A task a worker holds now, and since when (its claim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    worker: str
+    since: float | None = None
+
+
+class FailureNote(BaseModel):
+    """An attempt that failed, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    error: str
+    at: float | None = None
+
+
 class Check(BaseModel):
     """One pre-flight check."""
 
@@ -102,3 +122,9 @@ class ExecutionState(BaseModel):
     """Ledger accounts of the run and of each master, live."""
     report: dict[str, str] = Field(default_factory=dict)
     """Paths of report.md, report.json and the archive once written."""
+    estimated_s: float = 0.0
+    """The plan's estimate of the whole run (every phase), for elapsed-against-plan and an ETA."""
+    running_tasks: list[RunningTask] = Field(default_factory=list)
+    """Tasks held by workers now, longest-running first (at most 20)."""
+    failures: list[FailureNote] = Field(default_factory=list)
+    """The latest failed attempts with their reasons, newest first (at most 10)."""

@@ -347,7 +347,10 @@ class Coordinator:
         await self.leadership.confirm()
         await self.leadership.hset(self.keys.coordinator, {"state": state.snapshot().model_dump_json(by_alias=True)})
         await self.nodes.read_processes()
-        state.running = await self.redis.hgetall(self.keys.running)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.running)
+        pipe.hgetall(self.keys.claimed_at)
+        state.running, state.claimed_at = await pipe.execute()
         quiet_s = time.monotonic() - self.stalls.last_progress
         await gauges.refresh(self.metrics, state, self.redis, self.keys, quiet_s)
         self._write_state("running")

@@ -66,6 +66,8 @@ class RunState:
     processes: dict[str, ProcessStatus] = field(default_factory=dict)
     """Masters and workers as their supervisors last reported them."""
     running: dict[str, str] = field(default_factory=dict)
+    claimed_at: dict[str, str] = field(default_factory=dict)
+    """Task id -> when a worker claimed it (Unix seconds, as text), for the running tasks' elapsed time."""
     """Task id -> worker id of tasks a worker has started and not settled."""
     token_use: dict[str, TokenUse] = field(default_factory=dict)
     """The run's and each master's ledger account, as last read."""

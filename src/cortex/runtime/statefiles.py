@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cortex.files import write_json
-from cortex.models.state import ExecutionState, TaskCounts
+from cortex.models.state import ExecutionState, FailureNote, RunningTask, TaskCounts
 from cortex.runtime.runstate import RunState
 
 CURRENT = "current-execution.json"
@@ -54,6 +54,9 @@ def snapshot(state: RunState, status: str, *, finished: bool = False) -> dict[st
         checks=state.checks,
         state_dir=str(state.state_dir),
         report=state.report_paths,
+        estimated_s=plan.schedule.phases[-1].end_s if plan.schedule.phases else plan.schedule.makespan_s,
+        running_tasks=_running(state),
+        failures=_failures(state),
     ).model_dump(mode="json")
 
     def proc(pid: str) -> dict[str, Any]:
@@ -85,6 +88,25 @@ def snapshot(state: RunState, status: str, *, finished: bool = False) -> dict[st
         ],
     }
     return {CURRENT: current, MASTERS: masters, WORKERS: workers}
+
+
+def _running(state: RunState) -> list[RunningTask]:
+    """Tasks workers hold now, longest first."""
+    held = []
+    for task, worker in state.running.items():
+        raw = state.claimed_at.get(task)
+        held.append(RunningTask(task=task, worker=worker, since=float(raw) if raw else None))
+    return sorted(held, key=lambda r: (r.since is None, r.since or 0.0, r.task))[:20]
+
+
+def _failures(state: RunState) -> list[FailureNote]:
+    """The latest failed attempts, newest first: each record's errors in order, the last one at its end time."""
+    notes = []
+    for rec in state.graph.records.values():
+        for i, error in enumerate(rec.errors):
+            at = rec.finished_at if i == len(rec.errors) - 1 else None
+            notes.append(FailureNote(task=rec.task.id, error=error, at=at))
+    return sorted(notes, key=lambda n: n.at or 0.0, reverse=True)[:10]
 
 
 def write_all(state_dir: Path, docs: dict[str, dict[str, Any]]) -> None:

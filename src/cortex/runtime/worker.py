@@ -227,6 +227,7 @@ class Worker:
         tasks = [{"task_id": fields_task_id(f), "attempt": int(f["attempt"])} for f in claimed.values()]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.keys.running, mapping={str(t["task_id"]): self.worker_id for t in tasks})
+        pipe.hset(self.keys.claimed_at, mapping={str(t["task_id"]): repr(time.time()) for t in tasks})
         for t in tasks:  # counted when claimed (one round trip for the batch), uncounted when handed back
             pipe.hincrby(self.keys.executions, str(t["task_id"]), 1)
         env = Envelope(

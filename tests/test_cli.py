@@ -142,3 +142,8 @@ def test_plan_json_is_exact_and_names_what_it_wrote(tmp_path: Path) -> None:
     plan = json.loads((tmp_path / "p" / "plan.json").read_text())
     assert data["plan_id"] == plan["id"] and data["tasks"] == len(plan["tasks"])
     assert str(tmp_path / "p" / "plan.json") in data["files"]
+
+
+def test_a_bad_log_level_is_refused(tmp_path: Path) -> None:
+    bad = cortex("--log-level", "loud", "status", "--state-dir", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2 and "--log-level" in bad.stderr and "debug, info, warning, error" in bad.stderr

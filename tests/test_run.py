@@ -207,6 +207,23 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     assert 'cortex_tasks_current{master="inventory",state="failed"} 1.0' in metrics  # the gauge of states now
     assert "cortex_masters_alive " in metrics and "cortex_redis_up 1.0" in metrics
     assert f"cortex_run_planned_makespan_seconds {plan.schedule.makespan_s}" in metrics
+    # structured logs, one JSON-lines file per process, linked from the report
+    coordinator_log = [json.loads(line) for line in Path(report["logs"]["coordinator"]).read_text().splitlines()]  # noqa: ASYNC240
+    assert [e["phase_name"] for e in coordinator_log if e["event"] == "phase"][:4] == [
+        "preflight",
+        "activation",
+        "distribution",
+        "execution",
+    ]
+    assert coordinator_log[-1]["event"] == "run-ended" and coordinator_log[-1]["status"] == "failed"
+    node_dirs = {Path(v.partition(":")[2]) for k, v in report["logs"].items() if k != "coordinator"}
+    worker_lines = [
+        json.loads(line) for d in node_dirs for f in d.glob("gen-worker-*.jsonl") for line in f.read_text().splitlines()
+    ]
+    ended = [e for e in worker_lines if e["event"] == "task-ended"]
+    assert {e["task"] for e in ended} >= {t["id"] for t in report["tasks"] if t["worker"]}
+    assert any(e["outcome"] == "failed" and "no such thing" in e["error"] for e in ended)
+    assert "## Logs (JSON lines, one file per process)" in result.report_md.read_text()
     # pictures: one measured bar per task that ran, beside its planned one; no model call, no burn-down
     md = result.report_md.read_text()
     ran = [t for t in report["tasks"] if t["worker"] and t["started_at"] and t["finished_at"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
 
     target_find_links: str | None = None
     """Directories of wheels for the targets' dependencies, separated by the path separator (``:``)."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Level of the structured (JSON lines) log every process writes (``--log-level`` sets it for a command and
+    every process it starts)."""
 
     grafana_url: str | None = None
     """Grafana to annotate with each run's phase transitions (``http://host:3000``). Unset: no annotations."""

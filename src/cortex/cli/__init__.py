@@ -7,6 +7,7 @@ node agent starts come up quickly.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated
@@ -95,8 +96,19 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
     ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info, warning or error: the structured logs' level (default info)"),
+    ] = None,
 ) -> None:
     """Cortex: plan-first multi-agent orchestration."""
+    if log_level is not None:
+        from cortex.errors import InputError
+        from cortex.observability.logs import LEVELS
+
+        if log_level.lower() not in LEVELS:
+            raise InputError("--log-level", f"{log_level!r} is not a level", hint=f"one of {', '.join(LEVELS)}")
+        os.environ["CORTEX_LOG_LEVEL"] = log_level.lower()  # every process the command starts inherits it
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ def worker(
     url = require_redis_url(WHY)
     check_run_id(run, "--run")
     _placed(url, run, id)
+    _log_to(run, id)
     services = WorkerServices.from_settings()
     outage_s = settings().redis_outage_s
     run_async(run_worker(url, run, id, type, prefetch=prefetch, services=services, outage_s=outage_s))
@@ -40,7 +41,16 @@ def master(run: RunOpt, name: Annotated[str, typer.Option("--name", help="Master
     url = require_redis_url(WHY)
     check_run_id(run, "--run")
     _placed(url, run, f"master-{name}")
+    _log_to(run, f"master-{name}")
     run_async(run_master(url, run, name, outage_s=settings().redis_outage_s))
+
+
+def _log_to(run: str, process_id: str) -> None:
+    """This process's structured log: ``<state>/runs/<run>/logs/<process>.jsonl``."""
+    from cortex.observability import logs
+
+    s = settings()
+    logs.attach(s.state_dir / "runs" / run / "logs" / f"{process_id}.jsonl", process_id, s.log_level)
 
 
 def _placed(url: str, run: str, process_id: str) -> None:

@@ -73,6 +73,7 @@ def _options(
         stall_s=settings.stall_s,
         pool=pool if nodes == "cluster" else None,
         node_wait_s=node_wait,
+        log_level=settings.log_level,
         grafana_url=settings.grafana_url,
         grafana_token=settings.grafana_token,
     )

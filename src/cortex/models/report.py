@@ -128,6 +128,8 @@ class NodeUsage(_Strict):
     """The node agent's process id (``supervisor_pid`` in archives written before node agents)."""
     host: str = ""
     """The host the agent runs on."""
+    logs: str = ""
+    """Where the run's processes on this node wrote their logs (a directory on that host)."""
 
 
 class ProcessStatus(_Strict):
@@ -289,6 +291,9 @@ class Report(_Strict):
     """Every model call's tokens in time order."""
     orphan_reservations_released: int = 0
     nodes: dict[str, NodeUsage]
+    logs: dict[str, str] = Field(default_factory=dict)
+    """Where the structured logs are: ``coordinator`` -> its file; a node -> ``host:directory`` of the logs of the
+    run's processes there (one ``<process>.jsonl`` each)."""
     processes: dict[str, ProcessStatus]
     results: dict[str, MasterSummary]
     success_criteria: dict[str, bool]

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from cortex.coord.keys import PoolKeys, RunKeys
 from cortex.errors import StartFailed
 from cortex.models.cluster import NodeInfo
+from cortex.observability import logs
 from cortex.runtime.supervisor import ORPHAN_GRACE_S, STOP_GRACE_S, RunSupervisor, process_tree
 
 NODE_TTL_MS = 5000
@@ -167,6 +168,13 @@ class NodeAgent:
         if self.o.metrics_port:
             start_http_server(self.o.metrics_port, addr=self.o.metrics_host, registry=self.metrics.registry)
         self.claim()
+        from cortex.config import Settings
+
+        settings = Settings()
+        log = logs.attach(
+            settings.state_dir / "logs" / f"node-{self.o.name}.jsonl", f"node {self.o.name}", settings.log_level
+        )
+        logs.event("registered", pool=self.o.pool, slots=self.slots, labels=self.o.labels, pid=os.getpid())
         begun = time.monotonic()
         last_beat = last_sample = 0.0
         try:
@@ -186,6 +194,8 @@ class NodeAgent:
                 time.sleep(0.05)  # the supervision tick: child exits are polled, there is no event to wait on
         finally:
             self._close()
+            logs.event("deregistered")
+            logs.detach(log)
 
     def _turn(self, now: float) -> bool:
         """Heartbeat, pick up new runs, end finished ones, drive a drain. True when the agent is done."""
@@ -224,11 +234,13 @@ class NodeAgent:
             return
         self.runs[run_id] = RunSupervisor(self.redis, self.url, run_id, self.o.name)
         self.served.add(run_id)
+        logs.event("run-taken", run_id=run_id)
 
     def _served_or_late(self, waited: float) -> bool:
         return bool(self.served) or waited > FIRST_RUN_WAIT_S
 
     def _end(self, run_id: str) -> None:
+        logs.event("run-let-go", run_id=run_id)
         sup = self.runs.pop(run_id)
         sup.shutdown()
         self.cpu_done += sup.cpu_s
@@ -239,6 +251,7 @@ class NodeAgent:
         """Ask every worker to finish its current task and take no other."""
         from cortex.runtime.control import send
 
+        logs.event("draining", runs=sorted(self.runs))
         self.drain_deadline = now + self.o.drain_s
         if self.o.for_run is not None:
             self.drain_deadline = now + min(self.o.drain_s, STOP_GRACE_S)  # its coordinator is ending the run

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,8 +25,7 @@ import redis.asyncio as aredis
 from cortex.coord import events
 from cortex.coord.connection import connect, redact_url
 from cortex.coord.events import Outbox
-from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, GROUP_COORDINATOR, GROUP_MASTERS, RUNS, RunKeys
-from cortex.coord.ledger import Ledger
+from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, RunKeys
 from cortex.coord.outage import REDIS_DOWN, wait_for_redis
 from cortex.errors import (
     CortexError,
@@ -41,15 +41,16 @@ from cortex.models.messages import Envelope, MessageType
 from cortex.models.phase import Phase
 from cortex.models.report import Outage, Report
 from cortex.models.state import Check
+from cortex.observability import logs
 from cortex.observability.annotations import Annotations
 from cortex.observability.metrics import RunMetrics
-from cortex.runtime import ending, finish, gauges, runindex, statefiles, takeover
+from cortex.runtime import ending, finish, gauges, runindex, setup, statefiles, takeover
 from cortex.runtime.dispatch import Dispatcher
 from cortex.runtime.leadership import Leadership
 from cortex.runtime.nodes import Nodes, child_env
 from cortex.runtime.options import RunOptions
 from cortex.runtime.preflight import run_checks
-from cortex.runtime.process import HEARTBEAT_TTL_MS, ensure_group
+from cortex.runtime.process import HEARTBEAT_TTL_MS
 from cortex.runtime.runstate import RunState
 from cortex.runtime.stalls import Stalls
 from cortex.toolset.workdirs import reclaim_run
@@ -130,6 +131,8 @@ class Coordinator:
         self.dispatch = Dispatcher(self.state, self.redis, self.keys, self.leadership, self.outbox, self.metrics)
         self.stalls = Stalls(self.state, self.redis, self.keys, self.outbox, self.o.stall_s)
         self.reap_after = 0.0
+        log_file = self.state.state_dir / "runs" / self.run_id / "logs" / "coordinator.jsonl"
+        self.log = logs.attach(log_file, "coordinator", self.o.log_level)
         try:
             await begin()
             if self.state.phase < Phase.execution:
@@ -170,11 +173,13 @@ class Coordinator:
                 await self.nodes.stop()
             await self.leadership.close()
             await self.redis.aclose()
+            logs.detach(self.log)
 
     async def _end_in_error(self, exc: Exception) -> CortexError:
         """The run broke: end it with a report and an archive that say ``status: error`` and why. A failure to
         start processes keeps its own exit code; anything else is ``RunErrored``."""
         why = f"run {self.run_id} ended in error: {type(exc).__name__}: {exc}"
+        logs.event("run-error", logging.ERROR, error=why)
         try:
             _, paths = await ending.close_in_error(self._ending(), exc)
             self._write_state("error", finished=True)
@@ -189,6 +194,7 @@ class Coordinator:
         """The one place the phase changes: recorded, announced on the coordinator's channel, written to state."""
         self._check_stop()
         self.state.enter(phase, time.time())
+        logs.event("phase", run_id=self.run_id, phase=int(phase), phase_name=phase.name)
         self.metrics.phase.set(int(phase))
         await self._broadcast({"event": "phase", "phase": int(phase), "name": phase.name})
         if self.annotations is not None:
@@ -257,20 +263,8 @@ class Coordinator:
         return child_env(self.url, str(self.state.state_dir), self.o.model, self.o.catalog_url, self.o.catalog_token)
 
     async def _setup(self) -> None:
-        """Store the plan, create the streams' consumer groups and allocate the ledger."""
-        plan = self.state.plan
-        await self.redis.set(self.keys.plan, plan.model_dump_json())
-        settings = {"pool": self.nodes.pool, "model": self.o.model or "", "catalog_url": self.o.catalog_url or ""}
-        await self.redis.hset(self.keys.settings, mapping=settings)
-        await self.redis.zadd(RUNS, {self.run_id: self.state.started_at})
-        for m in plan.masters:
-            await ensure_group(self.redis, self.keys.inbox(m.master), GROUP_MASTERS)
-        await ensure_group(self.redis, self.keys.results, GROUP_COORDINATOR)
-        alloc = {"run": plan.budget.total}
-        for line in plan.budget.lines:
-            alloc[f"master:{line.master}"] = line.base + line.worker_pool
-            alloc.update({f"worker:{w}": b for w, b in line.workers.items()})
-        await Ledger(self.redis, self.keys).allocate(alloc)
+        """Phase 0's end: the run's keys (``setup.prepare``), its gauges and its metrics endpoint."""
+        await setup.prepare(self.redis, self.keys, self.state, self.nodes.pool, self.o)
         gauges.start(self.metrics, self.state)
         if self.o.metrics_port:
             self.metrics.serve(self.o.metrics_port, self.o.metrics_host)
@@ -332,7 +326,9 @@ class Coordinator:
         outage = Outage(began=time.time() - (time.monotonic() - last_ok), error=f"{type(exc).__name__}: {exc}"[:300])
         self.state.outages.append(outage)
         self.metrics.redis_up.set(0)
+        logs.event("redis-outage", logging.WARNING, error=outage.error)
         outage.lasted_s = round(await wait_for_redis(self.redis, self.o.outage_s, since=last_ok), 3)
+        logs.event("redis-back", lasted_s=outage.lasted_s)
         self.metrics.redis_up.set(1)
         await self.leadership.confirm()  # a newer token meanwhile: LeadershipLost, this coordinator steps down
         self.dispatch.cursor = "0"
@@ -379,6 +375,7 @@ class Coordinator:
             self._ending(), results, status, prices=self.o.prices, model=self.o.model, on_ended=announce
         )
         status = built.status
+        logs.event("run-ended", run_id=self.run_id, status=status, report=paths.report_md)
         self._write_state(status, finished=True)
         return RunResult(
             self.run_id, status, Path(paths.report_md), Path(paths.report_json), Path(paths.archive), built

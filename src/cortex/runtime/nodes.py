@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from cortex.errors import StartFailed
 from cortex.models.cluster import NodeInfo
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.report import ProcessStatus
+from cortex.observability import logs
 from cortex.observability.metrics import RunMetrics
 from cortex.runtime.placement import is_master, move_off
 from cortex.runtime.runstate import RunState
@@ -133,6 +135,7 @@ class Nodes:
             )
         self.state.placement.update(changed)
         self.state.moves.extend(moves)
+        logs.event("re-placed", logging.WARNING, missing=sorted(missing), moved=changed)
         self.notice(
             f"nodes {', '.join(sorted(missing))} did not register; moved "
             + ", ".join(f"{m.worker} to {m.to}" for m in moves)
@@ -216,6 +219,7 @@ class Nodes:
         moved, moves = move_off(state.placement, {node}, live, reason="node failed", at=time.time())
         state.moves.extend(moves)
         state.placement.update(moved)
+        logs.event("node-failed", logging.WARNING, node=node, moved=moved)
         if moved:
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(self.keys.placement, mapping=moved)

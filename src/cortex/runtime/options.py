@@ -29,6 +29,8 @@ class RunOptions:
     """None: local mode (the coordinator starts a node agent per plan node); else the cluster pool to place on."""
     node_wait_s: float = 60.0
     """Cluster mode: how long to wait for the plan's nodes to register before re-placing or failing."""
+    log_level: str = "info"
+    """Level of the coordinator's structured log (``runs/<id>/logs/coordinator.jsonl``)."""
     grafana_url: str | None = None
     """Grafana whose annotations API gets each phase transition; None: none sent."""
     grafana_token: str | None = None

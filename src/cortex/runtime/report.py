@@ -172,6 +172,7 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
         token_spend=end.token_spend,
         orphan_reservations_released=end.orphan_reservations,
         nodes=end.nodes,
+        logs=_logs(state, end.nodes),
         processes=procs,
         results=aggregate,
         success_criteria=criteria,
@@ -179,6 +180,15 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
         databases=_databases(records),
         lineage=lineage_graph(records, {w.worker_id: w.node for w in plan.workers}),
     )
+
+
+def _logs(state: RunState, nodes: dict[str, NodeUsage]) -> dict[str, str]:
+    """Where the run's structured logs are: the coordinator's file, and each node's directory (on that host)."""
+    out = {"coordinator": str(state.state_dir.resolve() / "runs" / state.run_id / "logs" / "coordinator.jsonl")}
+    for name, usage in sorted(nodes.items()):
+        if usage.logs:
+            out[name] = f"{usage.host}:{usage.logs}" if usage.host else usage.logs
+    return out
 
 
 def _databases(records: dict[str, TaskRecord]) -> list[OsvDatabase]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import multiprocessing
 import multiprocessing.process
 import os
@@ -26,6 +27,7 @@ import redis
 
 from cortex.coord.keys import RunKeys, leader_resource, lock_key
 from cortex.models import Plan
+from cortex.observability import logs
 
 ORPHAN_GRACE_S = 12.0
 """How long a run nobody leads keeps its processes (a coordinator taking it over needs up to a 10 s lease)."""
@@ -68,7 +70,12 @@ def _child_main(url: str, run_id: str, child: Child, env: dict[str, str]) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the agent's handlers are not the child's
     os.environ.update(env)
-    outage_s = Settings().redis_outage_s
+    settings = Settings()
+    for handler in list(logging.getLogger(logs.LOGGER).handlers):  # the agent's file is the agent's
+        logging.getLogger(logs.LOGGER).removeHandler(handler)
+    logs.attach(settings.state_dir / "runs" / run_id / "logs" / f"{child.id}.jsonl", child.id, settings.log_level)
+    logs.event("started", run_id=run_id, kind=child.kind, pid=os.getpid())
+    outage_s = settings.redis_outage_s
     if child.kind == "master":
         asyncio.run(run_master(url, run_id, child.id.removeprefix("master-"), outage_s=outage_s))
     else:
@@ -120,6 +127,10 @@ class RunSupervisor:
         self.unled_since: float | None = None
         self.peak_rss = 0
         self.ended = False
+        from cortex.config import Settings
+
+        self.log_dir = Settings().state_dir.resolve() / "runs" / run_id / "logs"
+        """Where this run's processes on this node write their logs."""
 
     def _env(self) -> dict[str, str]:
         """What the run asks of its processes' environment: its model, and its catalog unless this node names its
@@ -170,6 +181,7 @@ class RunSupervisor:
         """Reap exited children and restart them when their backoff has passed."""
         for c in self.children.values():
             if c.proc is not None and c.proc.exitcode is not None:
+                logs.event("exited", logging.WARNING, run_id=self.run_id, process=c.id, code=c.proc.exitcode)
                 c.cpu_done_s += c.cpu_now_s
                 c.cpu_now_s, c.rss, c.proc = 0.0, 0, None
                 if c.restarts < MAX_RESTARTS:
@@ -230,6 +242,7 @@ class RunSupervisor:
             "processes": sum(1 for c in self.children.values() if c.alive),
             "agent_pid": os.getpid(),
             "host": socket.gethostname(),
+            "logs": str(self.log_dir),
         }
         pipe = self.redis.pipeline(transaction=False)
         if status:

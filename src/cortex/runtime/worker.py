@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
 import traceback
@@ -29,6 +30,7 @@ from cortex.models.handoff import Handoff
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Task
+from cortex.observability import logs
 from cortex.runtime import checkouts
 from cortex.runtime.control import Control
 from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
@@ -61,6 +63,7 @@ async def execute(
         services=services,
     )
     outcome, output, handoffs, error, retryable = Outcome.failed, {}, [], "", True
+    logs.event("task-started", task=task.id, attempt=ctx.attempt, kind=task.kind)
     try:
         handler = handler_for(task.kind)
         if handler is None:
@@ -98,6 +101,9 @@ async def execute(
         error=error,
         retryable=retryable,
     )
+    level = logging.INFO if outcome is not Outcome.failed else logging.WARNING
+    took = round(result.finished - started, 3)
+    logs.event("task-ended", level, task=task.id, attempt=ctx.attempt, outcome=outcome.value, s=took, error=error)
     return result, (ctx.effects if outcome is Outcome.succeeded else [])
 
 

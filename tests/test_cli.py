@@ -147,3 +147,8 @@ def test_plan_json_is_exact_and_names_what_it_wrote(tmp_path: Path) -> None:
 def test_a_bad_log_level_is_refused(tmp_path: Path) -> None:
     bad = cortex("--log-level", "loud", "status", "--state-dir", str(tmp_path), cwd=tmp_path)
     assert bad.returncode == 2 and "--log-level" in bad.stderr and "debug, info, warning, error" in bad.stderr
+
+
+def test_the_web_view_refuses_to_be_exposed_without_tokens(tmp_path: Path) -> None:
+    exposed = cortex("ui", "--host", "0.0.0.0", cwd=tmp_path)
+    assert exposed.returncode == 2 and "--host" in exposed.stderr and "--config" in exposed.stderr

@@ -56,6 +56,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "master": ("master --run 20261201-101500-ab12cd --name security",),
     "node": ("node k3s-worker01 --slots 8 --labels zone=a --metrics-host 0.0.0.0 --metrics-port 9101",),
     "chaos": ("chaos --faults kill-worker,kill-node --tasks 200",),
+    "ui": ("ui --port 8200", "ui --host 0.0.0.0 --config catalog.yaml"),
 }
 COMMANDS: dict[str, Callable[..., None]] = {
     "plan": planning.plan,
@@ -75,6 +76,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "master": processes.master,
     "node": processes.node,
     "chaos": chaos,
+    "ui": processes.ui,
 }
 for _name, _fn in COMMANDS.items():
     app.command(name=_name, epilog=example(*(f"cortex {e}" for e in EXAMPLES[_name])))(_fn)

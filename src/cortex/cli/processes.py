@@ -5,6 +5,7 @@ run it starts (also runnable alone, as a Kubernetes pod would). They join the Re
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -127,3 +128,26 @@ def node(
         for_run=for_run,
     )
     run_agent(url, options)
+
+
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8200,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Catalog YAML whose tokens (read scope) guard the view")
+    ] = None,
+) -> None:
+    """Serve the web view of runs, findings, plans and the catalog from the Redis of CORTEX_REDIS_URL (or the run
+    going on in the state directory). Bound beyond this machine, it asks for a token (--config)."""
+    import uvicorn
+
+    from cortex.catalog.config import CatalogConfig
+    from cortex.cli.live import run_redis_url
+    from cortex.roster import load_model
+    from cortex.ui.app import create_app
+
+    bind = check_host(host, "--host")
+    cfg = load_model(CatalogConfig, config) if config else None
+    if cfg is None and bind not in ("127.0.0.1", "::1", "localhost"):
+        raise InputError("--host", f"{bind} is reachable from other machines", hint="give --config with tokens")
+    uvicorn.run(create_app(run_redis_url(None), cfg), host=bind, port=port, log_level="warning")

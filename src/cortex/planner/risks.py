@@ -9,15 +9,15 @@ FAILURE_SCENARIOS: tuple[FailureScenario, ...] = (
     FailureScenario(
         id=1,
         name="Master crash",
-        detection="The node supervisor sees the master process exit (non-zero or by signal).",
-        recovery="The supervisor restarts it with exponential backoff and jitter, up to a restart cap. The master "
+        detection="The node agent sees the master process exit (non-zero or by signal).",
+        recovery="The node agent restarts it with exponential backoff and jitter, up to a restart cap. The master "
         "re-reads its pending inbox entries from its Redis consumer group, so dispatches in flight are not lost.",
         status="implemented",
     ),
     FailureScenario(
         id=2,
         name="Worker crash",
-        detection="The worker process exits (its supervisor sees it), or its heartbeat lease expires while it "
+        detection="The worker process exits (its node agent sees it), or its heartbeat lease expires while it "
         "holds stream entries (stalled, paused, cut off).",
         recovery="A restarted worker first re-reads the entries it held; entries of a worker whose lease expired "
         "are requeued by the coordinator's reaper for a healthy worker of the same type. Both count as "
@@ -30,16 +30,16 @@ FAILURE_SCENARIOS: tuple[FailureScenario, ...] = (
         name="Redis connectivity",
         detection="Connection errors or timeouts on any Redis call.",
         recovery="Every client retries with exponential backoff (redis-py Retry) through a bounded outage; "
-        "heartbeats, supervisors and the lease keeper ride it out. The embedded server writes an append-only file "
+        "heartbeats, node agents and the lease keeper ride it out. The embedded server writes an append-only file "
         "with fsync on every write, so a crash and restart keeps every accepted task.",
         status="implemented",
     ),
     FailureScenario(
         id=4,
         name="Node failure",
-        detection="The node's supervisor is gone (its process exited, or its pid vanished for an adopted one).",
+        detection="The node agent's heartbeat lease lapses (its host, process or network died), or the agent drained.",
         recovery="The coordinator moves the node's workers to healthy worker nodes with free slots (fewest "
-        "workers first) through the placement hash; their supervisors start them, and they take over the "
+        "workers first) through the placement hash; their node agents start them, and they take over the "
         "entries the dead workers held. worker-distribution.json shows each move; workers with no free slot "
         "anywhere are listed as such and their type carries on with the others.",
         status="implemented",

@@ -22,6 +22,17 @@ STALE_S = 15.0
 """A ``running`` state not refreshed for this long, with nobody holding the run's lease, is an interrupted run."""
 
 
+async def publish_plan(redis: aredis.Redis, run_id: str, plan_json: str) -> None:
+    """Keep the run's plan with its index entry (the web view draws it after the run's keys are gone)."""
+    await redis.hset(run_index(run_id), "plan", plan_json)
+
+
+async def plan(redis: aredis.Redis, run_id: str) -> str | None:
+    """The plan JSON of an indexed run."""
+    text = await redis.hget(run_index(run_id), "plan")
+    return None if text is None else str(text)
+
+
 async def publish_state(redis: aredis.Redis, run_id: str, current: dict[str, Any]) -> None:
     """Write the live state document of a run."""
     await redis.hset(run_index(run_id), "current", json.dumps(current))

@@ -7,6 +7,7 @@ import redis.asyncio as aredis
 
 from cortex.coord.keys import GROUP_COORDINATOR, GROUP_MASTERS, RUNS, RunKeys
 from cortex.coord.ledger import Ledger
+from cortex.runtime import runindex
 from cortex.runtime.options import RunOptions
 from cortex.runtime.process import ensure_group
 from cortex.runtime.runstate import RunState
@@ -20,6 +21,7 @@ async def prepare(redis: aredis.Redis, keys: RunKeys, state: RunState, pool: str
     settings = {"pool": pool, "model": o.model or "", "catalog_url": o.catalog_url or ""}
     await redis.hset(keys.settings, mapping=settings)
     await redis.zadd(RUNS, {state.run_id: state.started_at})
+    await runindex.publish_plan(redis, state.run_id, plan.model_dump_json())
     for m in plan.masters:
         await ensure_group(redis, keys.inbox(m.master), GROUP_MASTERS)
     await ensure_group(redis, keys.results, GROUP_COORDINATOR)

@@ -203,3 +203,54 @@ async def _catalog_assets(url: str) -> None:
         LineageEdge(upstream="pkg:pypi:requests", downstream="repo:payments-api", relation="dependency_of")
     )
     await redis.aclose()
+
+
+@pytest.mark.skipif(NO_BROWSER is not None, reason=f"browser tests skipped: {NO_BROWSER}")
+def test_the_catalog_api_pages_render_with_no_network(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from cortex.catalog.api import create_app as catalog_app
+    from cortex.catalog.config import CatalogConfig
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with EmbeddedRedis(tmp_path / "redis") as redis:
+        port = _free_port()
+        app = catalog_app(CatalogConfig(read_open=True), redis.url)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while not server.started:
+                assert time.monotonic() < deadline, "the catalog did not start"
+                time.sleep(0.05)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+                page = browser.new_page(viewport={"width": 1300, "height": 900})
+                outside: list[str] = []
+
+                def local_only(route: object) -> None:
+                    url = route.request.url  # type: ignore[attr-defined]
+                    if url.startswith(base):
+                        route.continue_()  # type: ignore[attr-defined]
+                    else:
+                        outside.append(url)
+                        route.abort()  # type: ignore[attr-defined]
+
+                page.route("**/*", local_only)
+                page.goto(f"{base}/docs")
+                page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+                assert "/assets" in page.inner_text(".swagger-ui")
+                page.screenshot(path=str(ARTIFACTS / "catalog-docs.png"))
+                page.goto(f"{base}/redoc")
+                page.wait_for_selector("text=Cortex catalog", timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / "catalog-redoc.png"))
+                page.goto(f"{base}/graphql")
+                page.wait_for_selector(".graphiql-container", timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / "catalog-graphiql.png"))
+                browser.close()
+            assert outside == []  # nothing fetched from anywhere else
+        finally:
+            server.should_exit = True
+            thread.join(timeout=20)

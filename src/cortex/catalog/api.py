@@ -13,11 +13,14 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 import redis.asyncio as aredis
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -144,6 +147,33 @@ async def readyz(request: Request) -> JSONResponse:
     except (RedisError, OSError) as exc:
         return JSONResponse({"status": "unavailable", "reason": type(exc).__name__, **body}, 503)
     return JSONResponse({"status": "ready", **body})
+
+
+api_pages = APIRouter(include_in_schema=False)
+
+
+@api_pages.get("/docs", response_class=HTMLResponse)
+async def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI, every asset served here."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Cortex catalog: API",
+        swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="/static/favicon.svg",
+    )
+
+
+@api_pages.get("/redoc", response_class=HTMLResponse)
+async def redoc(request: Request) -> HTMLResponse:
+    """ReDoc, every asset served here (no web fonts fetched)."""
+    return get_redoc_html(
+        openapi_url="/openapi.json",
+        title="Cortex catalog: API",
+        redoc_js_url="/static/redoc/redoc.standalone.js",
+        redoc_favicon_url="/static/favicon.svg",
+        with_google_fonts=False,
+    )
 
 
 @probes.get("/metrics", response_class=PlainTextResponse)
@@ -307,7 +337,9 @@ def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
         await app.state.redis.aclose()
         await app.state.events_redis.aclose()
 
-    app = FastAPI(title="Cortex catalog", version="1", lifespan=lifespan)
+    # /docs and /redoc load their scripts from the catalog itself (static/), never from a CDN: they work offline
+    app = FastAPI(title="Cortex catalog", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=str(files("cortex.catalog") / "static")), name="static")
     app.state.config = config
     app.state.metrics = metrics = Metrics()
 
@@ -328,7 +360,7 @@ def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
 
         app.add_exception_handler(exc_type, handle)
 
-    for router in (probes, reads, writes):
+    for router in (probes, reads, writes, api_pages):
         app.include_router(router)
     from cortex.catalog.graphql import graphql_router
 

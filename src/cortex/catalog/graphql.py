@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from enum import Enum
+from importlib.resources import files
 from typing import Any, cast
 
 import strawberry
 from pydantic import ValidationError
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse
 from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
@@ -336,8 +338,15 @@ def graphql_router(config: CatalogConfig) -> GraphQLRouter[Context, None]:
         state = connection.app.state
         return Context(state.store, principal, config, state.events_redis, state.slots)
 
-    return GraphQLRouter(
+    return _OfflineGraphiQL(
         build_schema(config),
         context_getter=context,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
     )
+
+
+class _OfflineGraphiQL(GraphQLRouter[Context, None]):
+    """The router with a GraphiQL page whose scripts the catalog serves itself (``static/graphiql``), not a CDN."""
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse((files("cortex.catalog") / "static" / "graphiql" / "index.html").read_text("utf-8"))

@@ -132,6 +132,9 @@ def test_the_api_serves_runs_and_refuses_unknown_ones(
     assert httpx.get(f"{base}/api/runs/nope", timeout=10).status_code == 404
     assert "ui-run" in httpx.get(f"{base}/?status=failed", timeout=10).text
     assert "ui-run" not in httpx.get(f"{base}/?status=succeeded", timeout=10).text
+    exported = httpx.get(f"{base}/metrics", timeout=10).text  # outlives the run: scraped after it ended
+    assert 'cortex_run_tasks{master="testing",run_id="ui-run",state="failed"} 1.0' in exported
+    assert 'cortex_run_status_info{plan_id="' in exported and 'status="failed"} 1.0' in exported
 
 
 @pytest.mark.skipif(NO_BROWSER is not None, reason=f"browser tests skipped: {NO_BROWSER}")
@@ -254,3 +257,17 @@ def test_the_catalog_api_pages_render_with_no_network(tmp_path: Path) -> None:
         finally:
             server.should_exit = True
             thread.join(timeout=20)
+
+
+def test_patches_are_read_only_under_the_state_directory(tmp_path: Path) -> None:
+    from cortex.ui.data import patch_text
+
+    root = tmp_path / "state"
+    (root / "runs").mkdir(parents=True)
+    (root / "runs" / "fix.patch").write_text("--- a/x\n+++ b/x\n")
+    (tmp_path / "secret.patch").write_text("not for the view")
+    (root / "runs" / "link.patch").symlink_to(tmp_path / "secret.patch")
+    assert patch_text(root.resolve(), str(root / "runs" / "fix.patch")) == "--- a/x\n+++ b/x\n"
+    assert patch_text(root.resolve(), str(tmp_path / "secret.patch")) is None
+    assert patch_text(root.resolve(), str(root / "runs" / "link.patch")) is None
+    assert patch_text(root.resolve(), str(root / "runs" / ".." / ".." / "secret.patch")) is None

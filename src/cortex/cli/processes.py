@@ -150,4 +150,5 @@ def ui(
     cfg = load_model(CatalogConfig, config) if config else None
     if cfg is None and bind not in ("127.0.0.1", "::1", "localhost"):
         raise InputError("--host", f"{bind} is reachable from other machines", hint="give --config with tokens")
-    uvicorn.run(create_app(run_redis_url(None), cfg), host=bind, port=port, log_level="warning")
+    app = create_app(run_redis_url(None), cfg, settings().state_dir)
+    uvicorn.run(app, host=bind, port=port, log_level="warning")

@@ -19,6 +19,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aredis
@@ -26,12 +27,13 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from cortex.catalog.auth import identify, require
 from cortex.catalog.config import CatalogConfig
 from cortex.catalog.store import CatalogStore
 from cortex.errors import ApiError, RunNotFound
-from cortex.ui import data
+from cortex.ui import data, metrics
 
 TICK_S = 0.5
 COOKIE = "cortex_ui_token"
@@ -50,8 +52,9 @@ def _page(request: Request, name: str, **values: Any) -> HTMLResponse:
     return HTMLResponse(request.app.state.env.get_template(name).render(**values))
 
 
-def create_app(redis_url: str, config: CatalogConfig | None = None) -> FastAPI:
-    """The web view over the Redis at ``redis_url``; ``config`` None: no token asked (loopback only)."""
+def create_app(redis_url: str, config: CatalogConfig | None = None, state_dir: Path | None = None) -> FastAPI:
+    """The web view over the Redis at ``redis_url``; ``config`` None: no token asked (loopback only).
+    ``state_dir``: where fix branches' patches may be read from (nothing outside it is read)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +67,7 @@ def create_app(redis_url: str, config: CatalogConfig | None = None) -> FastAPI:
     app = FastAPI(title="Cortex", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.env = Environment(loader=PackageLoader("cortex.ui", "templates"), autoescape=select_autoescape(["html"]))
     app.state.config = config
+    app.state.state_dir = state_dir.resolve() if state_dir else None
     app.mount("/static", StaticFiles(directory=str(files("cortex.ui") / "static")), name="static")
     app.middleware("http")(_auth)
     app.add_exception_handler(RunNotFound, _missing)
@@ -108,7 +112,13 @@ async def run_page(request: Request, run_id: str) -> HTMLResponse:
 
 @pages.get("/runs/{run_id}/findings", response_class=HTMLResponse)
 async def findings_page(request: Request, run_id: str) -> HTMLResponse:
-    return _page(request, "findings.html", run_id=run_id, view=await data.run(_redis(request), run_id))
+    view = await data.run(_redis(request), run_id)
+    root = request.app.state.state_dir
+    for t in view["tasks"]:
+        patch = t["output"].get("patch")
+        if root is not None and isinstance(patch, str):  # the fix's diff, when it is a file under the state dir
+            t["output"]["diff"] = await asyncio.to_thread(data.patch_text, root, patch)
+    return _page(request, "findings.html", run_id=run_id, view=view)
 
 
 @pages.get("/runs/{run_id}/plan", response_class=HTMLResponse)
@@ -133,6 +143,13 @@ async def asset_page(request: Request, asset_id: str, depth: int = 2) -> HTMLRes
     edges = [e for e in lineage.edges if e.upstream in nodes and e.downstream in nodes]
     graph = {"root": asset_id, "nodes": nodes, "edges": [[e.upstream, e.relation, e.downstream] for e in edges]}
     return _page(request, "asset.html", asset=asset, graph=graph, cut=len(lineage.nodes) - len(nodes))
+
+
+@pages.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    """The runs of the index as Prometheus series (``ui/metrics.py``)."""
+    states = await data.recent_states(_redis(request), metrics.RECENT_S)
+    return Response(metrics.exposition(states), media_type=CONTENT_TYPE_LATEST)
 
 
 # --------------------------------------------------------------------------------------------- api

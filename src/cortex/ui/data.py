@@ -4,6 +4,7 @@ a live run's task records, event stream and nodes, and the catalog. Nothing here
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aredis
@@ -135,3 +136,35 @@ async def plan_json(redis: aredis.Redis, run_id: str) -> dict[str, Any]:
     if text is None:
         raise RunNotFound(f"no plan of run {run_id!r} in this Redis")
     return dict(json.loads(text))
+
+
+async def recent_states(redis: aredis.Redis, within_s: float) -> list[dict[str, Any]]:
+    """The state documents of runs going on, or refreshed within ``within_s`` (what ``/metrics`` exports)."""
+    import time
+
+    out = []
+    for run_id in await redis.zrevrange(RUNS, 0, 199):
+        raw = await redis.hget(run_index(run_id), "current")
+        if raw is None:
+            continue
+        s = json.loads(raw)
+        if s["status"] == "running" or time.time() - float(s.get("updated_at") or 0) < within_s:
+            out.append(s)
+    return out
+
+
+MAX_PATCH_BYTES = 200_000
+
+
+def patch_text(root: Path, path: str) -> str | None:
+    """The text of the patch file ``path`` if it is a regular file under ``root`` (at most ``MAX_PATCH_BYTES``);
+    None otherwise. Nothing outside ``root`` is read, whatever a task's output says."""
+    from cortex.files import regular_file
+
+    candidate = Path(path).resolve()
+    if not candidate.is_relative_to(root) or not regular_file(candidate):
+        return None
+    with candidate.open("rb") as fh:
+        data = fh.read(MAX_PATCH_BYTES + 1)
+    text = data[:MAX_PATCH_BYTES].decode("utf-8", errors="replace")
+    return text + ("\n... (cut at 200 kB)" if len(data) > MAX_PATCH_BYTES else "")

@@ -105,6 +105,37 @@ function drawGantt(view) {
   node.replaceChildren(svg);
 }
 
+const burn = {};  // master -> [[seconds since start, tokens used]], from each snapshot (or the report's calls)
+
+function burnSeries(view) {
+  const s = view.state;
+  if (view.report && view.report.token_spend) {
+    const out = {};
+    for (const spend of view.report.token_spend) {
+      const series = (out[spend.master] = out[spend.master] || [[0, 0]]);
+      series.push([spend.at - s.started_at, series[series.length - 1][1] + spend.tokens]);
+    }
+    return out;
+  }
+  for (const [m, t] of Object.entries(s.tokens || {})) {
+    if (m === "run") continue;
+    const series = (burn[m] = burn[m] || [[0, 0]]);
+    const at = s.updated_at - s.started_at;
+    if (at > series[series.length - 1][0]) series.push([at, t.used]);
+  }
+  return burn;
+}
+
+function sparkline(points, allocated, expected, end) {
+  // tokens left of the master's allocation over the run (the dashed line: what the plan expects to be left)
+  const w = 160, h = 28, svg = el("svg:svg", { width: w, height: h, class: "burn" });
+  if (!allocated) return svg;
+  const x = (t) => (t / Math.max(end, 1)) * w, y = (used) => h - ((allocated - used) / allocated) * (h - 2) - 1;
+  svg.append(el("svg:polyline", { points: points.map(([t, u]) => `${x(t)},${y(u)}`).join(" "), fill: "none", stroke: "#2f6fd0" }));
+  svg.append(el("svg:line", { x1: 0, y1: y(0), x2: w, y2: y(expected), stroke: "#9aa3b5", "stroke-dasharray": "3 2" }));
+  return svg;
+}
+
 function drawRun(view) {
   const s = view.state;
   document.getElementById("title").textContent = `Run ${s.run_id}: ${s.status}, phase ${s.phase} (${s.phase_name})`;
@@ -121,9 +152,11 @@ function drawRun(view) {
   }));
   const budget = view.plan ? view.plan.budget : {};
   const tokens = Object.entries(s.tokens || {}).filter(([k]) => k !== "run").sort();
-  table(document.getElementById("tokens"), ["master", "used", "allocated", "plan expects", "used (| plan)"], tokens.map(([m, t]) => {
+  const series = burnSeries(view);
+  const span = (s.finished_at || s.updated_at) - s.started_at;
+  table(document.getElementById("tokens"), ["master", "used", "allocated", "plan expects", "used (| plan)", "left over time"], tokens.map(([m, t]) => {
     const expected = budget[m] ? budget[m].expected_usage : 0;
-    return { cells: [m, t.used.toLocaleString(), t.allocated.toLocaleString(), expected.toLocaleString(), meter(t.allocated ? t.used / t.allocated : 0, t.allocated ? expected / t.allocated : undefined)] };
+    return { cells: [m, t.used.toLocaleString(), t.allocated.toLocaleString(), expected.toLocaleString(), meter(t.allocated ? t.used / t.allocated : 0, t.allocated ? expected / t.allocated : undefined), sparkline(series[m] || [[0, 0]], t.allocated, expected, span)] };
   }));
   const now = s.finished_at || s.updated_at;
   table(document.getElementById("running"), ["task", "worker", "for"], (s.running_tasks || []).map((r) => ({

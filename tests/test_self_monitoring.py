@@ -141,3 +141,20 @@ async def test_phase_transitions_are_grafana_annotations(status: int, tmp_path: 
     (note,) = result.report.notes
     assert ("6 sent" in note) if status == 200 else ("0 sent" in note and "6 failed: preflight: HTTP 403" in note)
     assert "t0ken" not in result.report_md.read_text()  # noqa: ASYNC240
+
+
+@pytest.mark.integration
+async def test_conflicts_are_counted_as_they_are_published(redis: Any) -> None:
+    from cortex.coord import events
+    from cortex.coord.keys import CH_CONFLICTS, CH_LINEAGE, RunKeys
+    from cortex.models.messages import Envelope, MessageType
+
+    keys = RunKeys("conflicted")
+
+    def env(event: str) -> Envelope:
+        return Envelope(run_id="conflicted", sender="w1", to="all", type=MessageType.conflict, context={"event": event})
+
+    for event in ("lock-waited", "lock-waited", "fenced-write-refused"):
+        await events.publish(redis, keys, CH_CONFLICTS, env(event))
+    await events.publish(redis, keys, CH_LINEAGE, env("not-a-conflict"))
+    assert await redis.hgetall(keys.conflicts) == {"lock-waited": "2", "fenced-write-refused": "1"}

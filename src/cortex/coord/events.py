@@ -15,15 +15,18 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cortex.coord.keys import RunKeys
+from cortex.coord.keys import CH_CONFLICTS, RunKeys
 from cortex.models.messages import Envelope, StreamEvent
 
 
 def emit(pipe: aredis.client.Pipeline, keys: RunKeys, channel: str, envelope: Envelope) -> None:
-    """Queue the envelope's publication on ``pipe`` (the caller executes the pipeline)."""
+    """Queue the envelope's publication on ``pipe`` (the caller executes the pipeline); a conflict is counted too
+    (``RunKeys.conflicts``, what the metrics show)."""
     data = envelope.dumps()
     pipe.xadd(keys.events, {"channel": channel, "data": data})
     pipe.publish(channel, data)
+    if channel == CH_CONFLICTS:
+        pipe.hincrby(keys.conflicts, str(envelope.context.get("event", "conflict")), 1)
 
 
 def as_commands(keys: RunKeys, channel: str, envelope: Envelope) -> list[list[str]]:

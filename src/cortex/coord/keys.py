@@ -171,6 +171,12 @@ class RunKeys:
         return f"{self.base}:model-usage"
 
     @property
+    def conflicts(self) -> str:
+        """Hash conflict event (``lock-waited``, ``fenced-write-refused``...) -> how many the run had, counted as each
+        is published on the conflicts channel."""
+        return f"{self.base}:conflicts"
+
+    @property
     def token_log(self) -> str:
         """List of JSON records, one per model call: when, which master and worker, how many tokens (the report's
         burn-down)."""

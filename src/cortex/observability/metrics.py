@@ -63,6 +63,12 @@ class RunMetrics:
         self.last_progress = Gauge(
             "cortex_run_last_progress_timestamp_seconds", "When a task last ended or was released", registry=r
         )
+        self.conflicts = Gauge(
+            "cortex_conflicts",
+            "Contentions of the run by event (locks waited, fenced writes refused...)",
+            ["event"],
+            registry=r,
+        )
         self.handoffs = Counter("cortex_handoffs_total", "Handoffs decided, by decision", ["decision"], registry=r)
         self.redis_up = Gauge(
             "cortex_redis_up", "1 while the coordinator reaches Redis, 0 during an outage", registry=r

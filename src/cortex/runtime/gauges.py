@@ -58,3 +58,5 @@ async def refresh(metrics: RunMetrics, state: RunState, redis: aredis.Redis, key
         )
     metrics.masters_alive.set(sum(1 for p in procs if p.alive and p.kind == "master"))
     metrics.last_progress.set(time.time() - quiet_s)
+    for event, n in (await redis.hgetall(keys.conflicts)).items():
+        metrics.conflicts.labels(event).set(int(n))

@@ -62,6 +62,14 @@ def decompose(roster: Roster, selected: list[str], targets: list[Target]) -> lis
         for p in m.playbook:
             by_template[f"{m.name}.{p.name}"] = _instances(m, p, targets)
 
+    # instances of each template by target (None: a run-level task): a task's dependencies are found by lookup,
+    # not by scanning every instance of the template (which made planning quadratic in the number of targets)
+    by_target: dict[str, dict[str | None, list[str]]] = {}
+    for template, instances in by_template.items():
+        groups = by_target[template] = {}
+        for t in instances:
+            groups.setdefault(t.target, []).append(t.id)
+    every = [t.id for ts in by_template.values() for t in ts]
     tasks: list[Task] = []
     for m in all_masters:
         for p in m.playbook:
@@ -69,11 +77,15 @@ def decompose(roster: Roster, selected: list[str], targets: list[Target]) -> lis
                 deps: set[str] = set()
                 for dep in p.after:
                     if dep == "*":
-                        deps |= {t.id for ts in by_template.values() for t in ts if t.id != task.id}
+                        deps.update(every)
+                        deps.discard(task.id)
                         continue
-                    for d in by_template.get(dep, []):
-                        if task.target is None or d.target is None or d.target == task.target:
-                            deps.add(d.id)
+                    groups = by_target.get(dep, {})
+                    if task.target is None:
+                        deps.update(i for ids in groups.values() for i in ids)
+                    else:
+                        deps.update(groups.get(task.target, []))
+                        deps.update(groups.get(None, []))
                 tasks.append(task.model_copy(update={"depends_on": sorted(deps), "after_all": "*" in p.after}))
     return sorted(tasks, key=lambda t: t.id)
 

@@ -98,13 +98,24 @@ def _phases(est: PhaseEstimates, makespan: float) -> list[PhaseWindow]:
 def _timeline(entries: list[ScheduledTask], phases: list[PhaseWindow]) -> list[TimelineMinute]:
     exec_start = phases[3].start_s
     total = phases[-1].end_s
+    count = max(1, math.ceil(total / 60))
+    # one pass over the entries: each adds to the minutes it starts in and runs through (a per-minute scan of every
+    # entry made long plans quadratic)
+    starting: list[list[str]] = [[] for _ in range(count)]
+    running = [0] * count
+    for e in entries:
+        begin, finish = exec_start + e.start_s, exec_start + e.end_s
+        first = int(begin // 60)
+        if 0 <= first < count:
+            starting[first].append(e.task_id)
+        for minute in range(max(0, first), min(count, math.ceil(finish / 60))):
+            if finish > minute * 60.0:
+                running[minute] += 1
     minutes: list[TimelineMinute] = []
-    for minute in range(max(1, math.ceil(total / 60))):
-        lo, hi = minute * 60.0, (minute + 1) * 60.0
+    for minute in range(count):
+        lo = minute * 60.0
         phase = next((p.name for p in phases if p.start_s <= lo < p.end_s), phases[-1].name)
-        starting = [e.task_id for e in entries if lo <= exec_start + e.start_s < hi]
-        running = sum(1 for e in entries if exec_start + e.start_s < hi and exec_start + e.end_s > lo)
-        minutes.append(TimelineMinute(minute=minute, phase=phase, starting=starting, running=running))
+        minutes.append(TimelineMinute(minute=minute, phase=phase, starting=starting[minute], running=running[minute]))
     return minutes
 
 

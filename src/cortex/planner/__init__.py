@@ -64,7 +64,7 @@ def assemble_plan(
     model_configured: bool = False,
 ) -> Plan:
     """Fit, place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in benchmarks)."""
-    task_graph(tasks)  # refuse cycles and unknown dependencies before anything else
+    first = task_graph(tasks)  # refuse cycles and unknown dependencies before anything else
     funders = {w.name: w.master for w in roster.worker_types}
     used = {funders[t.worker_type] for t in tasks if t.worker_type in funders}
     active = [
@@ -72,8 +72,9 @@ def assemble_plan(
         for m in roster.masters
         if m.name in routing.selected or m.name == roster.routing.fallback or m.name in used
     ]
+    before = [(t.id, t.depends_on) for t in tasks]
     tasks, fit_notes = fit_budgets(roster, active, tasks, model_configured=model_configured)
-    graph = task_graph(tasks)
+    graph = first if [(t.id, t.depends_on) for t in tasks] == before else task_graph(tasks)
     workers = place_workers(cluster, roster, active)
     staffed = {w.worker_type for w in workers}
     for t in tasks:
@@ -85,7 +86,10 @@ def assemble_plan(
                 hint="set count to 1 or more",
             )
     budget = allocate(roster, active, workers, tasks, model_configured=model_configured)
-    costed = [t.model_copy(update={"estimate": effective(t, model_configured)}) for t in tasks]
+    costed = [
+        t if (e := effective(t, model_configured)) is t.estimate else t.model_copy(update={"estimate": e})
+        for t in tasks
+    ]
     timeline = schedule(costed, graph, workers, roster.phases)
     notes = list(fit_notes)
     skipped = [t.id for t in tasks if t.requires_model and not model_configured]

@@ -25,12 +25,13 @@ class Dag:
         for adjacency in (self.preds, self.succs):
             for n in adjacency:
                 adjacency[n].sort()
-        try:
-            graphlib.TopologicalSorter(self.preds).prepare()
-        except graphlib.CycleError as exc:
-            # graphlib reports the cycle walking predecessors; reverse it to read in run order
-            raise CycleFound(list(reversed(exc.args[1]))) from exc
         self.order = self._lexicographic_order()
+        if len(self.order) < len(self.preds):  # Kahn's algorithm left nodes waiting: there is a cycle; name it
+            try:
+                graphlib.TopologicalSorter(self.preds).prepare()
+            except graphlib.CycleError as exc:
+                # graphlib reports the cycle walking predecessors; reverse it to read in run order
+                raise CycleFound(list(reversed(exc.args[1]))) from exc
 
     def _lexicographic_order(self) -> list[str]:
         """Kahn's algorithm taking the smallest ready name first: the same graph always gives the same order."""

@@ -32,8 +32,9 @@ def _template_graph(masters: list[Master]) -> Dag:
         ) from exc
 
 
-def _instances(master: Master, p: PlaybookTask, targets: list[Target]) -> list[Task]:
-    base = {
+def _base(master: Master, p: PlaybookTask) -> dict[str, object]:
+    """What every instance of playbook task ``p`` shares."""
+    return {
         "master": master.name,
         "kind": p.kind,
         "worker_type": p.worker_type,
@@ -45,48 +46,51 @@ def _instances(master: Master, p: PlaybookTask, targets: list[Target]) -> list[T
         "needs": p.needs,
         "estimate": Estimate(seconds=p.estimate_seconds, tokens=p.estimate_tokens),
     }
+
+
+def _instances(master: Master, p: PlaybookTask, targets: list[Target]) -> list[tuple[str, str | None]]:
+    """The ids and targets of ``p``'s tasks: one per run, or one per target with its trait."""
     if p.per == "run":
-        return [Task(id=f"{master.name}.{p.name}", **base)]
-    matching = [t for t in targets if p.when is None or p.when in t.traits]
-    return [Task(id=f"{master.name}.{p.name}:{t.name}", target=t.name, **base) for t in matching]
+        return [(f"{master.name}.{p.name}", None)]
+    return [(f"{master.name}.{p.name}:{t.name}", t.name) for t in targets if p.when is None or p.when in t.traits]
 
 
 def decompose(roster: Roster, selected: list[str], targets: list[Target]) -> list[Task]:
     """Tasks of the selected masters' playbooks, with dependencies resolved per target. Sorted by id."""
     all_masters = roster.masters
     _template_graph(all_masters)  # validate every playbook, selected or not
-    by_template: dict[str, list[Task]] = {}
+    by_template: dict[str, list[tuple[str, str | None]]] = {}
     for m in all_masters:
         if m.name not in selected:
             continue
         for p in m.playbook:
             by_template[f"{m.name}.{p.name}"] = _instances(m, p, targets)
-
     # instances of each template by target (None: a run-level task): a task's dependencies are found by lookup,
     # not by scanning every instance of the template (which made planning quadratic in the number of targets)
     by_target: dict[str, dict[str | None, list[str]]] = {}
     for template, instances in by_template.items():
         groups = by_target[template] = {}
-        for t in instances:
-            groups.setdefault(t.target, []).append(t.id)
-    every = [t.id for ts in by_template.values() for t in ts]
+        for task_id, target in instances:
+            groups.setdefault(target, []).append(task_id)
+    every = [task_id for ts in by_template.values() for task_id, _ in ts]
     tasks: list[Task] = []
     for m in all_masters:
         for p in m.playbook:
-            for task in by_template.get(f"{m.name}.{p.name}", []):
+            base = _base(m, p)
+            for task_id, target in by_template.get(f"{m.name}.{p.name}", []):
                 deps: set[str] = set()
                 for dep in p.after:
                     if dep == "*":
                         deps.update(every)
-                        deps.discard(task.id)
+                        deps.discard(task_id)
                         continue
                     groups = by_target.get(dep, {})
-                    if task.target is None:
+                    if target is None:
                         deps.update(i for ids in groups.values() for i in ids)
                     else:
-                        deps.update(groups.get(task.target, []))
+                        deps.update(groups.get(target, []))
                         deps.update(groups.get(None, []))
-                tasks.append(task.model_copy(update={"depends_on": sorted(deps), "after_all": "*" in p.after}))
+                tasks.append(Task(id=task_id, target=target, depends_on=sorted(deps), after_all="*" in p.after, **base))
     return sorted(tasks, key=lambda t: t.id)
 
 

@@ -161,6 +161,7 @@ def test_a_live_run_in_the_browser(served: tuple[str, str, threading.Thread, dic
         page.goto(f"{base}/runs/ui-run")
         loaded = page.evaluate("window.cortexLoadedAt")
         page.wait_for_selector("#masters tbody tr")
+        page.wait_for_selector("#processes tr[data-process='testing-w-worker-01']")  # each worker and its heartbeat
         first = page.evaluate("document.querySelectorAll('rect.bar.actual').length")
         page.screenshot(path=str(ARTIFACTS / "run-live.png"), full_page=True)
         page.wait_for_function(f"document.querySelectorAll('rect.bar.actual').length > {first}", timeout=60_000)

@@ -62,8 +62,20 @@ async def run(redis: aredis.Redis, run_id: str) -> dict[str, Any]:
         "tasks": sorted(tasks, key=lambda t: t["id"]),
         "plan": _plan_view(plan),
         "nodes": await nodes(redis, pool) if pool else [],
+        "processes": list(report["processes"].values()) if report else await processes(redis, keys),
         "report": report,
     }
+
+
+async def processes(redis: aredis.Redis, keys: RunKeys) -> list[dict[str, Any]]:
+    """The run's masters and workers as their agents report them, alive only with a live heartbeat."""
+    raw = await redis.hgetall(keys.processes)
+    out = []
+    for process_id, v in sorted(raw.items()):
+        p = json.loads(v)
+        p["alive"] = bool(p.get("alive") and await redis.exists(keys.heartbeat(process_id)))
+        out.append(p)
+    return out
 
 
 def _task(record: dict[str, Any]) -> dict[str, Any]:

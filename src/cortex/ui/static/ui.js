@@ -138,6 +138,7 @@ function sparkline(points, allocated, expected, end) {
 
 function drawRun(view) {
   const s = view.state;
+  drawProcesses(view);
   document.getElementById("title").textContent = `Run ${s.run_id}: ${s.status}, phase ${s.phase} (${s.phase_name})`;
   const elapsed = (s.finished_at || Date.now() / 1000) - s.started_at;
   document.getElementById("clock").textContent =
@@ -168,6 +169,12 @@ function drawRun(view) {
   const alive = s.workers_alive || {};
   table(document.getElementById("nodes"), ["node", "heartbeat", "workers alive", "runs", "CPU s", "memory MiB"], (view.nodes.length ? view.nodes : Object.keys(alive).map((n) => ({ name: n }))).map((n) => ({
     cells: [n.name, n.alive === undefined ? "" : n.alive ? "alive" : "lapsed", String(alive[n.name] ?? ""), (n.runs || []).length ? String(n.runs.length) : "", n.cpu_s !== undefined ? n.cpu_s.toFixed(1) : "", n.rss_mib !== undefined ? n.rss_mib.toFixed(0) : ""] })));
+}
+
+function drawProcesses(view) {
+  table(document.getElementById("processes"), ["process", "kind", "node", "heartbeat", "restarts"], (view.processes || []).map((p) => ({
+    attrs: { "data-process": p.id, class: p.alive ? "" : "failed" },
+    cells: [p.id, p.kind, p.node, p.alive ? "alive" : "none", String(p.restarts)] })));
 }
 
 function addFeed(entries) {

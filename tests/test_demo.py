@@ -36,6 +36,12 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     assert result.status == "succeeded"
     md = result.report_md.read_text()  # noqa: ASYNC240
     assert "## Tasks by master" in md and "Rendering failed" not in md
+    written = md.split("## Files and branches written", 1)[1].split("\n## ", 1)[0]
+    # every file says which node wrote it (no filesystem is shared between nodes); branches say where they are
+    assert all(
+        line.endswith(")") and "(on k3s-worker0" in line for line in written.splitlines() if line.startswith("- `/")
+    )
+    assert ": branch cortex/fix-" in written
     assert {p["node"] for p in report["processes"].values() if p["kind"] == "worker"} == {
         f"k3s-worker0{i}" for i in range(1, 5)
     }

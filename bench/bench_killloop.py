@@ -85,14 +85,22 @@ def state_doc(state: Path) -> dict[str, Any]:
         return {}
 
 
-def run_processes(run_id: str) -> list[psutil.Process]:
-    """Supervisors of the run and what they forked (masters, workers); processes that exit meanwhile are left out."""
+def _agents(run_id: str) -> list[psutil.Process]:
+    """The node agents the run's coordinator started (``cortex node ... --for-run RUN``)."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if "supervisor" in cmd and run_id in cmd:
-            with contextlib.suppress(psutil.Error):
-                found += [p, *p.children(recursive=True)]
+        if "node" in cmd and "--for-run" in cmd and run_id in cmd:
+            found.append(p)
+    return found
+
+
+def run_processes(run_id: str) -> list[psutil.Process]:
+    """Node agents of the run and what they forked (masters, workers); processes that exit meanwhile are left out."""
+    found = []
+    for agent in _agents(run_id):
+        with contextlib.suppress(psutil.Error):
+            found += [agent, *agent.children(recursive=True)]
     return [p for p in found if _alive(p)]
 
 
@@ -104,13 +112,11 @@ def _alive(p: psutil.Process) -> bool:
 
 
 def masters_and_workers(run_id: str) -> list[psutil.Process]:
-    """What the run's supervisors forked: its masters and workers (not the tools a worker runs)."""
+    """What the run's node agents forked: its masters and workers (not the tools a worker runs)."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if "supervisor" in cmd and run_id in cmd:
-            with contextlib.suppress(psutil.Error):
-                out += [c for c in p.children() if _alive(c)]
+    for agent in _agents(run_id):
+        with contextlib.suppress(psutil.Error):
+            out += [c for c in agent.children() if _alive(c)]
     return out
 
 
@@ -202,7 +208,7 @@ class Run:
             self.faults.injected["coordinator killed"] = self.at()
             first.send_signal(signal.SIGKILL)
             first.wait()
-            time.sleep(30)  # the run has no coordinator; its supervisors stop after about 22 s
+            time.sleep(30)  # the run has no coordinator; its node agents stop its processes after about 22 s
             self.faults.injected["takeover started"] = self.at()
             final = cortex("takeover", self.run_id, "--wait", "60", env=self.env, log=self.log)
             while state_doc(self.state).get("phase", 0) < 3 and final.poll() is None:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +115,21 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, threading.Thread, dict[st
             runner.join(timeout=120)
 
 
+def local_only(page: Any, base: str) -> list[str]:
+    """Let the page fetch only from ``base``; returns the list the refused URLs are added to."""
+    outside: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return outside
+
+
 def _indexed(base: str) -> bool:
     try:
         return any(r["run_id"] == "ui-run" for r in httpx.get(f"{base}/api/runs", timeout=2).json())
@@ -147,17 +163,7 @@ def test_a_live_run_in_the_browser(served: tuple[str, str, threading.Thread, dic
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        outside: list[str] = []
-
-        def local_only(route: object) -> None:
-            url = route.request.url  # type: ignore[attr-defined]
-            if url.startswith(base):
-                route.continue_()  # type: ignore[attr-defined]
-            else:
-                outside.append(url)
-                route.abort()  # type: ignore[attr-defined]
-
-        page.route("**/*", local_only)
+        outside = local_only(page, base)
         page.goto(f"{base}/runs/ui-run")
         loaded = page.evaluate("window.cortexLoadedAt")
         page.wait_for_selector("#masters tbody tr")
@@ -232,17 +238,7 @@ def test_the_catalog_api_pages_render_with_no_network(tmp_path: Path) -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1300, "height": 900})
-                outside: list[str] = []
-
-                def local_only(route: object) -> None:
-                    url = route.request.url  # type: ignore[attr-defined]
-                    if url.startswith(base):
-                        route.continue_()  # type: ignore[attr-defined]
-                    else:
-                        outside.append(url)
-                        route.abort()  # type: ignore[attr-defined]
-
-                page.route("**/*", local_only)
+                outside = local_only(page, base)
                 page.goto(f"{base}/docs")
                 page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
                 assert "/assets" in page.inner_text(".swagger-ui")

@@ -9,21 +9,23 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from cortex.coord.keys import RUNS, PoolKeys, RunKeys, run_index
+from cortex.coord.keys import PoolKeys, RunKeys, run_index
 from cortex.errors import RunNotFound
 from cortex.models.cluster import NodeInfo
+from cortex.runtime import runindex
 
 EVENTS_SHOWN = 200
+
+
+async def _states(redis: aredis.Redis, limit: int) -> list[dict[str, Any]]:
+    """The state documents of the latest ``limit`` runs in the index, newest first."""
+    return [s.model_dump(mode="json") for s in await runindex.history(redis, limit)]
 
 
 async def runs(redis: aredis.Redis, *, status: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
     """The indexed runs, newest first, as rows (status, goal, duration, tasks, tokens, started), filtered."""
     out = []
-    for run_id in await redis.zrevrange(RUNS, 0, 499):
-        raw = await redis.hget(run_index(run_id), "current")
-        if raw is None:
-            continue
-        s = json.loads(raw)
+    for s in await _states(redis, 500):
         tasks = sum(sum(c.values()) for c in s.get("tasks", {}).values())
         row = {
             "run_id": s["run_id"],
@@ -79,25 +81,8 @@ async def processes(redis: aredis.Redis, keys: RunKeys) -> list[dict[str, Any]]:
 
 
 def _task(record: dict[str, Any]) -> dict[str, Any]:
-    """A live task record in the report's shape (what the page reads)."""
-    task = record.get("task", {})
-    return {
-        "id": record.get("id") or task.get("id"),
-        "master": record.get("master") or task.get("master"),
-        "kind": record.get("kind") or task.get("kind"),
-        "target": record.get("target", task.get("target")),
-        "state": record.get("state"),
-        "attempts": record.get("attempts", record.get("attempt", 0)),
-        "worker": record.get("worker"),
-        "started_at": record.get("started_at"),
-        "finished_at": record.get("finished_at"),
-        "duration_s": record.get("duration_s"),
-        "estimate_s": record.get("estimate_s", (task.get("estimate") or {}).get("seconds")),
-        "error": record.get("error"),
-        "errors": record.get("errors", []),
-        "reason": record.get("reason"),
-        "output": record.get("output", {}),
-    }
+    """A live task record (``StoredTaskRecord``) in the report's shape: without the whole task and latencies."""
+    return {k: v for k, v in record.items() if k not in ("task", "dispatch_latency_s")}
 
 
 def _plan_view(plan: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -154,15 +139,12 @@ async def recent_states(redis: aredis.Redis, within_s: float) -> list[dict[str, 
     """The state documents of runs going on, or refreshed within ``within_s`` (what ``/metrics`` exports)."""
     import time
 
-    out = []
-    for run_id in await redis.zrevrange(RUNS, 0, 199):
-        raw = await redis.hget(run_index(run_id), "current")
-        if raw is None:
-            continue
-        s = json.loads(raw)
-        if s["status"] == "running" or time.time() - float(s.get("updated_at") or 0) < within_s:
-            out.append(s)
-    return out
+    now = time.time()
+    return [
+        s
+        for s in await _states(redis, 200)
+        if s["status"] == "running" or now - float(s.get("updated_at") or 0) < within_s
+    ]
 
 
 MAX_PATCH_BYTES = 200_000

@@ -7,12 +7,15 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cortex.coord.server import EmbeddedRedis
+from cortex.models import Plan
 from cortex.planner import build_plan
 from cortex.roster import load_cluster, load_roster
+from cortex.runtime import history
 from cortex.runtime.coordinator import Coordinator
 from cortex.toolset.fleet import working_copy
 
@@ -27,6 +30,29 @@ def git_out(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def check_next_plan_learns(plan: Plan, report: dict[str, Any], fleet: Path, state: Path) -> None:
+    """The run was recorded; the next plan for the same goal learns every estimate it can from it, expects the
+    handoffs it admitted, and states the first plan's error as the report measured it."""
+    assert report["estimates"]["by_basis"] == {"default": report["estimates"]["tasks_compared"]}
+    runs, problems = history.load_local(state)
+    assert problems == [] and [r.run_id for r in runs] == [report["run_id"]]
+    learned = build_plan(plan.goal, fleet, load_roster(), load_cluster(), history=runs)
+    measured = {t["id"]: t["duration_s"] for t in report["tasks"] if t["state"] == "succeeded"}
+    for t in learned.tasks:
+        if t.id in measured:  # one sample: the estimate is that measurement
+            assert (t.estimate.basis, t.estimate.seconds, t.estimate.samples) == ("target", round(measured[t.id], 3), 1)
+        else:
+            assert t.estimate.basis == "default"
+    admitted = {h["task"] for h in report["handoffs"] if h["decision"] == "admitted"}
+    ran = {t for t in admitted if t in measured}
+    assert ran and {e.id for e in learned.expected} == ran
+    assert {e.task_id for e in learned.schedule.entries if e.expected} == ran
+    assert learned.schedule.makespan_s >= learned.schedule.lower_bound_s
+    assert learned.previous is not None and learned.previous.run_id == report["run_id"]
+    assert learned.previous.makespan_error == report["makespan"]["error"]
+    assert learned.history_runs == 1 and learned.id != plan.id
+
+
 async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
     fleet = working_copy(FLEET, tmp_path / "fleet")
     plan = build_plan("Run the full catalog toolset across the fleet", fleet, load_roster(), load_cluster())
@@ -34,6 +60,7 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         result = await Coordinator(plan, server.url, tmp_path / "state").run()
     report = json.loads(result.report_json.read_text())
     assert result.status == "succeeded"
+    check_next_plan_learns(plan, report, fleet, tmp_path / "state")
     md = result.report_md.read_text()  # noqa: ASYNC240
     assert "## Tasks by master" in md and "Rendering failed" not in md
     written = md.split("## Files and branches written", 1)[1].split("\n## ", 1)[0]

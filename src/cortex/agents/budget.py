@@ -152,7 +152,7 @@ class BudgetedModel(WrapperModel):
         pipe.hincrby(s.keys.model_usage, f"{s.master}|{call['model']}|input", call["input_tokens"])
         pipe.hincrby(s.keys.model_usage, f"{s.master}|{call['model']}|output", call["output_tokens"])
         pipe.hincrby(s.keys.model_usage, f"{s.master}|{call['model']}|calls", 1)
-        spend = {"at": time.time(), "master": s.master, "worker": s.worker, "tokens": used}
+        spend = {"at": time.time(), "master": s.master, "worker": s.worker, "task": s.task_id, "tokens": used}
         pipe.rpush(s.keys.token_log, json.dumps(spend))
         await pipe.execute()
         return response

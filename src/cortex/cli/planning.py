@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cortex.cli.common import AsJson, console, print_json, run_async, settings
+from cortex.cli.common import AsJson, StateDir, console, err, print_json, run_async, settings
 from cortex.errors import InputError
 
 if TYPE_CHECKING:
     from cortex.models import Plan
+    from cortex.models.history import RunHistory
 
 RosterOpt = Annotated[Path | None, typer.Option("--roster", help="Roster YAML (default: the built-in roster)")]
 ClusterOpt = Annotated[Path | None, typer.Option("--cluster", help="Cluster YAML (default: the built-in cluster)")]
@@ -37,8 +38,53 @@ def init(
         console.print(f"wrote {path}", markup=False)
 
 
-def build(goal: str, targets: Path, roster: Path | None, cluster: Path | None) -> Plan:
-    """Plan ``goal`` over ``targets`` with the given (or built-in) roster and cluster."""
+NoHistory = Annotated[
+    bool, typer.Option("--no-history", help="Estimate with the roster's defaults only, learning nothing from past runs")
+]
+
+
+def past_runs(state_dir: Path | None = None) -> list[RunHistory]:
+    """The runs plans learn from, newest first: Redis's record when CORTEX_REDIS_URL is set (cluster mode), else
+    the state directory's. Unreadable records, or a Redis that does not answer, are said on stderr: the plan then
+    uses what it could read (the roster's defaults at worst), and says so."""
+    from cortex.errors import RedisUnavailable
+    from cortex.runtime import history
+
+    s = settings()
+    if s.redis_url:
+        from cortex.coord.connection import connect, redact_url
+
+        url = s.redis_url
+
+        async def read() -> tuple[list[RunHistory], list[str]]:
+            redis = await connect(url, attempts=1)
+            try:
+                return await history.load_redis(redis)
+            finally:
+                await redis.aclose()
+
+        try:
+            runs, problems = run_async(read())
+        except RedisUnavailable as exc:
+            runs, problems = [], [f"past runs not read from {redact_url(url)} ({exc}): estimates are defaults"]
+    else:
+        runs, problems = history.load_local(state_dir or s.state_dir)
+    for problem in problems:
+        err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
+    return runs
+
+
+def build(
+    goal: str,
+    targets: Path,
+    roster: Path | None,
+    cluster: Path | None,
+    *,
+    learn: bool = True,
+    state_dir: Path | None = None,
+) -> Plan:
+    """Plan ``goal`` over ``targets`` with the given (or built-in) roster and cluster, learning estimates from past
+    runs unless ``learn`` is False."""
     from cortex.planner import build_plan
     from cortex.roster import load_cluster, load_roster
 
@@ -47,9 +93,15 @@ def build(goal: str, targets: Path, roster: Path | None, cluster: Path | None) -
     if targets.is_file():  # a fleet file: its remotes checked out into this host's workspace
         from cortex.toolset.remotes import remote_targets
 
-        fleet = remote_targets(targets, s.state_dir / "workspace")
+        fleet = remote_targets(targets, (state_dir or s.state_dir) / "workspace")
     return build_plan(
-        goal, targets, load_roster(roster), load_cluster(cluster), model_configured=s.model is not None, targets=fleet
+        goal,
+        targets,
+        load_roster(roster),
+        load_cluster(cluster),
+        model_configured=s.model is not None,
+        targets=fleet,
+        history=past_runs(state_dir) if learn else [],
     )
 
 
@@ -66,13 +118,19 @@ def plan(
     assist: Annotated[
         bool, typer.Option("--assist", help="Ask CORTEX_MODEL to propose tasks; the planner validates them")
     ] = False,
+    no_history: NoHistory = False,
+    state_dir: StateDir = None,
     as_json: AsJson = False,
 ) -> None:
     """Plan GOAL over the repositories under --targets (a directory, or a fleet file of git remotes, checked out
-    into the state directory's workspace); writes plan.json and Markdown documents."""
+    into the state directory's workspace); writes plan.json and Markdown documents. Estimates are learned from
+    past runs (the state directory's, or Redis's with CORTEX_REDIS_URL) unless --no-history."""
     from cortex.planner import write_plan
 
-    p = _assisted(goal, targets, roster, cluster) if assist else build(goal, targets, roster, cluster)
+    if assist:
+        p = _assisted(goal, targets, roster, cluster)
+    else:
+        p = build(goal, targets, roster, cluster, learn=not no_history, state_dir=state_dir)
     files = write_plan(p, out)
     if as_json:
         print_json(
@@ -85,6 +143,8 @@ def plan(
                 "routing": {"mode": p.routing.mode, "selected": p.routing.selected},
                 "estimated_makespan_s": p.schedule.makespan_s,
                 "lower_bound_s": p.schedule.lower_bound_s,
+                "learned_from_runs": p.history_runs,
+                "previous": p.previous.model_dump() if p.previous else None,
                 "tokens_allocated": p.budget.total,
                 "notes": p.notes,
                 "files": [str(f) for f in files],
@@ -95,13 +155,33 @@ def plan(
         f"plan {p.id}: {len(p.tasks)} tasks, {len(p.masters)} masters, {len(p.workers)} workers, "
         f"routing {p.routing.mode} ({', '.join(p.routing.selected)})\n"
         f"estimated makespan {p.schedule.makespan_s:.1f} s (lower bound {p.schedule.lower_bound_s:.1f} s); "
-        f"{p.budget.total:,} tokens allocated"
+        f"{p.budget.total:,} tokens allocated\n{_basis(p)}"
     )
     console.print(summary, markup=False, highlight=False)
     for note in p.notes:
         console.print(note, markup=False, highlight=False)
     for f in files:
         console.print(f"  {f}", markup=False, highlight=False)
+
+
+def _basis(p: Plan) -> str:
+    """One line on where the estimates come from, and how the last plan for this goal and fleet fared."""
+    learned = sum(1 for t in p.tasks if t.estimate.basis != "default")
+    line = (
+        f"estimates: {learned} of {len(p.tasks)} tasks learned from {p.history_runs} past run(s), the rest defaults"
+        if p.history_runs
+        else "estimates: the roster's defaults (no past runs recorded)"
+    )
+    if p.expected:
+        line += f"; {len(p.expected)} task(s) expected from past handoffs"
+    if p.previous:
+        prev = p.previous
+        line += (
+            f"\nprevious plan for this goal and fleet (run {prev.run_id}): makespan estimated "
+            f"{prev.estimated_makespan_s:.1f} s, measured {prev.measured_makespan_s:.1f} s "
+            f"(error {prev.makespan_error:+.0%})"
+        )
+    return line
 
 
 def _assisted(goal: str, targets: Path, roster: Path | None, cluster: Path | None) -> Plan:

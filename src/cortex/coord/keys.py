@@ -24,6 +24,11 @@ RUNS = f"{PREFIX}:runs"
 """Sorted set of run ids by start time."""
 RUN_INDEX_TTL_S = 30 * 24 * 3600
 """How long a finished run's entry in the run index stays in Redis (its archive stays on disk for good)."""
+HISTORY = f"{PREFIX}:history"
+"""Hash of finished runs' estimate samples (run id -> ``RunHistory`` JSON): what plans learn from in cluster mode."""
+HISTORY_ORDER = f"{PREFIX}:history:runs"
+"""Sorted set of the run ids in ``HISTORY`` by finish time; the oldest beyond ``HISTORY_KEEP`` are dropped."""
+HISTORY_KEEP = 200
 FENCE_COUNTER = f"{PREFIX}:fence"
 """Monotonic counter every fencing token comes from."""
 

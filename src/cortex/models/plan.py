@@ -6,11 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cortex.models.cluster import Cluster
 from cortex.models.roster import Roster
-from cortex.models.task import RetryPolicy, Task
+from cortex.models.task import Estimate, RetryPolicy, Task
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -33,6 +33,18 @@ class Remote(_Frozen):
     """Fix and runbook branches are pushed to the remote as new branches."""
 
 
+class TargetMeasures(_Frozen):
+    """What a target measures when it is planned: what task estimates scale with."""
+
+    files: int
+    lines: int
+    """Newlines in its regular files under 2 MiB (dependency and VCS directories left out)."""
+    tests: int
+    """Test files (``test_*.py``, ``*_test.py``, ``*.test.js``, ``*.spec.ts``, files under ``tests/``...)."""
+    packages: int
+    """Dependencies its manifests declare."""
+
+
 class Target(_Frozen):
     """A repository (or directory) the plan works on, with the traits the playbooks match on."""
 
@@ -43,6 +55,7 @@ class Target(_Frozen):
     links_outside: list[str] = Field(default_factory=list)
     """Symbolic links in the target that lead out of it (``path -> destination``): never followed, reported."""
     remote: Remote | None = None
+    measures: TargetMeasures | None = None
 
 
 class RouteScore(_Frozen):
@@ -111,6 +124,37 @@ class ScheduledTask(_Frozen):
     worker_id: str
     start_s: float
     end_s: float
+    expected: bool = False
+    """A task the plan expects a handoff to admit at run time (``Plan.expected``), not one of its own."""
+
+
+class ExpectedTask(_Frozen):
+    """A task a past run's handoff admitted after ``after`` on the same target: the plan expects it again and
+    schedules it, so the makespan counts it. It is not run unless the handoff happens."""
+
+    id: str
+    kind: str
+    master: str
+    worker_type: str
+    target: str | None
+    after: str
+    """The planned task whose handoff admitted it."""
+    estimate: Estimate
+    from_run: str
+
+
+class PreviousRun(_Frozen):
+    """How the last plan for the same goal and fleet compared with its run. Errors are relative:
+    (estimate - measured) / measured, so +0.25 is an estimate 25% too long."""
+
+    run_id: str
+    plan_id: str
+    estimated_makespan_s: float
+    measured_makespan_s: float
+    makespan_error: float
+    task_median_error: float | None
+    """Median of the absolute relative errors of the tasks both planned and measured."""
+    tasks_compared: int
 
 
 class PhaseWindow(_Frozen):
@@ -143,7 +187,8 @@ class Schedule(_Frozen):
     total_work_s: float
     slots: int
     lower_bound_s: float
-    """max(critical path, total work / slots): no schedule can beat it."""
+    """max(critical path, each worker type's work / its workers): no run whose tasks take their estimates can
+    end sooner."""
     makespan_s: float
     """Estimated length of phase 3 under list scheduling."""
 
@@ -190,6 +235,13 @@ class Plan(_Frozen):
     model_configured: bool = False
     """Whether the plan was made for a run with a model: without one, tasks that need a model cost nothing in
     the budgets and the schedule (they will be skipped)."""
+    _expected_by_id: dict[str, ExpectedTask] | None = PrivateAttr(default=None)
+    expected: list[ExpectedTask] = Field(default_factory=list)
+    """Tasks past runs' handoffs admitted, expected again (scheduled, not run unless a handoff admits them)."""
+    history_runs: int = 0
+    """Past runs the estimates were learned from (0: every estimate is the roster's default)."""
+    previous: PreviousRun | None = None
+    """The error of the last plan for the same goal and fleet, measured by its run."""
     assistance: dict[str, Any] | None = None
     """Planning assistance, when a model was asked: its proposals accepted (with the tasks they became),
     tasks added for them, proposals rejected and why, and the tokens the call used."""
@@ -202,6 +254,12 @@ class Plan(_Frozen):
     def sealed(self) -> Plan:
         """This plan with ``id`` set to its content's digest; ``cortex run`` refuses a plan whose id is not."""
         return self.model_copy(update={"id": self.content_id()})
+
+    def expected_task(self, task_id: str) -> ExpectedTask | None:
+        """The expected task ``task_id`` (``expected``), if the plan has one."""
+        if self._expected_by_id is None:
+            self._expected_by_id = {e.id: e for e in self.expected}
+        return self._expected_by_id.get(task_id)
 
     def task(self, task_id: str) -> Task:
         """The task with ``task_id``."""

@@ -35,6 +35,10 @@ class TaskReport(_Strict):
     """Measured run time of the attempt that ended the task."""
     estimate_s: float
     """The plan's estimate, for comparison."""
+    estimate_basis: str = "default"
+    """Where the estimate came from: ``default`` (the roster), ``target`` or ``kind`` (past runs)."""
+    estimate_error: float | None = None
+    """(estimate - measured) / measured, when the task ran and took measurable time."""
     error: str | None
     errors: list[str]
     """The error of every failed attempt, in order."""
@@ -114,6 +118,8 @@ class TokenSpend(_Strict):
     at: float
     master: str
     worker: str | None = None
+    task: str | None = None
+    """The task the call was made for (None in archives written before tasks were recorded)."""
     tokens: int
 
 
@@ -213,6 +219,24 @@ class Makespan(_Strict):
     measured_s: float | None
     estimated_s: float
     lower_bound_s: float
+    error: float | None = None
+    """(estimated - measured) / measured."""
+
+
+class EstimateAccuracy(_Strict):
+    """How the plan's estimates compared with the run: per task (those that ran) and for the makespan."""
+
+    tasks_compared: int = 0
+    task_median_error: float | None = None
+    """Median of the tasks' absolute relative errors."""
+    by_basis: dict[str, int] = Field(default_factory=dict)
+    """Tasks compared, by where their estimate came from."""
+    learned_from_runs: int = 0
+    """Past runs the plan learned its estimates from."""
+    expected: int = 0
+    """Tasks the plan expected from past handoffs."""
+    expected_admitted: int = 0
+    """Of those, the ones a handoff admitted in this run."""
 
 
 class CriticalPath(_Strict):
@@ -262,6 +286,7 @@ class Report(_Strict):
     checks: list[Check]
     phases: PhaseTimes
     makespan: Makespan
+    estimates: EstimateAccuracy = Field(default_factory=EstimateAccuracy)
     critical_path: CriticalPath
     dispatch_latency_s: Latency
     tasks_by_master: dict[str, dict[str, int]]

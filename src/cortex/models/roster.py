@@ -48,6 +48,10 @@ class PlaybookTask(BaseModel):
     requires_model: bool = False
     estimate_seconds: float = Field(default=5.0, ge=0)
     estimate_tokens: int = Field(default=0, ge=0)
+    """Defaults: used only where no past run measured this kind of task."""
+    scales_with: Literal["files", "lines", "tests", "packages"] | None = None
+    """What of a target the task's duration grows with: estimates for a target never measured are scaled from
+    other targets' measurements by it (None: the median of theirs)."""
     timeout_s: float = Field(default=300.0, gt=0)
 
 

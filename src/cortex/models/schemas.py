@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from cortex.models.cluster import Cluster
 from cortex.models.handoff import Handoff, HandoffDecision
+from cortex.models.history import RunHistory
 from cortex.models.messages import Envelope
 from cortex.models.plan import Plan
 from cortex.models.report import MasterSummary, Report, StoredTaskRecord
@@ -30,6 +31,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "task-record": StoredTaskRecord,
     "master-summary": MasterSummary,
     "report": Report,
+    "run-history": RunHistory,
 }
 
 

@@ -52,6 +52,11 @@ class RetryPolicy(BaseModel):
     """Fraction of the delay added or removed at random, so retries of many tasks do not align."""
 
 
+EstimateBasis = Literal["default", "target", "kind"]
+"""Where an estimate comes from: the roster's default (no history), past runs of the same task kind on the same
+target, or past runs of the kind on other targets (scaled by what the targets measure)."""
+
+
 class Estimate(BaseModel):
     """Planner estimates. They are estimates: the report sets the measured figures beside them."""
 
@@ -59,6 +64,13 @@ class Estimate(BaseModel):
 
     seconds: float = Field(ge=0)
     tokens: int = Field(ge=0)
+    basis: EstimateBasis = "default"
+    samples: int = Field(default=0, ge=0)
+    """Past measurements the estimate was made from (0: the roster's default)."""
+    spread_s: float = Field(default=0.0, ge=0)
+    """Median absolute deviation of those measurements from the estimate (0 with fewer than two)."""
+    confidence: float = Field(default=0.0, ge=0, le=1)
+    """``samples / (samples + 3)``: 0 for a default, 0.25 from one run, 0.5 from three, 0.77 from ten."""
 
 
 class Task(BaseModel):

@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from cortex.errors import InputError, PlanError
 from cortex.models import Cluster, Plan, Roster, Task
-from cortex.models.plan import RoutingDecision, Target
+from cortex.models.history import RunHistory
+from cortex.models.plan import ExpectedTask, RoutingDecision, Target
 from cortex.planner.budgets import allocate
 from cortex.planner.decompose import decompose, task_graph
+from cortex.planner.estimates import Learner, previous_run
 from cortex.planner.fit import NO_MODEL, effective, fit_budgets
 from cortex.planner.placement import place_masters, place_workers
 from cortex.planner.risks import FAILURE_SCENARIOS, SUCCESS_CRITERIA
@@ -33,10 +36,12 @@ def build_plan(
     *,
     model_configured: bool = False,
     targets: list[Target] | None = None,
+    history: Sequence[RunHistory] = (),
 ) -> Plan:
     """Plan ``goal`` over the repositories under ``targets_dir``, or over ``targets`` when given (a fleet file's,
     checked out by the caller). Same inputs, same plan (and plan id). ``model_configured``: whether tasks that need
-    a model will run (else they cost nothing in the plan)."""
+    a model will run (else they cost nothing in the plan). ``history``: past runs, newest first, to learn
+    estimates from (``estimates``); without it every estimate is the roster's default."""
     goal = " ".join(goal.split())
     if not goal:
         raise InputError("goal", "the goal is empty", hint='say what to do, e.g. "audit security across the fleet"')
@@ -45,7 +50,9 @@ def build_plan(
     targets = targets if targets is not None else discover_targets(targets_dir)
     routing = route(goal, roster)
     tasks = decompose(roster, routing.selected, targets)
-    plan = assemble_plan(goal, targets, roster, cluster, routing, tasks, model_configured=model_configured)
+    plan = assemble_plan(
+        goal, targets, roster, cluster, routing, tasks, model_configured=model_configured, history=history
+    )
     skipped = skipped_links(targets_dir)
     if not skipped:
         return plan
@@ -62,9 +69,16 @@ def assemble_plan(
     tasks: list[Task],
     *,
     model_configured: bool = False,
+    history: Sequence[RunHistory] = (),
 ) -> Plan:
-    """Fit, place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in benchmarks)."""
+    """Learn estimates, fit, place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in
+    benchmarks)."""
     first = task_graph(tasks)  # refuse cycles and unknown dependencies before anything else
+    learner = Learner(history, roster) if history else None
+    expected: list[ExpectedTask] = []
+    if learner is not None:
+        tasks = learner.learn(tasks, targets)
+        expected = learner.expected(tasks, targets)
     funders = {w.name: w.master for w in roster.worker_types}
     used = {funders[t.worker_type] for t in tasks if t.worker_type in funders}
     active = [
@@ -90,7 +104,8 @@ def assemble_plan(
         t if (e := effective(t, model_configured)) is t.estimate else t.model_copy(update={"estimate": e})
         for t in tasks
     ]
-    timeline = schedule(costed, graph, workers, roster.phases)
+    expected = [e for e in expected if e.worker_type in staffed]
+    timeline = schedule(costed, graph, workers, roster.phases, expected)
     notes = list(fit_notes)
     skipped = [t.id for t in tasks if t.requires_model and not model_configured]
     if skipped:
@@ -120,6 +135,9 @@ def assemble_plan(
         success_criteria=list(SUCCESS_CRITERIA),
         notes=notes,
         model_configured=model_configured,
+        expected=expected,
+        history_runs=len(history),
+        previous=previous_run(history, goal, sorted(t.name for t in targets)),
     ).sealed()
 
 

@@ -63,7 +63,8 @@ def schedule_gantt(plan: Plan) -> str:
     sections: dict[str, list[Bar]] = {}
     for e in sorted(plan.schedule.entries, key=lambda e: (e.worker_id, e.start_s)):
         tag = "crit" if e.task_id in critical else ""
-        sections.setdefault(e.worker_id, []).append(Bar(e.task_id, e.start_s, e.end_s, tag))
+        text = f"{e.task_id} (expected)" if e.expected else e.task_id
+        sections.setdefault(e.worker_id, []).append(Bar(text, e.start_s, e.end_s, tag))
     return gantt("Phase 3 schedule (estimated, critical path in red)", sections)
 
 

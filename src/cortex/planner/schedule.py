@@ -9,7 +9,14 @@ import heapq
 import math
 
 from cortex.models.phase import Phase
-from cortex.models.plan import PhaseWindow, Schedule, ScheduledTask, TimelineMinute, WorkerAssignment
+from cortex.models.plan import (
+    ExpectedTask,
+    PhaseWindow,
+    Schedule,
+    ScheduledTask,
+    TimelineMinute,
+    WorkerAssignment,
+)
 from cortex.models.roster import PhaseEstimates
 from cortex.models.task import Task
 from cortex.planner.dag import Dag
@@ -45,7 +52,9 @@ def _bottom_levels(tasks: list[Task], graph: Dag) -> dict[str, float]:
     return level
 
 
-def list_schedule(tasks: list[Task], graph: Dag, workers: list[WorkerAssignment]) -> list[ScheduledTask]:
+def list_schedule(
+    tasks: list[Task], graph: Dag, workers: list[WorkerAssignment], expected: frozenset[str] = frozenset()
+) -> list[ScheduledTask]:
     """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
     by_id = {t.id: t for t in tasks}
@@ -69,7 +78,15 @@ def list_schedule(tasks: list[Task], graph: Dag, workers: list[WorkerAssignment]
         start = max(free_at[worker], at)
         end = start + task.estimate.seconds
         free_at[worker] = end
-        placed.append(ScheduledTask(task_id=task_id, worker_id=worker, start_s=round(start, 3), end_s=round(end, 3)))
+        placed.append(
+            ScheduledTask(
+                task_id=task_id,
+                worker_id=worker,
+                start_s=round(start, 3),
+                end_s=round(end, 3),
+                expected=task_id in expected,
+            )
+        )
         for succ in graph.succs[task_id]:
             waiting[succ] -= 1
             ready_at[succ] = max(ready_at.get(succ, 0.0), end)
@@ -119,13 +136,58 @@ def _timeline(entries: list[ScheduledTask], phases: list[PhaseWindow]) -> list[T
     return minutes
 
 
-def schedule(tasks: list[Task], graph: Dag, workers: list[WorkerAssignment], estimates: PhaseEstimates) -> Schedule:
-    """The plan's timeline: list schedule, phases, per-minute view, critical path, makespan and lower bound."""
-    entries = list_schedule(tasks, graph, workers)
+def with_expected(tasks: list[Task], graph: Dag, expected: list[ExpectedTask]) -> tuple[list[Task], Dag]:
+    """``tasks`` and ``graph`` with the expected tasks added as the runtime would admit them: each after the task
+    whose handoff admits it, and before every task that waits for all others (``after_all``)."""
+    if not expected:
+        return tasks, graph
+    extra = [
+        Task(
+            id=e.id,
+            master=e.master,
+            kind=e.kind,
+            worker_type=e.worker_type,
+            target=e.target,
+            depends_on=[e.after],
+            estimate=e.estimate,
+            origin="expected",
+        )
+        for e in expected
+    ]
+    closing = [t.id for t in tasks if t.after_all]
+    edges = [(d, t.id) for t in tasks for d in t.depends_on]
+    edges += [(e.after, e.id) for e in expected] + [(e.id, c) for e in expected for c in closing]
+    return tasks + extra, Dag(sorted(graph.order + [e.id for e in expected]), edges)
+
+
+def lower_bound(tasks: list[Task], workers: list[WorkerAssignment], path_s: float) -> float:
+    """No run whose tasks take their estimates can end sooner: the critical path, and each worker type's work
+    over its workers (a task runs only on a worker of its type)."""
+    work: dict[str, float] = {}
+    for t in tasks:
+        work[t.worker_type] = work.get(t.worker_type, 0.0) + t.estimate.seconds
+    slots: dict[str, int] = {}
+    for w in workers:
+        slots[w.worker_type] = slots.get(w.worker_type, 0) + 1
+    per_type = [seconds / slots[kind] for kind, seconds in work.items() if slots.get(kind)]
+    return round(max([path_s, *per_type]), 3)
+
+
+def schedule(
+    tasks: list[Task],
+    graph: Dag,
+    workers: list[WorkerAssignment],
+    estimates: PhaseEstimates,
+    expected: list[ExpectedTask] | None = None,
+) -> Schedule:
+    """The plan's timeline: list schedule, phases, per-minute view, critical path, makespan and lower bound.
+    ``expected``: tasks past runs' handoffs admitted, scheduled as the runtime would admit them again."""
+    tasks, graph = with_expected(tasks, graph, expected or [])
+    entries = list_schedule(tasks, graph, workers, frozenset(e.id for e in expected or []))
     path, path_s = critical_path(tasks, graph)
     total_work = round(sum(t.estimate.seconds for t in tasks), 3)
     slots = len(workers)
-    lower = round(max(path_s, total_work / slots if slots else 0.0), 3)
+    lower = lower_bound(tasks, workers, path_s)
     makespan = round(max((e.end_s for e in entries), default=0.0), 3)
     phases = _phases(estimates, makespan)
     return Schedule(

@@ -7,6 +7,7 @@ from pathlib import Path
 from cortex.errors import InputError
 from cortex.files import links_outside, regular_dir
 from cortex.models.plan import Target
+from cortex.repo.measures import measure
 
 _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
@@ -65,6 +66,7 @@ def discover_targets(path: Path) -> list[Target]:
             path=str(r),
             traits=traits(r),
             links_outside=[f"{rel} -> {dest}" for rel, dest in links_outside(r)],
+            measures=measure(r),
         )
         for r in repos
     ]

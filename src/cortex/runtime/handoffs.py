@@ -49,6 +49,7 @@ def decide(
     )
     if not record.admitted:
         return record, None
+    expected = plan.expected_task(task_id)
     task = Task(
         id=task_id,
         master=h.to,
@@ -57,7 +58,8 @@ def decide(
         target=source.task.target,
         params=dict(h.params),
         requires_model=h.requires_model,
-        estimate=Estimate(seconds=h.estimate_seconds, tokens=h.estimate_tokens),
+        # the plan's learned estimate when a past run's handoff admitted the same task (``Plan.expected``)
+        estimate=expected.estimate if expected else Estimate(seconds=h.estimate_seconds, tokens=h.estimate_tokens),
         origin=f"handoff:{source.task.master}",
     )
     return record, task

@@ -8,6 +8,7 @@ from typing import Any
 from cortex.errors import IllegalTransition
 from cortex.models.report import StoredTaskRecord, TaskReport
 from cortex.models.task import TRANSITIONS, Task, TaskState
+from cortex.planner.estimates import relative_error
 
 
 @dataclass
@@ -61,6 +62,10 @@ class TaskRecord:
             "finished_at": self.finished_at,
             "duration_s": self.duration_s,
             "estimate_s": self.task.estimate.seconds,
+            "estimate_basis": self.task.estimate.basis,
+            "estimate_error": (
+                relative_error(self.task.estimate.seconds, self.duration_s) if self.duration_s is not None else None
+            ),
             "error": self.error,
             "errors": self.errors,
             "reason": self.reason,

@@ -24,6 +24,7 @@ from cortex.models.messages import StreamEvent
 from cortex.models.report import (
     CriticalPath,
     Degradation,
+    EstimateAccuracy,
     Latency,
     Makespan,
     MasterSummary,
@@ -33,9 +34,11 @@ from cortex.models.report import (
     PhaseTimes,
     Report,
     ReportPaths,
+    TaskReport,
     TokenSpend,
 )
 from cortex.models.state import LedgerAccount
+from cortex.planner.estimates import relative_error
 from cortex.runtime import pictures
 from cortex.runtime.lineage import lineage_graph, lineage_mermaid
 from cortex.runtime.records import TaskRecord
@@ -105,6 +108,25 @@ class EndFigures:
     """Fixes a task reported whose branch does not hold the commit it named: ``task: why``."""
 
 
+def accuracy(plan: Plan, tasks: list[TaskReport]) -> EstimateAccuracy:
+    """How the plan's task estimates compared with the run."""
+    compared = [t for t in tasks if t.estimate_error is not None]
+    by_basis: dict[str, int] = {}
+    for t in compared:
+        by_basis[t.estimate_basis] = by_basis.get(t.estimate_basis, 0) + 1
+    ran = {t.id for t in tasks}
+    return EstimateAccuracy(
+        tasks_compared=len(compared),
+        task_median_error=round(statistics.median(abs(t.estimate_error or 0.0) for t in compared), 4)
+        if compared
+        else None,
+        by_basis=dict(sorted(by_basis.items())),
+        learned_from_runs=plan.history_runs,
+        expected=len(plan.expected),
+        expected_admitted=sum(1 for e in plan.expected if e.id in ran),
+    )
+
+
 def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures, status: str) -> Report:
     """The report of the run as it stands."""
     plan, records = state.plan, state.graph.records
@@ -149,7 +171,9 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
             measured_s=measured.get("execution"),
             estimated_s=plan.schedule.makespan_s,
             lower_bound_s=plan.schedule.lower_bound_s,
+            error=relative_error(plan.schedule.makespan_s, measured.get("execution") or 0.0),
         ),
+        estimates=accuracy(plan, tasks),
         critical_path=CriticalPath(planned=plan.schedule.critical_path, taken=actual_critical_path(records)),
         dispatch_latency_s=Latency(
             p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), samples=len(latencies)

@@ -23,6 +23,7 @@ from pathlib import Path
 from cortex.errors import InputError, RemoteError
 from cortex.files import links_outside
 from cortex.models.plan import Remote, Target
+from cortex.repo.measures import measure
 from cortex.repo.targets import traits
 from cortex.roster.fleet import load_fleet
 
@@ -156,5 +157,14 @@ def remote_targets(fleet_file: Path, workspace: Path) -> list[Target]:
             raise InputError(f"{fleet_file}: {e.name}", str(exc), hint="check the URL, branch and credentials") from exc
         pinned = remote.model_copy(update={"commit": root.parent.name})
         links = [f"{rel} -> {dest}" for rel, dest in links_outside(root)]
-        out.append(Target(name=e.name, path=str(root), traits=traits(root), links_outside=links, remote=pinned))
+        out.append(
+            Target(
+                name=e.name,
+                path=str(root),
+                traits=traits(root),
+                links_outside=links,
+                remote=pinned,
+                measures=measure(root),
+            )
+        )
     return out

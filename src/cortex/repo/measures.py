@@ -1,0 +1,38 @@
+"""What a target measures (files, lines, tests, packages): what the planner scales learned estimates by."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cortex.files import walk_files
+from cortex.models.plan import TargetMeasures
+from cortex.repo.manifests import declared_packages
+
+LINES_MAX_BYTES = 2 * 1024 * 1024
+"""Larger files (data, bundles) are counted as files, not read for lines: planning stays fast on big trees."""
+
+_TEST_NAME = re.compile(r"^(test_.*\.py|.*_test\.(py|go)|.*\.(test|spec)\.(js|jsx|ts|tsx|mjs|cjs))$")
+_TEST_DIRS = {"tests", "test", "__tests__"}
+
+
+def _is_test(rel: Path) -> bool:
+    if _TEST_NAME.match(rel.name):
+        return True
+    # a module under tests/ is a test file; its fixtures and data are not
+    return rel.suffix in (".py", ".js", ".ts") and any(part in _TEST_DIRS for part in rel.parts[:-1])
+
+
+def measure(root: Path) -> TargetMeasures:
+    """Count ``root``'s files, lines, test files and declared packages (symbolic links are never followed)."""
+    files = lines = tests = 0
+    for path in walk_files(root):
+        files += 1
+        if _is_test(path.relative_to(root)):
+            tests += 1
+        try:
+            if path.stat().st_size <= LINES_MAX_BYTES:
+                lines += path.read_bytes().count(b"\n")
+        except OSError:  # vanished or unreadable while walking: counted as a file, not read
+            continue
+    return TargetMeasures(files=files, lines=lines, tests=tests, packages=len(declared_packages(root).packages))

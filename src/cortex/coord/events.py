@@ -22,18 +22,19 @@ from cortex.models.messages import Envelope, StreamEvent
 def emit(pipe: aredis.client.Pipeline, keys: RunKeys, channel: str, envelope: Envelope) -> None:
     """Queue the envelope's publication on ``pipe`` (the caller executes the pipeline); a conflict is counted too
     (``RunKeys.conflicts``, what the metrics show)."""
-    data = envelope.dumps()
-    pipe.xadd(keys.events, {"channel": channel, "data": data})
-    pipe.publish(channel, data)
-    if channel == CH_CONFLICTS:
-        pipe.hincrby(keys.conflicts, str(envelope.context.get("event", "conflict")), 1)
+    for command in as_commands(keys, channel, envelope):
+        pipe.execute_command(*command)
 
 
 def as_commands(keys: RunKeys, channel: str, envelope: Envelope) -> list[list[str]]:
-    """The same publication as raw Redis commands, for a task's effects: they run with the task's first successful
-    settle, so an event about what a task produced is sent once however often the task ran."""
+    """The same publication as raw Redis commands: for a task's effects (they run with the task's first successful
+    settle, so an event about what a task produced is sent once however often the task ran), and for the
+    coordinator's fenced batches."""
     data = envelope.dumps()
-    return [["XADD", keys.events, "*", "channel", channel, "data", data], ["PUBLISH", channel, data]]
+    out = [["XADD", keys.events, "*", "channel", channel, "data", data], ["PUBLISH", channel, data]]
+    if channel == CH_CONFLICTS:
+        out.append(["HINCRBY", keys.conflicts, str(envelope.context.get("event", "conflict")), "1"])
+    return out
 
 
 class Outbox:
@@ -61,6 +62,12 @@ class Outbox:
         for channel, envelope in self._queued:
             emit(pipe, self.keys, channel, envelope)
         self._queued = []
+
+    def drain_commands(self) -> list[list[str]]:
+        """Every waiting envelope as Redis commands (``as_commands``), forgotten here."""
+        out = [c for channel, envelope in self._queued for c in as_commands(self.keys, channel, envelope)]
+        self._queued = []
+        return out
 
 
 async def publish(redis: aredis.Redis, keys: RunKeys, channel: str, envelope: Envelope) -> None:

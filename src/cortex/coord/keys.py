@@ -29,6 +29,11 @@ HISTORY = f"{PREFIX}:history"
 HISTORY_ORDER = f"{PREFIX}:history:runs"
 """Sorted set of the run ids in ``HISTORY`` by finish time; the oldest beyond ``HISTORY_KEEP`` are dropped."""
 HISTORY_KEEP = 200
+CACHE = f"{PREFIX}:cache"
+"""Hash of recorded task results (cache key -> ``CacheEntry`` JSON): what incremental runs reuse in cluster mode."""
+CACHE_ORDER = f"{PREFIX}:cache:keys"
+"""Sorted set of the keys in ``CACHE`` by when they were recorded; the oldest beyond ``CACHE_KEEP`` are dropped."""
+CACHE_KEEP = 50_000
 FENCE_COUNTER = f"{PREFIX}:fence"
 """Monotonic counter every fencing token comes from."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -59,6 +60,15 @@ if tonumber(ARGV[1]) < fence then return -1 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return (#ARGV - 1) / 2
 """
+# KEYS: resource fence, hash. ARGV: token, commands JSON, field, value... The fenced HSET, then each command (an
+# array of strings: the releases, events and acknowledgements that follow from the write), all or nothing.
+_FENCED_BATCH = """
+local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) < fence then return -1 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for _, c in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(c)) end
+return 1
+"""
 
 
 ConflictHook = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -90,6 +100,7 @@ class FencedLock:
         self._release = redis.register_script(_RELEASE)
         self._reclaim = redis.register_script(_RECLAIM)
         self._hset = redis.register_script(_FENCED_HSET)
+        self._batch = redis.register_script(_FENCED_BATCH)
 
     @property
     def _value(self) -> str:
@@ -176,6 +187,18 @@ class FencedLock:
         for field, value in mapping.items():
             args += [field, value]
         if int(await self._hset(keys=[fence_key(self.resource), key], args=args)) < 0:
-            newest = await self.redis.get(fence_key(self.resource))
-            await self._conflict("fenced-write-refused", key=key, token=self.token, newest_token=int(newest or 0))
-            raise FencedWriteRefused(self.resource, self.token)
+            await self._refused(key)
+
+    async def hset_then(self, key: str, mapping: dict[str, Any], commands: list[list[str]]) -> None:
+        """``hset``, then ``commands`` (each a Redis command as strings), atomically and in one round trip; none
+        of it when a newer token exists (``FencedWriteRefused``)."""
+        args: list[Any] = [self.token, json.dumps(commands)]
+        for field, value in mapping.items():
+            args += [field, value]
+        if int(await self._batch(keys=[fence_key(self.resource), key], args=args)) < 0:
+            await self._refused(key)
+
+    async def _refused(self, key: str) -> None:
+        newest = await self.redis.get(fence_key(self.resource))
+        await self._conflict("fenced-write-refused", key=key, token=self.token, newest_token=int(newest or 0))
+        raise FencedWriteRefused(self.resource, self.token)

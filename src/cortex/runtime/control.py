@@ -136,6 +136,10 @@ class Control:
                 await stream.aclose()
 
     async def _obey(self, data: str) -> None:
+        if '"type":"control"' not in data:
+            # most of what a process hears on its channel is its own and its peers' task events (every dispatch,
+            # claim and completion): skip them without parsing, which cost each one a wake-up's worth of CPU
+            return
         try:
             env = Envelope.model_validate_json(data)
         except ValidationError:

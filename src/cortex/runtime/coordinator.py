@@ -97,6 +97,7 @@ class Coordinator:
         self.executing = asyncio.Event()
         """Set when phase 3 (parallel execution) begins."""
         self._current: dict[str, Any] = {}
+        self._writer = statefiles.Writer(self.state.state_dir)
         """The live state document last written."""
         self.annotations = Annotations(o.grafana_url, o.grafana_token) if o.grafana_url else None
 
@@ -129,6 +130,7 @@ class Coordinator:
             notice=self.notice,
         )
         self.dispatch = Dispatcher(self.state, self.redis, self.keys, self.leadership, self.outbox, self.metrics)
+        self.dispatch.reuse = self.o.reuse and self.state.plan.cache_fingerprint is not None
         self.stalls = Stalls(self.state, self.redis, self.keys, self.outbox, self.o.stall_s)
         self.reap_after = 0.0
         log_file = self.state.state_dir / "runs" / self.run_id / "logs" / "coordinator.jsonl"
@@ -173,6 +175,7 @@ class Coordinator:
                 await self.nodes.stop()
             await self.leadership.close()
             await self.redis.aclose()
+            self._writer.close()
             logs.detach(self.log)
 
     async def _end_in_error(self, exc: Exception) -> CortexError:
@@ -349,7 +352,7 @@ class Coordinator:
         state.running, state.claimed_at = await pipe.execute()
         quiet_s = time.monotonic() - self.stalls.last_progress
         await gauges.refresh(self.metrics, state, self.redis, self.keys, quiet_s)
-        self._write_state("running")
+        self._write_state("running", background=True)
         await self._index()
 
     async def _index(self) -> None:
@@ -385,11 +388,12 @@ class Coordinator:
         return ending.Ending(self.state, self.redis, self.keys, self.nodes)
 
     # ------------------------------------------------------------------------------ state files
-    def _write_state(self, status: str, *, finished: bool = False) -> None:
+    def _write_state(self, status: str, *, finished: bool = False, background: bool = False) -> None:
+        """Snapshot the run and write the live state files (``background``: see ``statefiles.Writer``)."""
         if self.stepped_down:
             return  # the state files belong to the coordinator that leads now
         docs = statefiles.snapshot(self.state, status, finished=finished)
-        statefiles.write_all(self.state.state_dir, docs)
+        self._writer.write(docs, background=background)
         self._current = docs[statefiles.CURRENT]
         if self.on_update:
             self.on_update(docs[statefiles.CURRENT])

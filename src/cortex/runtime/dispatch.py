@@ -1,10 +1,10 @@
 """Phase 3's moving parts: results in, task records out (fenced), releases to the masters' inboxes, handoffs
 admitted, and the events that describe all of it.
 
-The order of one turn matters (``step``): read results; apply them; write the changed records under the
-leadership token; release what became ready; only then acknowledge the results. A task released now may read its
-dependencies' records (the aggregation task does), and a coordinator that lost its lease fails the fenced write
-before it could acknowledge results it cannot record.
+The order of one turn matters (``step``): read results; apply them; then, in one fenced script, write the changed
+records under the leadership token, release what became ready, and only then acknowledge the results. A task
+released now may read its dependencies' records (the aggregation task does), and a coordinator that lost its lease
+writes, releases and acknowledges nothing: the results it read stay pending for the coordinator that leads.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, CH_LINEAGE, GROUP_CO
 from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.plan import Target
-from cortex.models.result import TaskResult
+from cortex.models.result import Outcome, TaskResult
 from cortex.observability.metrics import RunMetrics
-from cortex.runtime import reaper
+from cortex.runtime import cache, reaper
 from cortex.runtime.graphrun import Changes
 from cortex.runtime.handoffs import decide
 from cortex.runtime.leadership import Leadership
@@ -55,6 +55,10 @@ class Dispatcher:
         """Lineage of the tasks ended since the last release, announced with it."""
         self.targets = {t.name: _target_fields(t) for t in state.plan.targets}
         self.node_of = {w.worker_id: w.node for w in state.plan.workers}
+        self.reuse = False
+        """Reuse recorded results (incremental runs): set by the coordinator from its options and the plan."""
+        self.missed: set[str] = set()
+        """Tasks whose recorded result was looked for and not found: they run."""
 
     # ----------------------------------------------------------------------------------- applying
     def take(self, changes: Changes) -> None:
@@ -138,6 +142,7 @@ class Dispatcher:
         if changes.retry_at is not None:
             heapq.heappush(self.retries, (changes.retry_at, result.task_id))
             self.metrics.retries.inc()
+        graph.records[result.task_id].handoffs = list(result.handoffs)
         self.take(changes)
         if result.redelivered:  # a restarted worker took over its own dead entry
             self.state.reassignments += 1
@@ -183,30 +188,77 @@ class Dispatcher:
         records = self.state.graph.records
         await self.leadership.hset(self.keys.tasks, {i: records[i].to_json() for i in sorted(dirty)})
 
-    async def release(self) -> None:
-        """Send the ready tasks to their masters' inboxes, with the events waiting in the outbox."""
+    async def release(self, *, ack: list[str] | None = None) -> None:
+        """Send the ready tasks to their masters' inboxes, with the changed task records, the events waiting in the
+        outbox and the acknowledgement of the results ``ack``: one fenced script, so one round trip, and nothing of
+        it when a newer coordinator holds the run (a coordinator that lost its lease releases nothing, and leaves
+        the results it read unacknowledged for the one that leads)."""
+        if self.reuse and self.state.graph.ready:
+            await self._reuse_recorded()
         self._announce_lineage()
         ready = list(self.state.graph.ready.values())
-        if not ready and not len(self.outbox):
+        if not ready and not len(self.outbox) and not ack and not self.dirty:
             return
-        if ready:
-            await self.flush()  # a fenced write first: a coordinator that lost its lease releases nothing
-        pipe = self.redis.pipeline(transaction=False)
+        # the records as the results left them; the released ones are written on the next flush, off the path from
+        # a result to the release it causes (serialising them here cost a chain about half a millisecond a hop)
+        dirty, self.dirty = self.dirty, set()
+        records = self.state.graph.records
+        mapping = {i: records[i].to_json() for i in sorted(dirty)}
         now = time.time()
+        commands: list[list[str]] = []
         for rec in ready:
             self.state.graph.mark_released(rec, now)
             self.dirty.add(rec.task.id)
-            pipe.xadd(
-                self.keys.inbox(rec.task.master),
-                {
-                    "task": rec.task.model_dump_json(),
-                    "attempt": str(rec.attempt),
-                    "released_ts": repr(now),
-                    **self.targets.get(rec.task.target or "", {}),
-                },
-            )
-        self.outbox.drain_into(pipe)
-        await pipe.execute()
+            fields = {
+                "task": rec.task.model_dump_json(),
+                "attempt": str(rec.attempt),
+                "released_ts": repr(now),
+                **self.targets.get(rec.task.target or "", {}),
+            }
+            commands.append(["XADD", self.keys.inbox(rec.task.master), "*", *(x for kv in fields.items() for x in kv)])
+        commands += self.outbox.drain_commands()
+        if ack:  # after the releases: a result is acknowledged only once what it made ready is sent
+            commands.append(["XACK", self.keys.results, GROUP_COORDINATOR, *ack])
+        await self.leadership.hset_then(self.keys.tasks, mapping, commands)
+
+    async def _reuse_recorded(self) -> None:
+        """End the ready tasks whose recorded result can be reused with that result, as if a worker had sent it
+        (its handoffs admitted again, its dependents made ready, which may be reused in turn). A task is reused on
+        its first attempt only, and only when every task it depends on was reused too."""
+        graph = self.state.graph
+        while True:
+            candidates = [
+                rec
+                for rec in graph.ready.values()
+                if rec.task.cache_key
+                and rec.attempt == 0
+                and rec.task.id not in self.missed
+                and all(graph.records[d].reused_from for d in rec.task.depends_on)
+            ]
+            if not candidates:
+                return
+            found = await cache.lookup(self.redis, self.state.state_dir, [r.task.cache_key or "" for r in candidates])
+            for rec in candidates:
+                entry = found.get(rec.task.cache_key or "")
+                if entry is None:
+                    self.missed.add(rec.task.id)
+                    continue
+                now = time.time()
+                graph.mark_released(rec, now)
+                rec.reused_from = entry.run_id
+                self.apply(
+                    TaskResult(
+                        task_id=rec.task.id,
+                        attempt=rec.attempt,
+                        worker="cache",
+                        started=now,
+                        finished=now,
+                        outcome=Outcome.succeeded,
+                        output=entry.output,
+                        handoffs=entry.handoffs,
+                    )
+                )
+                rec.dispatch_latency_s.clear()  # nothing was dispatched
 
     async def reap(self) -> None:
         """Requeue the entries of dead workers; re-read results a stepped-down coordinator read and never
@@ -239,11 +291,9 @@ class Dispatcher:
             self.apply(TaskResult.model_validate_json(fields["result"]))
         if cursor == "0" and not ids:
             self.cursor = ">"
-        if ids or self.dirty:
-            await self.flush()
-        await self.release()
-        if ids:
-            await self.redis.xack(self.keys.results, GROUP_COORDINATOR, *ids)
+        # two round trips per turn that has results: the read, then records, releases, events and acknowledgements
+        # in one fenced script (four round trips of their own cost a chain of tasks about a millisecond a hop)
+        await self.release(ack=ids)
 
 
 def _target_fields(t: Target) -> dict[str, str]:

@@ -42,6 +42,10 @@ class GraphRun:
         for t in tasks:
             for d in t.depends_on:
                 self.dependents[d].append(t.id)
+        self.closing = [t.id for t in tasks if t.after_all]
+        """Tasks that wait for every other (``after_all``): a handoff admitted at run time joins their dependencies."""
+        self._unfinished = [t.id for t in tasks]
+        """Task ids not yet seen ended; ``done`` drops ended ones from the end, so it costs nothing per turn."""
         self.rng = random.Random(seed)
         self.duplicates = 0
         self.retries = 0
@@ -57,6 +61,9 @@ class GraphRun:
         rec = TaskRecord(task)
         self.records[task.id] = rec
         self.dependents[task.id] = []
+        self._unfinished.append(task.id)
+        if task.after_all:
+            self.closing.append(task.id)
         return rec
 
     def admit(self, task: Task) -> Changes:
@@ -65,8 +72,8 @@ class GraphRun:
         wait for this one too."""
         out = Changes()
         rec = self.add(task)
-        for other in self.records.values():
-            if other.task.after_all and other.state is TaskState.pending and other is not rec:
+        for other in (self.records[i] for i in self.closing):
+            if other.state is TaskState.pending and other is not rec:
                 other.task = other.task.model_copy(update={"depends_on": [*other.task.depends_on, task.id]})
                 self.dependents[task.id].append(other.task.id)
                 self.ready.pop(other.task.id, None)  # ready but not sent: it waits for this one now
@@ -79,8 +86,14 @@ class GraphRun:
 
     @property
     def done(self) -> bool:
-        """Every task has ended."""
-        return all(r.state.terminal for r in self.records.values())
+        """Every task has ended. An ended task never moves again, so ids seen ended are dropped for good: the
+        check stops at the first task still open, and a run pays for each task once, not once per turn."""
+        unfinished = self._unfinished
+        while unfinished:
+            if not self.records[unfinished[-1]].state.terminal:
+                return False
+            unfinished.pop()
+        return True
 
     def initial(self) -> Changes:
         """Tasks with no dependencies, ready at the start."""
@@ -149,6 +162,8 @@ class GraphRun:
                 self.add(rec.task)
             self.records[rec.task.id] = rec
         self.dependents = {i: [] for i in self.records}
+        self._unfinished = list(self.records)
+        self.closing = [i for i, r in self.records.items() if r.task.after_all]
         for r in self.records.values():
             for d in r.task.depends_on:
                 self.dependents[d].append(r.task.id)

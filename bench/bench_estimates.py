@@ -33,7 +33,9 @@ GOAL = "Run the full catalog toolset across the fleet"
 
 def run(fleet: Path, state: Path, *, learn: bool = True) -> dict[str, object]:
     """One ``cortex run`` of the demo goal; its report's data."""
+    # --no-cache: every run does the work (reusing recorded results would make the second run nearly free)
     cmd = [sys.executable, "-m", "cortex", "run", GOAL, "--targets", str(fleet), "--state-dir", str(state), "--json"]
+    cmd.append("--no-cache")
     if not learn:
         cmd.append("--no-history")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)

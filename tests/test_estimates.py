@@ -155,7 +155,13 @@ def test_measures_count_files_lines_tests_and_packages_without_following_links(t
     outside = tmp_path / "outside.py"
     outside.write_text("x\n" * 1000)
     (repo / "link.py").symlink_to(outside)
-    assert measure(repo) == TargetMeasures(files=4, lines=7, tests=1, packages=2)
+    measured = measure(repo)
+    assert measured.model_copy(update={"revision": ""}) == TargetMeasures(files=4, lines=7, tests=1, packages=2)
+    # the revision follows the files: touching one changes it, reading them does not
+    assert measure(repo).revision == measured.revision
+    (repo / "app.py").write_text("a = 1\nb = 3\n")
+    os.utime(repo / "app.py", ns=(1, 1))
+    assert measure(repo).revision != measured.revision
 
 
 def _plan_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

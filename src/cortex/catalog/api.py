@@ -183,7 +183,7 @@ async def prometheus(request: Request) -> Response:
     with contextlib.suppress(RedisError, OSError):  # Redis away: the gauge keeps its last value; /readyz says why
         last = await state.redis.get(state.store.keys.last_discovery)
         state.metrics.last_discovery.set(float(last or 0))
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(state.metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
 
 
 # ----------------------------------------------------------------------- reads

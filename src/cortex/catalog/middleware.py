@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi.responses import JSONResponse
@@ -13,9 +14,11 @@ from cortex.errors import BodyTooLarge
 
 
 class Metrics:
-    """Request metrics of the service, in its own registry."""
+    """Request metrics of the service, in its own registry; with ``PROMETHEUS_MULTIPROC_DIR`` set (``cortex catalog
+    serve --workers N``), in files every worker process shares, read together at each scrape."""
 
     def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "cortex_catalog_requests_total",
@@ -27,6 +30,7 @@ class Metrics:
             "cortex_catalog_discovery_last_timestamp_seconds",
             "When the last discovery pass ended (0: never), read from Redis at each scrape",
             registry=self.registry,
+            multiprocess_mode="max",  # the latest timestamp any worker read
         )
         self.latency = Histogram(
             "cortex_catalog_request_seconds",
@@ -35,6 +39,16 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
         )
+
+    def exposed(self) -> CollectorRegistry:
+        """The registry to expose: this process's, or every worker's values when they share a directory."""
+        if not self.multiprocess:
+            return self.registry
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return merged
 
 
 class LimitsAndMetrics:

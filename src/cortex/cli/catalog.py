@@ -77,9 +77,12 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     read_open: Annotated[bool, typer.Option("--read-open", help="Allow reads without a token")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes sharing the port (about one per core)")
+    ] = 1,
     state_dir: StateDir = None,
 ) -> None:
-    """Serve the REST and GraphQL API (uvicorn)."""
+    """Serve the REST and GraphQL API (uvicorn), in --workers processes."""
     from cortex.catalog.config import CatalogConfig
     from cortex.catalog.server import serve as run_server
     from cortex.roster import load_model
@@ -90,7 +93,7 @@ def serve(
     if not cfg.tokens:
         err.print("no tokens configured: writes are refused; create one with `cortex catalog token NAME`")
     with _stop_cleanly_on_signals(), _redis_url(state_dir) as url:
-        run_server(cfg, url, host, port)
+        run_server(cfg, url, host, port, workers)
 
 
 @contextlib.contextmanager

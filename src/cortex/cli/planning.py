@@ -14,6 +14,7 @@ from cortex.errors import InputError
 if TYPE_CHECKING:
     from cortex.models import Plan
     from cortex.models.history import RunHistory
+    from cortex.runtime.cache import PlanningCache
 
 RosterOpt = Annotated[Path | None, typer.Option("--roster", help="Roster YAML (default: the built-in roster)")]
 ClusterOpt = Annotated[Path | None, typer.Option("--cluster", help="Cluster YAML (default: the built-in cluster)")]
@@ -38,6 +39,9 @@ def init(
         console.print(f"wrote {path}", markup=False)
 
 
+NoCache = Annotated[
+    bool, typer.Option("--no-cache", help="Reuse no recorded result: every task runs (and the plan expects it)")
+]
 NoHistory = Annotated[
     bool, typer.Option("--no-history", help="Estimate with the roster's defaults only, learning nothing from past runs")
 ]
@@ -81,10 +85,11 @@ def build(
     cluster: Path | None,
     *,
     learn: bool = True,
+    reuse: bool = True,
     state_dir: Path | None = None,
 ) -> Plan:
     """Plan ``goal`` over ``targets`` with the given (or built-in) roster and cluster, learning estimates from past
-    runs unless ``learn`` is False."""
+    runs unless ``learn`` is False, and expecting recorded results to be reused unless ``reuse`` is False."""
     from cortex.planner import build_plan
     from cortex.roster import load_cluster, load_roster
 
@@ -102,7 +107,16 @@ def build(
         model_configured=s.model is not None,
         targets=fleet,
         history=past_runs(state_dir) if learn else [],
+        cache=recorded_results(state_dir) if reuse else None,
     )
+
+
+def recorded_results(state_dir: Path | None) -> PlanningCache:
+    """The results recorded by past runs, as the planner looks them up (Redis's with CORTEX_REDIS_URL)."""
+    from cortex.runtime.cache import PlanningCache, fingerprint
+
+    s = settings()
+    return PlanningCache(fingerprint(s.osv_path, s.osv_api), state_dir or s.state_dir, s.redis_url)
 
 
 def plan(
@@ -119,6 +133,7 @@ def plan(
         bool, typer.Option("--assist", help="Ask CORTEX_MODEL to propose tasks; the planner validates them")
     ] = False,
     no_history: NoHistory = False,
+    no_cache: NoCache = False,
     state_dir: StateDir = None,
     as_json: AsJson = False,
 ) -> None:
@@ -130,7 +145,7 @@ def plan(
     if assist:
         p = _assisted(goal, targets, roster, cluster)
     else:
-        p = build(goal, targets, roster, cluster, learn=not no_history, state_dir=state_dir)
+        p = build(goal, targets, roster, cluster, learn=not no_history, reuse=not no_cache, state_dir=state_dir)
     files = write_plan(p, out)
     if as_json:
         print_json(
@@ -144,6 +159,7 @@ def plan(
                 "estimated_makespan_s": p.schedule.makespan_s,
                 "lower_bound_s": p.schedule.lower_bound_s,
                 "learned_from_runs": p.history_runs,
+                "expected_reuse": len(p.reuse),
                 "previous": p.previous.model_dump() if p.previous else None,
                 "tokens_allocated": p.budget.total,
                 "notes": p.notes,
@@ -174,6 +190,8 @@ def _basis(p: Plan) -> str:
     )
     if p.expected:
         line += f"; {len(p.expected)} task(s) expected from past handoffs"
+    if p.reuse:
+        line += f"\n{len(p.reuse)} of {len(p.tasks)} tasks expected to reuse recorded results (--no-cache: run all)"
     if p.previous:
         prev = p.previous
         line += (

@@ -22,7 +22,7 @@ from cortex.cli.common import (
 )
 from cortex.cli.common import settings as load_settings
 from cortex.cli.common import state_dir as resolve_state_dir
-from cortex.cli.planning import ClusterOpt, NoHistory, RosterOpt, build, plan
+from cortex.cli.planning import ClusterOpt, NoCache, NoHistory, RosterOpt, build, plan
 from cortex.cli.progress import progress_view
 from cortex.errors import ExitCode, InputError, PreflightFailed, RunInterrupted
 
@@ -150,6 +150,7 @@ def run(
         str | None, typer.Option("--run-id", help="Name the run (default: time and a random suffix)")
     ] = None,
     no_history: NoHistory = False,
+    no_cache: NoCache = False,
 ) -> None:
     """Run a plan.json, or plan GOAL over --targets and run it: on node agents started here (--nodes local, the
     default) or on the agents registered in a pool (--nodes cluster). Exit 1 if a required task failed, 4 if
@@ -166,9 +167,10 @@ def run(
     elif targets is None:
         raise InputError("--targets", "a goal needs --targets", hint="or pass the path of a plan.json")
     else:
-        p = build(plan_or_goal, targets, roster, cluster, learn=not no_history, state_dir=sd)
+        p = build(plan_or_goal, targets, roster, cluster, learn=not no_history, reuse=not no_cache, state_dir=sd)
         write_plan(p, sd / "plans" / p.id)
     options = _options(settings, metrics_port, metrics_host, nodes, pool, node_wait)
+    options.reuse = not no_cache
     _execute(p, sd, options, run_id=run_id, as_json=as_json)
 
 

@@ -3,8 +3,9 @@ measured, and the plan's makespan against the run's. Written at the end of every
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from cortex.models.handoff import Handoff
 from cortex.models.plan import TargetMeasures
 
 
@@ -44,3 +45,19 @@ class RunHistory(_Strict):
     estimated_makespan_s: float
     measured_makespan_s: float | None
     tasks: list[TaskSample] = Field(default_factory=list)
+
+
+class CacheEntry(_Strict):
+    """A task's recorded result, reused by a later run whose task has the same ``key`` (incremental runs)."""
+
+    key: str
+    run_id: str
+    """The run that produced it."""
+    task_id: str
+    kind: str
+    finished_at: float
+    duration_s: float
+    """What running it took then (what reusing it saves)."""
+    output: dict[str, JsonValue] = Field(default_factory=dict)
+    handoffs: list[Handoff] = Field(default_factory=list)
+    """The handoffs it made: replayed when it is reused, so what it handed off is admitted again."""

@@ -43,6 +43,9 @@ class TargetMeasures(_Frozen):
     """Test files (``test_*.py``, ``*_test.py``, ``*.test.js``, ``*.spec.ts``, files under ``tests/``...)."""
     packages: int
     """Dependencies its manifests declare."""
+    revision: str = ""
+    """Digest of every file's path, size and modification time (and the checked-out commit): any change to the
+    target changes it. What incremental runs key a task's result on."""
 
 
 class Target(_Frozen):
@@ -240,6 +243,12 @@ class Plan(_Frozen):
     """Tasks past runs' handoffs admitted, expected again (scheduled, not run unless a handoff admits them)."""
     history_runs: int = 0
     """Past runs the estimates were learned from (0: every estimate is the roster's default)."""
+    cache_fingerprint: str | None = None
+    """Digest of the Cortex and tool versions and the advisory data the plan was made with: part of every task's
+    ``cache_key``. None: results are not reused (``--no-cache``)."""
+    reuse: dict[str, str] = Field(default_factory=dict)
+    """Tasks whose recorded result the plan expects to reuse (task -> the run that recorded it); they cost nothing
+    in the schedule."""
     previous: PreviousRun | None = None
     """The error of the last plan for the same goal and fleet, measured by its run."""
     assistance: dict[str, Any] | None = None

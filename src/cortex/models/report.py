@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue
 
 from cortex.models.findings import Finding, OsvDatabase
-from cortex.models.handoff import HandoffDecision
+from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.state import Check, LedgerAccount
 from cortex.models.task import Task, TaskState
 
@@ -48,6 +48,8 @@ class TaskReport(_Strict):
     executions: int = 0
     """How many times a worker started the task: every attempt, those killed mid-way included (a release is an
     attempt; a killed worker's entry run again by another is one more execution of the same attempt)."""
+    reused_from: str | None = None
+    """The run whose recorded result this task reused instead of running (incremental runs); None: it ran."""
 
 
 class StoredTaskRecord(TaskReport):
@@ -56,6 +58,8 @@ class StoredTaskRecord(TaskReport):
 
     task: Task
     dispatch_latency_s: list[float] = Field(default_factory=list)
+    handoffs: list[Handoff] = Field(default_factory=list)
+    """The handoffs of the result that ended the task."""
 
 
 class WorkerMove(_Strict):
@@ -287,6 +291,8 @@ class Report(_Strict):
     phases: PhaseTimes
     makespan: Makespan
     estimates: EstimateAccuracy = Field(default_factory=EstimateAccuracy)
+    reused: dict[str, str] = Field(default_factory=dict)
+    """Tasks that reused a recorded result instead of running (task -> the run that recorded it)."""
     critical_path: CriticalPath
     dispatch_latency_s: Latency
     tasks_by_master: dict[str, dict[str, int]]

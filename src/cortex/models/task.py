@@ -96,5 +96,8 @@ class Task(BaseModel):
     requires_model: bool = False
     timeout_s: float = Field(default=300.0, gt=0)
     estimate: Estimate
+    cache_key: str | None = None
+    """Digest of what the task's result depends on (kind, parameters, target revision, tools, advisories): a
+    recorded result with the same key is reused instead of running again. None: never reused."""
     origin: str = "plan"
     """``plan`` for planned tasks, ``handoff:<from-master>`` for tasks admitted at run time."""

@@ -18,6 +18,7 @@ from cortex.planner.decompose import decompose, task_graph
 from cortex.planner.estimates import Learner, previous_run
 from cortex.planner.fit import NO_MODEL, effective, fit_budgets
 from cortex.planner.placement import place_masters, place_workers
+from cortex.planner.reuse import ResultCache, expected_reuse, keyed
 from cortex.planner.risks import FAILURE_SCENARIOS, SUCCESS_CRITERIA
 from cortex.planner.routing import route
 from cortex.planner.schedule import schedule
@@ -37,11 +38,13 @@ def build_plan(
     model_configured: bool = False,
     targets: list[Target] | None = None,
     history: Sequence[RunHistory] = (),
+    cache: ResultCache | None = None,
 ) -> Plan:
     """Plan ``goal`` over the repositories under ``targets_dir``, or over ``targets`` when given (a fleet file's,
     checked out by the caller). Same inputs, same plan (and plan id). ``model_configured``: whether tasks that need
     a model will run (else they cost nothing in the plan). ``history``: past runs, newest first, to learn
-    estimates from (``estimates``); without it every estimate is the roster's default."""
+    estimates from (``estimates``); without it every estimate is the roster's default. ``cache``: the recorded
+    results, to key tasks and expect reuse (``reuse``); None: nothing is reused."""
     goal = " ".join(goal.split())
     if not goal:
         raise InputError("goal", "the goal is empty", hint='say what to do, e.g. "audit security across the fleet"')
@@ -51,7 +54,7 @@ def build_plan(
     routing = route(goal, roster)
     tasks = decompose(roster, routing.selected, targets)
     plan = assemble_plan(
-        goal, targets, roster, cluster, routing, tasks, model_configured=model_configured, history=history
+        goal, targets, roster, cluster, routing, tasks, model_configured=model_configured, history=history, cache=cache
     )
     skipped = skipped_links(targets_dir)
     if not skipped:
@@ -70,6 +73,7 @@ def assemble_plan(
     *,
     model_configured: bool = False,
     history: Sequence[RunHistory] = (),
+    cache: ResultCache | None = None,
 ) -> Plan:
     """Learn estimates, fit, place, budget and schedule ``tasks`` (from decomposition, or a synthetic list in
     benchmarks)."""
@@ -100,11 +104,18 @@ def assemble_plan(
                 hint="set count to 1 or more",
             )
     budget = allocate(roster, active, workers, tasks, model_configured=model_configured)
+    reuse: dict[str, str] = {}
+    if cache is not None:
+        tasks = keyed(tasks, targets, cache.fingerprint)
+        keys = [t.cache_key for t in tasks if t.cache_key]
+        reuse = expected_reuse(tasks, graph.order, cache.runs_of(keys)) if keys else {}
     costed = [
-        t if (e := effective(t, model_configured)) is t.estimate else t.model_copy(update={"estimate": e})
+        t
+        if (e := effective(t, model_configured, t.id in reuse)) is t.estimate
+        else t.model_copy(update={"estimate": e})
         for t in tasks
     ]
-    expected = [e for e in expected if e.worker_type in staffed]
+    expected = [e for e in expected if e.worker_type in staffed and e.after not in reuse]
     timeline = schedule(costed, graph, workers, roster.phases, expected)
     notes = list(fit_notes)
     skipped = [t.id for t in tasks if t.requires_model and not model_configured]
@@ -137,6 +148,8 @@ def assemble_plan(
         model_configured=model_configured,
         expected=expected,
         history_runs=len(history),
+        cache_fingerprint=cache.fingerprint if cache is not None else None,
+        reuse=reuse,
         previous=previous_run(history, goal, sorted(t.name for t in targets)),
     ).sealed()
 

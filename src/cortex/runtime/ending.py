@@ -23,7 +23,7 @@ from cortex.coord.keys import RunKeys
 from cortex.files import write_atomic
 from cortex.models.messages import StreamEvent
 from cortex.models.report import MasterSummary, Report, ReportPaths
-from cortex.runtime import finish, history, report, runindex, statefiles
+from cortex.runtime import cache, finish, history, report, runindex, statefiles
 from cortex.runtime.nodes import Nodes
 from cortex.runtime.report import EndFigures
 from cortex.runtime.runstate import RunState
@@ -73,6 +73,7 @@ async def close(
     await _index(end, paths, status)
     # what the next plans learn from; a run that broke measured nothing a faithful run would (close_in_error)
     await history.record(end.redis, state_dir, history.from_report(built, state.plan))
+    await cache.record(end.redis, state_dir, cache.entries_of(state.run_id, state.graph.records.values()))
     async for key in end.redis.scan_iter(match=end.keys.pattern(), count=500):
         await end.redis.delete(key)
     reclaim_run(state.state_dir, state.run_id, state.plan)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from cortex.models import Plan
 from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.task import Estimate, Task
+from cortex.planner.reuse import cache_key
 from cortex.runtime.records import TaskRecord
 
 
@@ -50,6 +51,7 @@ def decide(
     if not record.admitted:
         return record, None
     expected = plan.expected_task(task_id)
+    target = next((t for t in plan.targets if t.name == source.task.target), None)
     task = Task(
         id=task_id,
         master=h.to,
@@ -62,4 +64,6 @@ def decide(
         estimate=expected.estimate if expected else Estimate(seconds=h.estimate_seconds, tokens=h.estimate_tokens),
         origin=f"handoff:{source.task.master}",
     )
+    if plan.cache_fingerprint is not None:  # a handoff task's result is reused like a planned one's
+        task = task.model_copy(update={"cache_key": cache_key(task, target, plan.cache_fingerprint)})
     return record, task

@@ -46,7 +46,7 @@ def from_report(report: Report, plan: Plan) -> RunHistory:
             measures=measures.get(t.target or ""),
         )
         for t in report.tasks
-        if t.state.value == "succeeded" and t.duration_s is not None
+        if t.state.value == "succeeded" and t.duration_s is not None and not t.reused_from  # reused: nothing ran
     ]
     return RunHistory(
         run_id=report.run_id,

@@ -31,6 +31,8 @@ class RunOptions:
     """Cluster mode: how long to wait for the plan's nodes to register before re-placing or failing."""
     log_level: str = "info"
     """Level of the coordinator's structured log (``runs/<id>/logs/coordinator.jsonl``)."""
+    reuse: bool = True
+    """Reuse recorded results of tasks whose cache key matches (incremental runs); False: run everything."""
     grafana_url: str | None = None
     """Grafana whose annotations API gets each phase transition; None: none sent."""
     grafana_token: str | None = None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortex.errors import IllegalTransition
+from cortex.models.handoff import Handoff
 from cortex.models.report import StoredTaskRecord, TaskReport
 from cortex.models.task import TRANSITIONS, Task, TaskState
 from cortex.planner.estimates import relative_error
@@ -28,6 +29,10 @@ class TaskRecord:
     errors: list[str] = field(default_factory=list)
     """Error of every failed attempt, in order."""
     dispatch_latency_s: list[float] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    """The handoffs of the result that ended it (recorded with its result for a later run to replay)."""
+    reused_from: str | None = None
+    """The run whose recorded result this task reused instead of running (incremental runs)."""
 
     def move(self, to: TaskState) -> None:
         """Change state, refusing moves that are not legal."""
@@ -70,13 +75,14 @@ class TaskRecord:
             "errors": self.errors,
             "reason": self.reason,
             "output": self.output,
+            "reused_from": self.reused_from,
         }
 
     def to_json(self) -> str:
         """The record as stored in Redis (``StoredTaskRecord``): the report's fields plus the whole task, so a
         coordinator taking the run over can rebuild it (tasks admitted at run time are not in the plan)."""
         stored = StoredTaskRecord.model_construct(
-            **self._fields(), task=self.task, dispatch_latency_s=self.dispatch_latency_s
+            **self._fields(), task=self.task, dispatch_latency_s=self.dispatch_latency_s, handoffs=self.handoffs
         )
         return stored.model_dump_json(by_alias=True, warnings=False)
 
@@ -89,4 +95,5 @@ class TaskRecord:
         rec.released_at, rec.started_at, rec.finished_at = data.released_at, data.started_at, data.finished_at
         rec.output, rec.errors = dict(data.output), list(data.errors)
         rec.dispatch_latency_s = list(data.dispatch_latency_s)
+        rec.handoffs, rec.reused_from = list(data.handoffs), data.reused_from
         return rec

@@ -174,6 +174,7 @@ def build(state: RunState, aggregate: dict[str, MasterSummary], end: EndFigures,
             error=relative_error(plan.schedule.makespan_s, measured.get("execution") or 0.0),
         ),
         estimates=accuracy(plan, tasks),
+        reused={t.id: t.reused_from for t in tasks if t.reused_from},
         critical_path=CriticalPath(planned=plan.schedule.critical_path, taken=actual_critical_path(records)),
         dispatch_latency_s=Latency(
             p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), samples=len(latencies)

@@ -1,14 +1,18 @@
-"""Catalog benchmark: 100,000 assets with lineage in Redis, the API in its own process (uvicorn), requests over
-HTTP on loopback. Prints p50/p99 of client-observed and server-side (Server-Timing) latency for get by id,
-filtered list, search and lineage at depth 3, and throughput with concurrent client processes.
+"""Catalog benchmark: 100,000 assets with lineage in Redis, the API in its own processes (``cortex catalog serve
+--workers N``, with a read token required and sent), requests over HTTP on loopback. Prints p50/p99 of
+client-observed and server-side (Server-Timing) latency for get by id, filtered list, search and lineage at depth
+3, one request at a time; then get-by-id throughput with concurrent client processes, each holding keep-alive
+connections (a minimal HTTP/1.1 client: the load generator shares the machine's cores with the server).
 
-    python bench/bench_catalog.py [--assets 100000] [--requests 2000] [--clients 4]
+    python bench/bench_catalog.py [--assets 100000] [--requests 2000] [--clients 2] [--connections 4] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import json
 import multiprocessing
 import os
 import random
@@ -16,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +29,7 @@ import httpx
 import redis.asyncio as aredis
 
 from _common import machine
+from cortex.catalog.config import new_token
 from cortex.catalog.store import CatalogStore
 from cortex.coord.server import EmbeddedRedis
 from cortex.models.assets import Asset, LineageEdge
@@ -74,10 +80,15 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
 
 
-def measure(base: str, n: int, name: str, path: Callable[[random.Random], str]) -> None:
+def loop_name() -> str:
+    """The event loop uvicorn picks ("auto": uvloop when installed)."""
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def measure(base: str, token: str, n: int, name: str, path: Callable[[random.Random], str]) -> None:
     rng = random.Random(7)
     client_ms, server_ms = [], []
-    with httpx.Client(base_url=base, timeout=30) as c:
+    with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
         for _ in range(50):  # warm-up
             c.get(path(rng))
         for _ in range(n):
@@ -93,35 +104,72 @@ def measure(base: str, n: int, name: str, path: Callable[[random.Random], str]) 
     )
 
 
-def _hammer(args: tuple[str, int, int]) -> int:
-    base, seconds, seed = args
-    rng = random.Random(seed)
+async def _connection(
+    host: str, port: int, token: str, deadline: float, top: int, rng: random.Random, lat: list[float]
+) -> int:
+    """One keep-alive HTTP/1.1 connection issuing get-by-id requests until ``deadline``: a minimal client (httpx
+    spent more CPU per request than the server, on the same two cores), checking every status."""
+    reader, writer = await asyncio.open_connection(host, port)
     done = 0
-    deadline = time.monotonic() + seconds
-    with httpx.Client(base_url=base, timeout=30) as c:
+    try:
         while time.monotonic() < deadline:
-            c.get(f"/assets/a{rng.randrange(100_000):06d}")
+            path = f"/assets/a{rng.randrange(top):06d}"
+            t = time.perf_counter()
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head[9:12]
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            lat.append((time.perf_counter() - t) * 1000)
+            if status != b"200":
+                raise RuntimeError(f"GET {path}: status {status.decode()}")
             done += 1
+    finally:
+        writer.close()
     return done
+
+
+def _hammer(args: tuple[str, int, int, int, int, str, int]) -> tuple[int, list[float]]:
+    host, port, seconds, seed, connections, token, top = args
+    lat: list[float] = []
+
+    async def run() -> int:
+        deadline = time.monotonic() + seconds
+        counts = await asyncio.gather(
+            *(
+                _connection(host, port, token, deadline, top, random.Random(seed * 100 + i), lat)
+                for i in range(connections)
+            )
+        )
+        return sum(counts)
+
+    return asyncio.run(run()), lat
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--assets", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4, help="keep-alive connections per client process")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="catalog worker processes (cortex catalog serve)")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
-    with EmbeddedRedis(appendonly=False) as server:
+    token, spec = new_token("bench", ["read"])  # auth kept: every request carries a bearer token, checked
+    with EmbeddedRedis(appendonly=False) as server, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(load(server.url, args.assets))
+        config = Path(tmp, "catalog.json")
+        config.write_text(json.dumps({"tokens": [json.loads(spec.model_dump_json())]}))
         port = free_port()
         env = {**os.environ, "CORTEX_REDIS_URL": server.url}
+        serve = ["catalog", "serve", "--config", str(config), "--port", str(port), "--workers", str(args.workers)]
         api = subprocess.Popen(
-            [sys.executable, "-m", "cortex", "catalog", "serve", "--read-open", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "cortex", *serve], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -136,16 +184,35 @@ def main() -> None:
                     raise SystemExit("catalog API did not start")
                 time.sleep(0.1)  # waiting for the server process to listen
             n, top = args.requests, args.assets
-            measure(base, n, "get by id", lambda r: f"/assets/a{r.randrange(top):06d}")
-            measure(
-                base, n, "list type+tag, 50 per page", lambda r: f"/assets?type={r.choice(TYPES)}&tag=tier1&limit=50"
-            )
-            measure(base, n, "search two words", lambda r: f"/search?q={r.choice(WORDS)}+tier{r.randrange(3)}&limit=20")
-            measure(base, n, "lineage depth 3 (both)", lambda r: f"/lineage/a{r.randrange(top):06d}?depth=3")
-            with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
-                counts = pool.map(_hammer, [(base, args.seconds, s) for s in range(args.clients)])
             print(
-                f"throughput, {args.clients} client processes, get by id: {sum(counts) / args.seconds:,.0f} requests/s",
+                f"catalog: {args.workers} worker process(es), uvicorn loop {loop_name()}; bearer token on every request"
+            )
+            measure(base, token, n, "get by id", lambda r: f"/assets/a{r.randrange(top):06d}")
+            measure(
+                base,
+                token,
+                n,
+                "list type+tag, 50 per page",
+                lambda r: f"/assets?type={r.choice(TYPES)}&tag=tier1&limit=50",
+            )
+            measure(
+                base,
+                token,
+                n,
+                "search two words",
+                lambda r: f"/search?q={r.choice(WORDS)}+tier{r.randrange(3)}&limit=20",
+            )
+            measure(base, token, n, "lineage depth 3 (both)", lambda r: f"/lineage/a{r.randrange(top):06d}?depth=3")
+            jobs = [("127.0.0.1", port, args.seconds, s, args.connections, token, top) for s in range(args.clients)]
+            with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+                results = pool.map(_hammer, jobs)
+            rate = sum(c for c, _ in results) / args.seconds
+            lat = [x for _, ls in results for x in ls]
+            cores = os.cpu_count() or 1
+            print(
+                f"throughput, get by id, {args.clients} client processes x {args.connections} connections "
+                f"(clients on the same {cores} cores): {rate:,.0f} requests/s ({rate / cores:,.0f} per core), "
+                f"p50 {pct(lat, 0.5):.2f} ms, p99 {pct(lat, 0.99):.2f} ms under that load",
                 flush=True,
             )
         finally:

@@ -3,6 +3,7 @@ or leave a server behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -140,6 +141,54 @@ def test_serve_stopped_by_a_signal_stops_its_embedded_redis(tmp_path: Path, sig:
         assert "Traceback" not in stderr
         gone, alive = psutil.wait_procs(servers, timeout=15)
         assert not alive, "the embedded redis-server outlived cortex catalog serve"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_with_workers_keeps_auth_and_counts_every_workers_requests(tmp_path: Path) -> None:
+    from cortex.catalog.config import new_token
+
+    port = _free_port()
+    token, spec = new_token("reader", ["read"])
+    config = tmp_path / "catalog.json"
+    config.write_text(json.dumps({"tokens": [json.loads(spec.model_dump_json())]}))
+    env = {k: v for k, v in os.environ.items() if k != "CORTEX_REDIS_URL"}
+    argv = [sys.executable, "-m", "cortex", "catalog", "serve", "--config", str(config), "--port", str(port)]
+    proc = subprocess.Popen(
+        [*argv, "--workers", "2", "--state-dir", str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "catalog did not start"
+            time.sleep(0.1)
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "redis" not in p.name()]
+        assert len(workers) >= 2
+        assert httpx.get(f"{base}/assets").status_code == 401  # reads need the token
+        for _ in range(30):  # new connections each: the kernel spreads them over the workers
+            assert httpx.get(f"{base}/assets?limit=1", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+        counted = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("cortex_catalog_requests_total{")
+        }
+        ok = [v for k, v in counted.items() if 'route="/assets"' in k and 'status="200"' in k]
+        assert ok == [30.0], counted  # every worker's requests, whichever worker answered the scrape
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        _, stderr = proc.communicate()
+        assert "Traceback" not in stderr
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, "a catalog worker outlived cortex catalog serve"
     finally:
         if proc.poll() is None:
             proc.kill()

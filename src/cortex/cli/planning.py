@@ -99,7 +99,8 @@ def build(
         from cortex.toolset.remotes import remote_targets
 
         fleet = remote_targets(targets, (state_dir or s.state_dir) / "workspace")
-    return build_plan(
+    cache = recorded_results(state_dir) if reuse else None
+    plan = build_plan(
         goal,
         targets,
         load_roster(roster),
@@ -107,8 +108,11 @@ def build(
         model_configured=s.model is not None,
         targets=fleet,
         history=past_runs(state_dir) if learn else [],
-        cache=recorded_results(state_dir) if reuse else None,
+        cache=cache,
     )
+    if cache is not None and cache.problem:
+        err.print(f"warning: {cache.problem}", markup=False, highlight=False, soft_wrap=True)
+    return plan
 
 
 def recorded_results(state_dir: Path | None) -> PlanningCache:

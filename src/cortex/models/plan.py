@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -12,7 +11,9 @@ from cortex.models.cluster import Cluster
 from cortex.models.roster import Roster
 from cortex.models.task import Estimate, RetryPolicy, Task
 
-PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA_VERSION = 2
+"""2: learned estimates, expected handoffs, cache keys and reuse, target measures (a version 1 plan's id no longer
+matches its content as this version reads it: plan again)."""
 
 
 class _Frozen(BaseModel):
@@ -257,8 +258,9 @@ class Plan(_Frozen):
 
     def content_id(self) -> str:
         """The digest of everything in the plan but its id: what ``id`` must be (``sealed``)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"id"}), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        # pydantic's own serialiser, straight to JSON: fields in declaration order, mappings in the order the inputs
+        # gave them (the same inputs, the same order); a dict and json.dumps took 1.4 s of a 10,000-target plan
+        return hashlib.sha256(self.model_dump_json(exclude={"id"}).encode()).hexdigest()[:16]
 
     def sealed(self) -> Plan:
         """This plan with ``id`` set to its content's digest; ``cortex run`` refuses a plan whose id is not."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-from cortex.files import walk_files
+from cortex.files import SKIP_DIRS
 from cortex.models.plan import TargetMeasures
 from cortex.repo.manifests import declared_packages
 
@@ -17,7 +19,7 @@ _TEST_NAME = re.compile(r"^(test_.*\.py|.*_test\.(py|go)|.*\.(test|spec)\.(js|js
 _TEST_DIRS = {"tests", "test", "__tests__"}
 
 
-def _is_test(rel: Path) -> bool:
+def _is_test(rel: PurePosixPath) -> bool:
     if _TEST_NAME.match(rel.name):
         return True
     # a module under tests/ is a test file; its fixtures and data are not
@@ -40,27 +42,66 @@ def _head(root: Path) -> str:
         return ""
 
 
-def measure(root: Path) -> TargetMeasures:
-    """Count ``root``'s files, lines, test files and declared packages, and digest its state (symbolic links are
-    never followed)."""
+def _read_file(entry: os.DirEntry[str], rel: str, state: Any) -> int:
+    """Add ``entry`` to the state digest; its newlines (0 when too large to read for planning, or unreadable)."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+        state.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        if st.st_size > LINES_MAX_BYTES:
+            return 0
+        with open(entry.path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:  # vanished or unreadable while walking: counted as a file, not read
+        state.update(f"{rel}\0?\n".encode())
+        return 0
+
+
+def survey(root: Path, *, link_limit: int = 100) -> tuple[TargetMeasures, list[tuple[str, str]], set[str]]:
+    """One walk over ``root`` (``SKIP_DIRS`` left out, symbolic links never followed): what it measures, its state
+    digest, the links that lead out of it (``files.links_outside``'s answer, at most ``link_limit``), and the names
+    at its top level that are not links (what ``targets.traits`` reads). One pass with ``os.scandir``: planning
+    10,000 repositories walked each three times with ``pathlib`` before."""
+    top_names: set[str] = set()
     files = lines = tests = 0
     state = hashlib.sha256(_head(root).encode())
-    for path in walk_files(root):
-        files += 1
-        rel = path.relative_to(root)
-        if _is_test(rel):
-            tests += 1
+    top = root.resolve()
+    links: list[tuple[str, str]] = []
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
         try:
-            st = path.stat()
-            state.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            if st.st_size <= LINES_MAX_BYTES:
-                lines += path.read_bytes().count(b"\n")
-        except OSError:  # vanished or unreadable while walking: counted as a file, not read
-            state.update(f"{rel}\0?\n".encode())
-    return TargetMeasures(
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not rel_dir and not entry.is_symlink():
+                top_names.add(entry.name)
+            if entry.is_symlink():
+                if len(links) < link_limit and not Path(entry.path).resolve().is_relative_to(top):
+                    links.append((rel, os.readlink(entry.path)))
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in SKIP_DIRS:
+                    subdirs.append(rel)
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            files += 1
+            tests += _is_test(PurePosixPath(rel))
+            lines += _read_file(entry, rel, state)
+        pending.extend(reversed(subdirs))  # depth first, in name order
+    measures = TargetMeasures(
         files=files,
         lines=lines,
         tests=tests,
         packages=len(declared_packages(root).packages),
         revision=state.hexdigest()[:32],
     )
+    return measures, links, top_names
+
+
+def measure(root: Path) -> TargetMeasures:
+    """What ``root`` measures (``survey``)."""
+    return survey(root)[0]

@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from cortex.errors import InputError
-from cortex.files import links_outside, regular_dir
+from cortex.files import regular_dir
 from cortex.models.plan import Target
-from cortex.repo.measures import measure
+from cortex.repo.measures import survey
 
 _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
 
-def traits(repo: Path) -> list[str]:
+def traits(repo: Path, top: set[str] | None = None) -> list[str]:
     """What a repository is made of, from its top-level files: python, node, docker, go, rust, workflows,
-    kubernetes, tests."""
-    names = {p.name for p in repo.iterdir() if not p.is_symlink()}  # a link is not followed, even to decide
+    kubernetes, tests. ``top``: the names at its top level that are not links, when the caller has them."""
+    # a link is not followed, even to decide
+    names = top if top is not None else {p.name for p in repo.iterdir() if not p.is_symlink()}
     found: set[str] = set()
     if names & {"pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"}:
         found.add("python")
@@ -60,16 +61,19 @@ def discover_targets(path: Path) -> list[Target]:
         repos = sorted(p for p in _candidates(root) if regular_dir(p))
     if not repos:
         raise InputError(str(path), "no target directories found", hint="put one repository per subdirectory")
-    return [
-        Target(
-            name=r.name,
-            path=str(r),
-            traits=traits(r),
-            links_outside=[f"{rel} -> {dest}" for rel, dest in links_outside(r)],
-            measures=measure(r),
+    out = []
+    for r in repos:
+        measures, links, top = survey(r)
+        out.append(
+            Target(
+                name=r.name,
+                path=str(r),
+                traits=traits(r, top),
+                links_outside=[f"{rel} -> {dest}" for rel, dest in links],
+                measures=measures,
+            )
         )
-        for r in repos
-    ]
+    return out
 
 
 def _candidates(root: Path) -> list[Path]:

@@ -24,8 +24,10 @@ from pathlib import Path
 import redis
 import redis.asyncio as aredis
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from cortex import __version__
+from cortex.coord.connection import redact_url
 from cortex.coord.keys import CACHE, CACHE_KEEP, CACHE_ORDER
 from cortex.files import write_atomic
 from cortex.models.history import CacheEntry
@@ -83,16 +85,24 @@ class PlanningCache:
         self.fingerprint = fingerprint
         self.state_dir = state_dir
         self.redis_url = redis_url
+        self.problem: str | None = None
+        """Why the recorded results could not be read (the plan then expects no reuse; the run still looks)."""
 
     def runs_of(self, keys: list[str]) -> Mapping[str, str]:
         """key -> the run that recorded it, for the keys recorded."""
         found: dict[str, str] = {}
         if self.redis_url:
-            client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+            client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=5)
             try:
                 for key, raw in zip(keys, client.hmget(CACHE, keys), strict=True):
                     if raw is not None:
                         found[key] = CacheEntry.model_validate_json(raw).run_id
+            except (RedisError, OSError, ValidationError) as exc:
+                self.problem = (
+                    f"recorded results not read from {redact_url(self.redis_url)} ({type(exc).__name__}): "
+                    "the plan expects no reuse"
+                )
+                return {}
             finally:
                 client.close()
             return found

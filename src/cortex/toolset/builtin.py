@@ -12,6 +12,7 @@ import time
 
 from cortex.errors import TaskFailed
 from cortex.toolset.context import Output, TaskContext, task_kind
+from cortex.toolset.slots import tool_slot
 
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 PR_SET_PDEATHSIG = 1
@@ -43,7 +44,14 @@ async def sleep(ctx: TaskContext) -> Output:
 async def run_argv(
     argv: list[str], cwd: str, timeout_s: float, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
-    """Run ``argv`` (never through a shell) in ``cwd`` with a timeout; returns code, stdout, stderr."""
+    """Run ``argv`` (never through a shell) in ``cwd`` with a timeout, once one of the host's tool slots is free
+    (``slots``: as many tools at once as the host has CPUs); returns code, stdout, stderr. The timeout counts from
+    the start of the program, not of the wait."""
+    async with tool_slot():
+        return await _run(argv, cwd, timeout_s, env)
+
+
+async def _run(argv: list[str], cwd: str, timeout_s: float, env: dict[str, str] | None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,

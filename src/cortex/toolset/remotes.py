@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cortex.errors import InputError, RemoteError
-from cortex.files import links_outside
 from cortex.models.plan import Remote, Target
-from cortex.repo.measures import measure
+from cortex.repo.measures import survey
 from cortex.repo.targets import traits
 from cortex.roster.fleet import load_fleet
 
@@ -156,15 +155,16 @@ def remote_targets(fleet_file: Path, workspace: Path) -> list[Target]:
         except RemoteError as exc:
             raise InputError(f"{fleet_file}: {e.name}", str(exc), hint="check the URL, branch and credentials") from exc
         pinned = remote.model_copy(update={"commit": root.parent.name})
-        links = [f"{rel} -> {dest}" for rel, dest in links_outside(root)]
+        measures, found, top = survey(root)
+        links = [f"{rel} -> {dest}" for rel, dest in found]
         out.append(
             Target(
                 name=e.name,
                 path=str(root),
-                traits=traits(root),
+                traits=traits(root, top),
                 links_outside=links,
                 remote=pinned,
-                measures=measure(root),
+                measures=measures,
             )
         )
     return out

@@ -8,6 +8,7 @@ line when the parser says it, the parser's message) and every other manifest is 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import tomllib
@@ -180,25 +181,25 @@ def _cargo_lock(root: Path, path: Path) -> Read:
 Reader = Callable[[Path, Path], Read]
 
 
-def manifest_readers(root: Path) -> list[tuple[Path, Reader]]:
-    """The manifests of ``root`` Cortex reads, each with its reader, in a fixed order."""
+def manifest_readers(root: Path, top_files: set[str] | None = None) -> list[tuple[Path, Reader]]:
+    """The manifests of ``root`` Cortex reads, each with its reader, in a fixed order. ``top_files``: the regular
+    files at its top level, when the caller has listed them (no file is looked at again to decide)."""
+    names = top_files if top_files is not None else {p.name for p in root.iterdir() if regular_file(p)}
     found: list[tuple[Path, Reader]] = []
-    if regular_file(root / "pyproject.toml"):
+    if "pyproject.toml" in names:
         found.append((root / "pyproject.toml", _pyproject))
-    found += [(p, _requirements) for p in sorted(root.glob("requirements*.txt")) if regular_file(p)]
-    if regular_file(root / "package.json"):
-        found.append((root / "package.json", _package_json))
-    if regular_file(root / "go.mod"):
-        found.append((root / "go.mod", _go_mod))
-    if regular_file(root / "Cargo.lock"):
-        found.append((root / "Cargo.lock", _cargo_lock))
+    found += [(root / n, _requirements) for n in sorted(names) if fnmatch.fnmatchcase(n, "requirements*.txt")]
+    for name, reader in (("package.json", _package_json), ("go.mod", _go_mod), ("Cargo.lock", _cargo_lock)):
+        if name in names:
+            found.append((root / name, reader))
     return found
 
 
-def declared_packages(root: Path) -> Declared:
-    """Every package the repository declares; an unreadable manifest is a problem, and the others still count."""
+def declared_packages(root: Path, top_files: set[str] | None = None) -> Declared:
+    """Every package the repository declares; an unreadable manifest is a problem, and the others still count.
+    ``top_files``: as ``manifest_readers`` takes it."""
     out = Declared()
-    for path, read in manifest_readers(root):
+    for path, read in manifest_readers(root, top_files):
         try:
             packages, problems = read(root, path)
             out.packages += packages

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -12,6 +14,7 @@ from cortex.files import SKIP_DIRS
 from cortex.models.plan import TargetMeasures
 from cortex.repo.manifests import declared_packages
 
+_NAME = operator.attrgetter("name")
 LINES_MAX_BYTES = 2 * 1024 * 1024
 """Larger files (data, bundles) are counted as files, not read for lines: planning stays fast on big trees."""
 
@@ -56,52 +59,72 @@ def _read_file(entry: os.DirEntry[str], rel: str, state: Any) -> int:
         return 0
 
 
-def survey(root: Path, *, link_limit: int = 100) -> tuple[TargetMeasures, list[tuple[str, str]], set[str]]:
+@dataclass
+class Survey:
+    """What one walk over a target found."""
+
+    measures: TargetMeasures
+    links: list[tuple[str, str]]
+    """Links that lead out of it (``files.links_outside``'s answer)."""
+    top_files: set[str] = field(default_factory=set)
+    """Regular files at its top level (what ``targets.traits`` and the manifest readers look for)."""
+    top_dirs: set[str] = field(default_factory=set)
+    """Directories at its top level that are not links."""
+    workflow_yaml: bool = False
+    """``.github/workflows`` holds a YAML file that is not a link."""
+
+
+def survey(root: Path, *, link_limit: int = 100) -> Survey:
     """One walk over ``root`` (``SKIP_DIRS`` left out, symbolic links never followed): what it measures, its state
-    digest, the links that lead out of it (``files.links_outside``'s answer, at most ``link_limit``), and the names
-    at its top level that are not links (what ``targets.traits`` reads). One pass with ``os.scandir``: planning
-    10,000 repositories walked each three times with ``pathlib`` before."""
-    top_names: set[str] = set()
+    digest, the links that lead out of it (at most ``link_limit``) and what its traits are read from. One pass with
+    ``os.scandir``: planning 10,000 repositories walked each three times with ``pathlib`` before."""
+    out = Survey(TargetMeasures(files=0, lines=0, tests=0, packages=0), [])
     files = lines = tests = 0
     state = hashlib.sha256(_head(root).encode())
-    top = root.resolve()
+    top: Path | None = None  # resolved only when a link is met (most targets have none)
     links: list[tuple[str, str]] = []
     pending = [""]
     while pending:
         rel_dir = pending.pop()
         try:
-            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+            entries = sorted(os.scandir(root / rel_dir), key=_NAME)
         except OSError:
             continue
         subdirs = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if not rel_dir and not entry.is_symlink():
-                top_names.add(entry.name)
             if entry.is_symlink():
+                top = top or root.resolve()
                 if len(links) < link_limit and not Path(entry.path).resolve().is_relative_to(top):
                     links.append((rel, os.readlink(entry.path)))
                 continue
+            if rel_dir == ".github/workflows" and entry.name.endswith((".yml", ".yaml")):
+                out.workflow_yaml = True
             if entry.is_dir(follow_symlinks=False):
+                if not rel_dir:
+                    out.top_dirs.add(entry.name)
                 if entry.name not in SKIP_DIRS:
                     subdirs.append(rel)
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue
+            if not rel_dir:
+                out.top_files.add(entry.name)
             files += 1
             tests += _is_test(PurePosixPath(rel))
             lines += _read_file(entry, rel, state)
         pending.extend(reversed(subdirs))  # depth first, in name order
-    measures = TargetMeasures(
+    out.measures = TargetMeasures(
         files=files,
         lines=lines,
         tests=tests,
-        packages=len(declared_packages(root).packages),
+        packages=len(declared_packages(root, out.top_files).packages),
         revision=state.hexdigest()[:32],
     )
-    return measures, links, top_names
+    out.links = links
+    return out
 
 
 def measure(root: Path) -> TargetMeasures:
     """What ``root`` measures (``survey``)."""
-    return survey(root)[0]
+    return survey(root).measures

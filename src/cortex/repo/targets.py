@@ -2,45 +2,50 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cortex.errors import InputError
 from cortex.files import regular_dir
 from cortex.models.plan import Target
-from cortex.repo.measures import survey
+from cortex.repo.measures import Survey, survey
 
 _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
 
-def traits(repo: Path, top: set[str] | None = None) -> list[str]:
-    """What a repository is made of, from its top-level files: python, node, docker, go, rust, workflows,
-    kubernetes, tests. ``top``: the names at its top level that are not links, when the caller has them."""
-    # a link is not followed, even to decide
-    names = top if top is not None else {p.name for p in repo.iterdir() if not p.is_symlink()}
+def _traits(names: set[str], dirs: set[str], workflow_yaml: bool) -> list[str]:
     found: set[str] = set()
     if names & {"pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"}:
         found.add("python")
-    if "package.json" in names:
-        found.add("node")
-    if "Dockerfile" in names:
-        found.add("docker")
-    if "go.mod" in names:
-        found.add("go")
-    if "Cargo.toml" in names:
-        found.add("rust")
+    for name, trait in (("package.json", "node"), ("Dockerfile", "docker"), ("go.mod", "go"), ("Cargo.toml", "rust")):
+        if name in names:
+            found.add(trait)
+    if workflow_yaml:
+        found.add("workflows")
+    if dirs & {"k8s", "deploy"}:
+        found.add("kubernetes")
+    if dirs & {"tests", "test"}:
+        found.add("tests")
+    return sorted(found)
+
+
+def traits(repo: Path) -> list[str]:
+    """What a repository is made of, from its top-level files: python, node, docker, go, rust, workflows,
+    kubernetes, tests. A link is not followed, even to decide."""
+    top = [p for p in repo.iterdir() if not p.is_symlink()]
+    dirs = {p.name for p in top if p.is_dir()}
     workflows = repo / ".github" / "workflows"
     yamls = (
-        regular_dir(repo / ".github")
+        ".github" in dirs
         and regular_dir(workflows)
         and any(p.suffix in (".yml", ".yaml") and not p.is_symlink() for p in workflows.iterdir())
     )
-    if yamls:
-        found.add("workflows")
-    if regular_dir(repo / "k8s") or regular_dir(repo / "deploy"):
-        found.add("kubernetes")
-    if regular_dir(repo / "tests") or regular_dir(repo / "test"):
-        found.add("tests")
-    return sorted(found)
+    return _traits({p.name for p in top}, dirs, yamls)
+
+
+def traits_of(found: Survey) -> list[str]:
+    """``traits`` from a survey's walk, without reading the disk again."""
+    return _traits(found.top_files | found.top_dirs, found.top_dirs, found.workflow_yaml)
 
 
 def discover_targets(path: Path) -> list[Target]:
@@ -58,26 +63,24 @@ def discover_targets(path: Path) -> list[Target]:
     if (root / ".git").exists() or traits(root):
         repos = [root]
     else:
-        repos = sorted(p for p in _candidates(root) if regular_dir(p))
+        repos = sorted(p for p in _candidates(root) if not p.is_symlink() and p.is_dir())
     if not repos:
         raise InputError(str(path), "no target directories found", hint="put one repository per subdirectory")
-    out = []
-    for r in repos:
-        measures, links, top = survey(r)
-        out.append(
-            Target(
-                name=r.name,
-                path=str(r),
-                traits=traits(r, top),
-                links_outside=[f"{rel} -> {dest}" for rel, dest in links],
-                measures=measures,
-            )
+    found = [survey(r) for r in repos]  # threads made this slower (the walk computes more than it waits)
+    return [
+        Target(
+            name=r.name,
+            path=str(r),
+            traits=traits_of(f),
+            links_outside=[f"{rel} -> {dest}" for rel, dest in f.links],
+            measures=f.measures,
         )
-    return out
+        for r, f in zip(repos, found, strict=True)
+    ]
 
 
 def _candidates(root: Path) -> list[Path]:
-    return [p for p in root.iterdir() if p.name not in _SKIP and not p.name.startswith(".")]
+    return [Path(e.path) for e in os.scandir(root) if e.name not in _SKIP and not e.name.startswith(".")]
 
 
 def skipped_links(path: Path) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from cortex.errors import InputError, RemoteError
 from cortex.models.plan import Remote, Target
 from cortex.repo.measures import survey
-from cortex.repo.targets import traits
+from cortex.repo.targets import traits_of
 from cortex.roster.fleet import load_fleet
 
 GIT_TIMEOUT_S = 300.0
@@ -155,16 +155,16 @@ def remote_targets(fleet_file: Path, workspace: Path) -> list[Target]:
         except RemoteError as exc:
             raise InputError(f"{fleet_file}: {e.name}", str(exc), hint="check the URL, branch and credentials") from exc
         pinned = remote.model_copy(update={"commit": root.parent.name})
-        measures, found, top = survey(root)
-        links = [f"{rel} -> {dest}" for rel, dest in found]
+        found = survey(root)
+        links = [f"{rel} -> {dest}" for rel, dest in found.links]
         out.append(
             Target(
                 name=e.name,
                 path=str(root),
-                traits=traits(root, top),
+                traits=traits_of(found),
                 links_outside=links,
                 remote=pinned,
-                measures=measures,
+                measures=found.measures,
             )
         )
     return out

@@ -60,6 +60,11 @@ async def test_default_plan_over_the_fleet(tmp_path: Path) -> None:
         result = await Coordinator(plan, server.url, tmp_path / "state").run()
     report = json.loads(result.report_json.read_text())
     assert result.status == "succeeded"
+    # a run never changes its targets (inventory-service's suite writes a file into its tree: it runs in a copy),
+    # or the next run's cache keys would change with them
+    assert {repo.name: git_out(repo, "status", "--porcelain") for repo in fleet.iterdir()} == {
+        repo.name: "" for repo in fleet.iterdir()
+    }
     check_next_plan_learns(plan, report, fleet, tmp_path / "state")
     md = result.report_md.read_text()  # noqa: ASYNC240
     assert "## Tasks by master" in md and "Rendering failed" not in md

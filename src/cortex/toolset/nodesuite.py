@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cortex.errors import TaskFailed, TaskSkipped
-from cortex.files import links_outside
 from cortex.toolset.builtin import run_argv
 from cortex.toolset.junit import JunitCounts, parse_junit
+from cortex.toolset.workdirs import copy_target
 
 NPM_QUIET = ["--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
 
@@ -38,13 +38,7 @@ class NodeRun:
 async def run_node_suite(root: Path, scratch: Path, timeout_s: float) -> NodeRun:
     """The package's test script in a copy of it under ``scratch``."""
     npm = npm_binary()
-    copy = scratch / f"node-{uuid.uuid4().hex[:8]}"
-    outside = {root / rel for rel, _ in links_outside(root)}  # not copied: the copy stays inside the target
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in (".git", "node_modules") or Path(folder, n) in outside}
-
-    shutil.copytree(root, copy, ignore=ignore, symlinks=True)
+    copy = copy_target(root, scratch / f"node-{uuid.uuid4().hex[:8]}")
     installed = "nothing (no package-lock.json)"
     if (copy / "package-lock.json").is_file():
         try:

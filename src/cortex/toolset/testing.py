@@ -10,7 +10,7 @@ from typing import Any
 from cortex.toolset.context import Output, TaskContext, task_kind
 from cortex.toolset.nodesuite import run_node_suite
 from cortex.toolset.suites import describe_env, rerun_failures, run_suite, target_env
-from cortex.toolset.workdirs import scratch
+from cortex.toolset.workdirs import copy_target, scratch
 
 
 @task_kind("testing.pytest")
@@ -23,8 +23,9 @@ async def pytest_task(ctx: TaskContext) -> Output:
     budget = max(ctx.task.timeout_s - 5, 1)
     env, spec = await target_env(ctx, root, timeout_s=float(ctx.task.params.get("install_timeout_s", budget)))
     with scratch(ctx.services.state_dir, ctx.run_id, ctx.task.id) as tmp:
-        run = await run_suite(env, root, tmp, timeout_s=budget)
-        await rerun_failures(env, root, tmp, run, reruns, budget)
+        tree = copy_target(root, tmp / "tree")  # the suite may write into its tree: never into the target
+        run = await run_suite(env, tree, tmp, timeout_s=budget)
+        await rerun_failures(env, tree, tmp, run, reruns, budget)
     result: dict[str, Any] = {
         **run.counts,
         "repository": root.name,

@@ -22,6 +22,7 @@ from pathlib import Path
 import redis.asyncio as aredis
 
 from cortex.coord.keys import leader_resource, lock_key
+from cortex.files import links_outside
 from cortex.models.plan import Plan
 
 MARKER = ".cortex-run"
@@ -57,6 +58,19 @@ def scratch(state_dir: Path, run_id: str, task_id: str) -> Iterator[Path]:
         yield place
     finally:
         shutil.rmtree(place, ignore_errors=True)
+
+
+def copy_target(root: Path, dest: Path) -> Path:
+    """A copy of the target ``root`` at ``dest`` to run its tests in, so a run never changes its targets (a suite
+    that writes into its repository would change the repository's revision, and every later run's cache keys):
+    without ``.git``, ``node_modules``, or any link that leads out of it (the copy stays inside the target)."""
+    outside = {root / rel for rel, _ in links_outside(root)}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if n in (".git", "node_modules") or Path(folder, n) in outside}
+
+    shutil.copytree(root, dest, ignore=ignore, symlinks=True)
+    return dest
 
 
 def _worktrees(root: Path) -> list[tuple[Path, str | None]]:

@@ -23,7 +23,8 @@ async def pytest_task(ctx: TaskContext) -> Output:
     budget = max(ctx.task.timeout_s - 5, 1)
     env, spec = await target_env(ctx, root, timeout_s=float(ctx.task.params.get("install_timeout_s", budget)))
     with scratch(ctx.services.state_dir, ctx.run_id, ctx.task.id) as tmp:
-        tree = copy_target(root, tmp / "tree")  # the suite may write into its tree: never into the target
+        # the suite may write into its tree: never into the target (the copy keeps its name, which messages show)
+        tree = copy_target(root, tmp / "tree" / root.name)
         run = await run_suite(env, tree, tmp, timeout_s=budget)
         await rerun_failures(env, tree, tmp, run, reruns, budget)
     result: dict[str, Any] = {

@@ -117,6 +117,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_ready(proc: subprocess.Popen[str], base: str) -> None:
+    """Until the catalog at ``base`` answers /readyz (it must not exit meanwhile), at most 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "catalog did not start"
+        time.sleep(0.1)  # waiting for the server process to listen
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_stopped_by_a_signal_stops_its_embedded_redis(tmp_path: Path, sig: signal.Signals) -> None:
     port = _free_port()
@@ -124,15 +137,7 @@ def test_serve_stopped_by_a_signal_stops_its_embedded_redis(tmp_path: Path, sig:
     argv = [sys.executable, "-m", "cortex", "catalog", "serve", "--read-open", "--port", str(port)]
     proc = subprocess.Popen([*argv, "--state-dir", str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "catalog did not start"
-            time.sleep(0.1)
+        _wait_ready(proc, f"http://127.0.0.1:{port}")
         servers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "redis" in p.name()]
         assert servers, "no embedded redis-server under cortex catalog serve"
         proc.send_signal(sig)
@@ -161,15 +166,7 @@ def test_serve_with_workers_keeps_auth_and_counts_every_workers_requests(tmp_pat
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "catalog did not start"
-            time.sleep(0.1)
+        _wait_ready(proc, base)
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "redis" not in p.name()]
         assert len(workers) >= 2
         assert httpx.get(f"{base}/assets").status_code == 401  # reads need the token

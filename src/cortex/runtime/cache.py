@@ -31,6 +31,7 @@ from cortex.coord.connection import redact_url
 from cortex.coord.keys import CACHE, CACHE_KEEP, CACHE_ORDER
 from cortex.files import write_atomic
 from cortex.models.history import CacheEntry
+from cortex.runtime.history import keep_latest
 from cortex.runtime.records import TaskRecord
 
 
@@ -156,9 +157,4 @@ async def record(client: aredis.Redis, state_dir: Path, entries: list[CacheEntry
     pipe.hset(CACHE, mapping={e.key: e.model_dump_json() for e in entries})
     pipe.zadd(CACHE_ORDER, {e.key: e.finished_at for e in entries})
     await pipe.execute()
-    old = await client.zrange(CACHE_ORDER, 0, -CACHE_KEEP - 1)
-    if old:
-        pipe = client.pipeline(transaction=True)
-        pipe.zrem(CACHE_ORDER, *old)
-        pipe.hdel(CACHE, *old)
-        await pipe.execute()
+    await keep_latest(client, CACHE_ORDER, CACHE, CACHE_KEEP)

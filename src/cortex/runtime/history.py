@@ -73,11 +73,16 @@ async def record(redis: aredis.Redis, state_dir: Path, run: RunHistory) -> None:
     pipe.hset(HISTORY, run.run_id, text)
     pipe.zadd(HISTORY_ORDER, {run.run_id: run.finished_at})
     await pipe.execute()
-    old = await redis.zrange(HISTORY_ORDER, 0, -HISTORY_KEEP - 1)
+    await keep_latest(redis, HISTORY_ORDER, HISTORY, HISTORY_KEEP)
+
+
+async def keep_latest(redis: aredis.Redis, order: str, entries: str, keep: int) -> None:
+    """Drop from the hash ``entries`` and the sorted set ``order`` all but the ``keep`` latest members."""
+    old = await redis.zrange(order, 0, -keep - 1)
     if old:
         pipe = redis.pipeline(transaction=True)
-        pipe.zrem(HISTORY_ORDER, *old)
-        pipe.hdel(HISTORY, *old)
+        pipe.zrem(order, *old)
+        pipe.hdel(entries, *old)
         await pipe.execute()
 
 

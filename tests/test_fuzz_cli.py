@@ -139,3 +139,17 @@ def test_malformed_settings_name_the_variable(variable: str, value: str, tmp_pat
     code, stderr = invoke(["run", str(tmp_path / "plan.json")], {variable: value})
     assert_one_clear_line(code, stderr)
     assert variable in stderr
+
+
+def test_every_command_that_reaches_redis_tries_as_often_as_configured(tmp_path: Path) -> None:
+    """``CORTEX_REDIS_CONNECT_ATTEMPTS`` holds for every command that connects (status, watch, takeover and the
+    control commands ignored it and tried 5 times over 3 s)."""
+    env = {
+        "CORTEX_REDIS_URL": f"unix://{tmp_path}/no-server.sock",
+        "CORTEX_REDIS_CONNECT_ATTEMPTS": "2",
+        "CORTEX_STATE_DIR": str(tmp_path / "state"),
+    }
+    commands = [["status"], ["watch", "r1"], ["takeover", "r1"], ["drain", "r1", "w1"], ["catalog", "stats"]]
+    for args in commands:
+        code, stderr = invoke(args, env)
+        assert "after 2 attempts" in stderr and code not in (0, 1), (args, code, stderr)

@@ -48,10 +48,10 @@ def _with_store(state_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
     import asyncio
 
     from cortex.catalog.store import CatalogStore
-    from cortex.coord.connection import connect
+    from cortex.cli.common import redis_client
 
     async def run(url: str) -> T:
-        client = await connect(url, attempts=settings().redis_connect_attempts)
+        client = await redis_client(url)
         try:
             return await fn(CatalogStore(client))
         finally:

@@ -25,6 +25,8 @@ from rich.text import Text
 from cortex.errors import CortexError, ExitCode, InputError
 
 if TYPE_CHECKING:
+    import redis.asyncio as aredis
+
     from cortex.config import Settings
 
 T = TypeVar("T")
@@ -113,6 +115,13 @@ def private_or_configured_redis() -> Iterator[str]:
 
     with EmbeddedRedis() as server:
         yield server.url
+
+
+async def redis_client(url: str) -> aredis.Redis:
+    """A client of ``url`` for a command: ``CORTEX_REDIS_CONNECT_ATTEMPTS`` tries, then a clear error."""
+    from cortex.coord.connection import connect
+
+    return await connect(url, attempts=settings().redis_connect_attempts)
 
 
 def require_redis_url(why: str) -> str:

@@ -46,7 +46,7 @@ def watch(
     ] = 0.0,
 ) -> None:
     """Follow a live run: print every message on its channels as it happens, until the run ends."""
-    from cortex.coord.connection import connect
+    from cortex.cli.common import redis_client
     from cortex.runtime.watch import describe, follow, latest_run
 
     if run_id is not None:
@@ -57,7 +57,7 @@ def watch(
         err.print(f"watching run {target} (Ctrl-C to stop)", markup=False, highlight=False)
 
     async def main() -> None:
-        redis = await connect(url)
+        redis = await redis_client(url)
         try:
             target = run_id or await latest_run(redis)
             async for event in follow(redis, target, wait_s=wait, on_ready=lambda: ready(target)):
@@ -74,7 +74,7 @@ def watch(
 def _send(
     run_id: str, process_id: str, command: Command, state_dir_opt: Path | None, task_id: str | None = None
 ) -> None:
-    from cortex.coord.connection import connect
+    from cortex.cli.common import redis_client
     from cortex.coord.keys import RunKeys
     from cortex.models import Plan
     from cortex.runtime.control import send
@@ -83,7 +83,7 @@ def _send(
     url = run_redis_url(state_dir_opt)
 
     async def main() -> None:
-        redis = await connect(url)
+        redis = await redis_client(url)
         keys = RunKeys(run_id)
         try:
             text = await redis.get(keys.plan)
@@ -131,13 +131,13 @@ def cancel(
     state_dir_opt: StateDir = None,
 ) -> None:
     """Stop a running task: it ends failed, with who cancelled it, and is not retried."""
-    from cortex.coord.connection import connect
+    from cortex.cli.common import redis_client
     from cortex.coord.keys import RunKeys
 
     check_run_id(run_id)
 
     async def worker_of() -> str:
-        redis = await connect(run_redis_url(state_dir_opt))
+        redis = await redis_client(run_redis_url(state_dir_opt))
         try:
             return str(await redis.hget(RunKeys(run_id).running, task_id) or "")
         finally:

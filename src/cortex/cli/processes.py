@@ -57,11 +57,11 @@ def _log_to(run: str, process_id: str) -> None:
 def _placed(url: str, run: str, process_id: str) -> None:
     """The run's placement lists ``process_id``: a process it did not place would take tasks unlisted, unmetered
     and never restarted."""
-    from cortex.coord.connection import connect
+    from cortex.cli.common import redis_client
     from cortex.coord.keys import RunKeys
 
     async def node() -> str | None:
-        redis = await connect(url)
+        redis = await redis_client(url)
         try:
             return await redis.hget(RunKeys(run).placement, process_id)  # type: ignore[no-any-return]
         finally:

@@ -215,8 +215,9 @@ def takeover(
 
     check_run_id(run_id)
     url = require_redis_url("to name the Redis server of the run to take over")
-    p = run_async(load_plan(url, run_id))
-    _execute(p, resolve_state_dir(state_dir), _options(load_settings()), run_id=run_id, take_over_within=wait)
+    options = _options(load_settings())
+    p = run_async(load_plan(url, run_id, attempts=options.connect_attempts))
+    _execute(p, resolve_state_dir(state_dir), options, run_id=run_id, take_over_within=wait)
 
 
 def _run_interruptible(coro: Coroutine[Any, Any, T], request_stop: Callable[[], None]) -> T:

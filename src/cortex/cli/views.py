@@ -40,10 +40,10 @@ def _from_redis(state_dir_opt: Path | None) -> str | None:
 
 
 def _indexed(url: str, read: Callable[[aredis.Redis], Awaitable[T]]) -> T:
-    from cortex.coord.connection import connect
+    from cortex.cli.common import redis_client
 
     async def main() -> T:
-        redis = await connect(url)
+        redis = await redis_client(url)
         try:
             return await read(redis)
         finally:

@@ -19,9 +19,10 @@ from cortex.runtime.records import TaskRecord
 from cortex.runtime.runstate import LeaderSnapshot, RunState
 
 
-async def load_plan(url: str, run_id: str) -> Plan:
-    """The plan of run ``run_id`` as stored in Redis at ``url``; ``RunNotFound`` when there is none."""
-    redis = await connect(url)
+async def load_plan(url: str, run_id: str, *, attempts: int = 5) -> Plan:
+    """The plan of run ``run_id`` as stored in Redis at ``url`` (tried ``attempts`` times); ``RunNotFound`` when
+    there is none."""
+    redis = await connect(url, attempts=attempts)
     try:
         text = await redis.get(RunKeys(run_id).plan)
     finally:

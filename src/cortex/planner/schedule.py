@@ -63,10 +63,16 @@ def list_schedule(
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
     by_id = {t.id: t for t in tasks}
     level = _bottom_levels(tasks, graph)
-    free_at = {w.worker_id: 0.0 for w in workers}
-    by_type: dict[str, list[str]] = {}
+    # per worker type: the workers free by the current time (ids, a heap) and the busy ones (free at, id). Tasks
+    # come off the ready heap in time order, so a busy worker once free stays free: each choice costs a heap
+    # operation, not a scan of the type's workers
+    idle: dict[str, list[str]] = {}
+    busy: dict[str, list[tuple[float, str]]] = {}
     for w in workers:
-        by_type.setdefault(w.worker_type, []).append(w.worker_id)
+        idle.setdefault(w.worker_type, []).append(w.worker_id)
+        busy.setdefault(w.worker_type, [])
+    for ids in idle.values():
+        heapq.heapify(ids)
     waiting = {t.id: len(graph.preds[t.id]) for t in tasks}
     ready_at = {t.id: 0.0 for t in tasks if waiting[t.id] == 0}
     placed: list[dict[str, object]] = []
@@ -75,13 +81,15 @@ def list_schedule(
     while ready:
         at, _, _, task_id = heapq.heappop(ready)
         task = by_id[task_id]
-        slots = by_type.get(task.worker_type, [])
-        if not slots:
-            continue
-        worker = min(slots, key=lambda w: (max(free_at[w], at), w))
-        start = max(free_at[worker], at)
+        free, taken = idle.get(task.worker_type), busy.get(task.worker_type)
+        if free is None or taken is None:
+            continue  # no worker of its type
+        while taken and taken[0][0] <= at:
+            heapq.heappush(free, heapq.heappop(taken)[1])
+        # the free worker with the lowest id, else the one free soonest (lowest id on a tie)
+        start, worker = (at, heapq.heappop(free)) if free else heapq.heappop(taken)
         end = start + task.estimate.seconds
-        free_at[worker] = end
+        heapq.heappush(taken, (end, worker))
         placed.append(
             {
                 "task_id": task_id,

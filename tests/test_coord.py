@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 
 import pytest
 import redis.asyncio as aredis
+from redis.exceptions import ResponseError
 
-from cortex.coord.connection import redact_url
+from cortex.coord.connection import redact_url, send
 from cortex.coord.keys import RunKeys
 from cortex.coord.ledger import Ledger
 from cortex.coord.locks import FencedLock
+from cortex.coord.server import EmbeddedRedis
 from cortex.errors import BudgetExceeded, FencedWriteRefused
 
 
@@ -121,3 +125,34 @@ async def test_usage_above_the_reservation_is_charged_and_shown_as_overrun(redis
     assert await ledger.commit("call-1", 130, master="m") == 0  # the provider reported more than estimated
     account = await ledger.account("master:m")
     assert (account.used, account.reserved, account.released, account.overrun) == (130, 0, 0, 30)
+
+
+async def test_commands_sent_ahead_of_their_replies_land_even_if_the_sender_dies_at_once(
+    redis: aredis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    """``connection.send`` (a worker's claim): once it returns, the commands are Redis's, whatever happens to the
+    sender; the replies come in order, an error reply raises and the client stays usable."""
+    sent = await send(redis, [["SET", "k", "v"], ["INCR", "n"], ["HSET", "h", "a", "1", "b", "2"]])
+    assert await sent.replies() == ["OK", 1, 2]
+    assert await sent.replies() == ["OK", 1, 2]  # read once, kept
+    bad = await send(redis, [["INCR", "k"], ["INCR", "n"]])
+    with pytest.raises(ResponseError):
+        await bad.replies()
+    await bad.close()
+    assert await redis.get("n") == "2"  # the command after the error still ran; the pool still serves
+    script = (
+        "import asyncio, os, signal, sys\n"
+        "from cortex.coord.connection import connect, send\n"
+        "async def main():\n"
+        "    r = await connect(sys.argv[1])\n"
+        "    await send(r, [['HINCRBY', 'executions', 't1', '1'], ['SET', 'claimed', 'yes']])\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, redis_server.url)
+    assert await asyncio.wait_for(proc.wait(), 30) == -signal.SIGKILL
+    for _ in range(100):  # the server reads what the dead process wrote
+        if await redis.get("claimed"):
+            break
+        await asyncio.sleep(0.01)
+    assert (await redis.get("claimed"), await redis.hget("executions", "t1")) == ("yes", "1")

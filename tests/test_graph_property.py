@@ -83,6 +83,7 @@ def test_every_task_ends_exactly_once_and_no_move_is_illegal(
             assert retrying, "nothing running, nothing waiting to retry, yet the graph is not done"
             g.retry_due(retrying.pop(0))
             continue
+        _check_counts(g, set(released[:1]))  # a worker holds the first released task
         rec = g.records[data.draw(st.sampled_from(released), label="task")]
         if data.draw(st.booleans(), label="stale result first"):  # a result of another attempt
             stale = TaskResult(
@@ -120,6 +121,19 @@ def test_every_task_ends_exactly_once_and_no_move_is_illegal(
     assert all(r.state.terminal for r in g.records.values())
     assert ended == Counter(g.records.keys()), "a task ended more than once, or never"
     assert not g.ready
+    _check_counts(g, set())
+
+
+def _check_counts(g: GraphRun, running: set[str]) -> None:
+    """The counts the graph keeps as tasks move (what the live state and gauges read) are what a count of every
+    record gives, and so is the list of tasks with failed attempts."""
+    expected: dict[str, Counter[str]] = {}
+    for r in g.records.values():
+        expected.setdefault(r.task.master, Counter())["running" if r.task.id in running else r.state.value] += 1
+    assert g.tally(running) == {m: dict(c) for m, c in expected.items()}
+    assert set(g.erred) == {r.task.id for r in g.records.values() if r.errors}
+    released = Counter(r.task.worker_type for r in g.records.values() if r.state is TaskState.released)
+    assert {k: n for k, n in g.released_by_type().items() if n} == dict(released)
 
 
 def test_a_failed_last_parent_releases_the_aggregation_once() -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import random
 
+from cortex.models.handoff import Handoff
+from cortex.models.report import StoredTaskRecord
 from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Estimate, RetryPolicy, Task, TaskState
 from cortex.runtime.graphrun import Changes, GraphRun, backoff_delay
+from cortex.runtime.records import TaskRecord
 
 
 def _t(task_id: str, deps: list[str] | None = None, **kw: object) -> Task:
@@ -113,3 +116,26 @@ def test_a_handoff_admitted_as_the_aggregation_becomes_ready_is_waited_for() -> 
     _release(g, g.admit(_t("fix")).release)  # ...when a's result hands work over
     assert g.waiting(g.records["agg"]) and "fix" in g.records["agg"].task.depends_on
     assert [r.task.id for r in _finish(g, "fix", True).release] == ["agg"]  # released once the handoff ended
+
+
+def test_a_record_stored_as_json_comes_back_whole_and_a_replaced_task_is_serialised_again() -> None:
+    """What a coordinator taking over reads back (``StoredTaskRecord``) is the record as it was: state, attempts,
+    times, every error, output, handoffs and latencies; the task's cached JSON follows a replaced task."""
+    g = GraphRun([_t("a", params={"path": "x"}), _t("agg", ["a"])], RetryPolicy(max_attempts=3), model_configured=True)
+    _release(g, g.initial().release)
+    _finish(g, "a", False)
+    g.retry_due("a")
+    _release(g, list(g.ready.values()))
+    handoff = Handoff(to="development", kind="development.bump-pin", worker_type="developer", key="flask", params={})
+    g.apply(_result("a", 2, Outcome.succeeded, output={"n": 3, "names": ["é", "b"]}, handoffs=[handoff]), now=0.0)
+    rec = g.records["a"]
+    rec.handoffs, rec.dispatch_latency_s = [handoff], [0.25, 0.5]
+    back = TaskRecord.from_json(rec.to_json())
+    StoredTaskRecord.model_validate_json(rec.to_json())
+    assert (back.state, back.attempt, back.errors, back.output) == (TaskState.succeeded, 2, ["boom"], rec.output)
+    assert (back.handoffs, back.dispatch_latency_s, back.task) == ([handoff], [0.25, 0.5], rec.task)
+    assert (back.started_at, back.finished_at, back.worker) == (1.0, 2.0, "w1")
+    agg = g.records["agg"]
+    before = agg.task_json()
+    agg.task = agg.task.model_copy(update={"depends_on": ["a", "h1"]})
+    assert before != agg.task_json() and TaskRecord.from_json(agg.to_json()).task.depends_on == ["a", "h1"]

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from cortex.cli.progress import HEADERS, progress_view
 from cortex.models.phase import Phase
+from cortex.models.result import Outcome, TaskResult
 from cortex.planner import build_plan
 from cortex.roster import load_cluster, load_roster
 from cortex.runtime import statefiles
@@ -24,12 +25,15 @@ def test_the_live_view_fits_80_columns_and_says_what_is_going_on(tmp_path: Path)
     now = time.time()
     state.started_at = now - 40
     state.enter(Phase.execution, now - 30)
-    records = sorted(state.graph.records.values(), key=lambda r: r.task.id)
+    graph = state.graph
+    records = sorted(graph.records.values(), key=lambda r: r.task.id)
+    for rec in records[:12]:  # released as the coordinator does; ten end well, one fails, one runs
+        graph.mark_released(rec, now - 30)
     for rec in records[:10]:
-        rec.state = rec.state.__class__("succeeded")
+        graph.apply(_result(rec.task.id, Outcome.succeeded, now - 20), now - 20)
     broken = records[10]
-    broken.errors = ["pytest exited 2: ImportError: cannot import name 'fee' from 'payments.money' " + "x" * 80]
-    broken.finished_at = now - 5
+    error = "pytest exited 2: ImportError: cannot import name 'fee' from 'payments.money' " + "x" * 80
+    graph.apply(_result(broken.task.id, Outcome.failed, now - 5, error=error, retryable=False), now - 5)
     busy = records[11]
     state.running = {busy.task.id: "test-worker-01"}
     state.claimed_at = {busy.task.id: repr(now - 12)}
@@ -46,3 +50,7 @@ def test_the_live_view_fits_80_columns_and_says_what_is_going_on(tmp_path: Path)
     assert "elapsed 40 s of" in text and "planned" in text and "ETA" in text
     assert f"{busy.task.id}  on test-worker-01  12 s" in text
     assert f"{broken.task.id}: pytest exited 2: ImportError" in text
+
+
+def _result(task_id: str, outcome: Outcome, at: float, **kw: object) -> TaskResult:
+    return TaskResult(task_id=task_id, attempt=1, worker="w", started=at - 1, finished=at, outcome=outcome, **kw)  # type: ignore[arg-type]

@@ -51,6 +51,50 @@ def client(
     return aredis.Redis.from_pool(pool)
 
 
+class Sent:
+    """Commands written to Redis on a connection of their own, their replies not read yet (``send``)."""
+
+    def __init__(self, redis: aredis.Redis, conn: Any, n: int) -> None:
+        self._redis, self._conn, self._n = redis, conn, n
+        self._replies: list[Any] | None = None
+
+    async def replies(self) -> list[Any]:
+        """Read the replies (once; later calls return them again) and give the connection back. An error reply
+        or a lost connection raises, and the connection is closed."""
+        if self._replies is None:
+            if self._conn is None:
+                raise RedisConnectionError("the replies of these commands were lost with their connection")
+            try:
+                self._replies = [await self._conn.read_response() for _ in range(self._n)]
+            except BaseException:
+                await self.close()
+                raise
+            await self._redis.connection_pool.release(self._conn)
+            self._conn = None
+        return self._replies
+
+    async def close(self) -> None:
+        """Give up on replies not read yet: the connection is closed (they would arrive on it out of turn)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.disconnect()
+            await self._redis.connection_pool.release(conn)
+
+
+async def send(redis: aredis.Redis, commands: list[list[str]]) -> Sent:
+    """Write ``commands`` to Redis now and return without waiting for their replies: the caller works meanwhile
+    and reads them with ``Sent.replies`` (once written, they are carried out even if this process dies). No
+    retry: a connection error raises here or there."""
+    conn = await redis.connection_pool.get_connection()
+    sent = Sent(redis, conn, len(commands))
+    try:
+        await conn.send_packed_command(conn.pack_commands(commands))
+    except BaseException:
+        await sent.close()
+        raise
+    return sent
+
+
 def pool_use(redis: aredis.Redis) -> tuple[int, int | None]:
     """Connections of ``redis``'s pool in use now, and the most it may open (None: unbounded)."""
     pool = redis.connection_pool

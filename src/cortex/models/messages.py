@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from enum import StrEnum
 from typing import Any
 
@@ -27,7 +27,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=lambda: os.urandom(16).hex())  # uuid4().hex cost 5 times as much
     run_id: str
     ts: float = Field(default_factory=time.time)
     sender: str = Field(alias="from")

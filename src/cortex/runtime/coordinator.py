@@ -50,7 +50,7 @@ from cortex.runtime.leadership import Leadership
 from cortex.runtime.nodes import Nodes, child_env
 from cortex.runtime.options import RunOptions
 from cortex.runtime.preflight import run_checks
-from cortex.runtime.process import HEARTBEAT_TTL_MS
+from cortex.runtime.process import HEARTBEAT_TTL_MS, frozen_heap
 from cortex.runtime.runstate import RunState
 from cortex.runtime.stalls import Stalls
 from cortex.toolset.workdirs import reclaim_run
@@ -139,7 +139,8 @@ class Coordinator:
             await begin()
             if self.state.phase < Phase.execution:
                 await self._enter(Phase.execution)
-            await self._execute()
+            with frozen_heap():
+                await self._execute()
             await self._enter(Phase.aggregation)
             results = await finish.aggregate(self.redis, self.keys, self.state)
             await self._enter(Phase.reporting)
@@ -306,8 +307,7 @@ class Coordinator:
                         await self.nodes.replace(node)
                     await self.dispatch.reap()
                     self.reap_after = now + 1.0
-                if self.dispatch.dirty:
-                    await self.dispatch.flush()
+                await self.dispatch.flush_if_due(now)
                 if now - last_state > 0.5:
                     await self._refresh()
                     last_state = now

@@ -9,6 +9,7 @@ writes, releases and acknowledges nothing: the results it read stay pending for 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from typing import Any
@@ -29,6 +30,10 @@ from cortex.runtime.leadership import Leadership
 from cortex.runtime.lineage import task_lineage
 from cortex.runtime.records import TaskRecord
 from cortex.runtime.runstate import RunState
+
+FLUSH_EVERY_S = 0.1
+"""While results keep coming, how long a released task's record may wait to be written (``flush_if_due``): a
+coordinator taking over within it releases the task again (its first result counts, the other is a duplicate)."""
 
 
 class Dispatcher:
@@ -59,15 +64,21 @@ class Dispatcher:
         """Reuse recorded results (incremental runs): set by the coordinator from its options and the plan."""
         self.missed: set[str] = set()
         """Tasks whose recorded result was looked for and not found: they run."""
+        self.busy = False
+        """The last turn read results."""
+        self._flush_at = 0.0
+        # the metrics' children by label values: ``labels()`` validates and locks, a tenth of a busy turn's time
+        self._ended = functools.cache(metrics.tasks.labels)
+        self._took = functools.cache(metrics.duration.labels)
 
     # ----------------------------------------------------------------------------------- applying
     def take(self, changes: Changes) -> None:
         """Announce the tasks a change ended (what it made ready waits in ``GraphRun.ready``)."""
         for rec in changes.ended:
             self.dirty.add(rec.task.id)
-            self.metrics.tasks.labels(rec.task.master, rec.state.value).inc()
+            self._ended(rec.task.master, rec.state.value).inc()
             if rec.duration_s is not None:
-                self.metrics.duration.labels(rec.task.master).observe(rec.duration_s)
+                self._took(rec.task.master).observe(rec.duration_s)
             self._completed(rec)
 
     def _completed(self, rec: TaskRecord) -> None:
@@ -182,8 +193,16 @@ class Dispatcher:
             _, task_id = heapq.heappop(self.retries)
             self.state.graph.retry_due(task_id)
 
+    async def flush_if_due(self, now: float) -> None:
+        """``flush`` on a turn that read no result, or ``FLUSH_EVERY_S`` after the last: while results keep
+        coming, records of released tasks go out with the next release's script (a task that ends meanwhile is
+        written once, as it ended), not in a round trip of their own after every turn."""
+        if self.dirty and (not self.busy or now >= self._flush_at):
+            await self.flush()
+
     async def flush(self) -> None:
         """Write changed task records under the leadership token (refused if a newer coordinator exists)."""
+        self._flush_at = time.monotonic() + FLUSH_EVERY_S
         dirty, self.dirty = self.dirty, set()
         records = self.state.graph.records
         await self.leadership.hset(self.keys.tasks, {i: records[i].to_json() for i in sorted(dirty)})
@@ -210,7 +229,7 @@ class Dispatcher:
             self.state.graph.mark_released(rec, now)
             self.dirty.add(rec.task.id)
             fields = {
-                "task": rec.task.model_dump_json(),
+                "task": rec.task_json(),
                 "attempt": str(rec.attempt),
                 "released_ts": repr(now),
                 **self.targets.get(rec.task.target or "", {}),
@@ -291,6 +310,7 @@ class Dispatcher:
             self.apply(TaskResult.model_validate_json(fields["result"]))
         if cursor == "0" and not ids:
             self.cursor = ">"
+        self.busy = bool(ids)
         # two round trips per turn that has results: the read, then records, releases, events and acknowledgements
         # in one fenced script (four round trips of their own cost a chain of tasks about a millisecond a hop)
         await self.release(ack=ids)

@@ -40,15 +40,13 @@ async def refresh(metrics: RunMetrics, state: RunState, redis: aredis.Redis, key
             metrics.token_efficiency.labels(name).set(use.efficiency)
     for w in plan.workers:
         metrics.worker_tokens_used.labels(w.worker_id).set(accounts[f"worker:{w.worker_id}"].used)
-    depth: dict[str, int] = {}
     current: dict[tuple[str, str], int] = {(m.master, s.value): 0 for m in plan.masters for s in TaskState}
-    for rec in state.graph.records.values():
-        name = "running" if rec.task.id in state.running else rec.state.value
-        current[(rec.task.master, name)] = current.get((rec.task.master, name), 0) + 1
-        if rec.state is TaskState.released:
-            depth[rec.task.worker_type] = depth.get(rec.task.worker_type, 0) + 1
+    for master, by_state in state.graph.tally(state.running).items():
+        for name, n in by_state.items():
+            current[(master, name)] = n
     for (master, name), n in current.items():
         metrics.tasks_current.labels(master, name).set(n)
+    depth = state.graph.released_by_type()
     for worker_type in {w.worker_type for w in plan.workers}:
         metrics.queue_depth.labels(worker_type).set(depth.get(worker_type, 0))
     procs = state.processes.values()

@@ -25,14 +25,13 @@ async def _dispatch(
     """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, in one transaction."""
     inbox, channel = keys.inbox(name), master_channel(name)
     pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
-    for entry_id, fields in entries:
+    for _, fields in entries:
         task = json.loads(fields["task"])
         queue = keys.queue(task["worker_type"])
         if queue not in known:
             await ensure_group(redis, queue, GROUP_WORKERS)
             known.add(queue)
         pipe.xadd(queue, fields)
-        pipe.xack(inbox, GROUP_MASTERS, entry_id)
         env = Envelope(
             run_id=keys.run_id,
             sender=f"{name}-master",
@@ -43,6 +42,7 @@ async def _dispatch(
             context={"event": "dispatched", "attempt": int(fields["attempt"])},
         )
         events.emit(pipe, keys, channel, env)
+    pipe.xack(inbox, GROUP_MASTERS, *(entry_id for entry_id, _ in entries))
     await pipe.execute()
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import redis.asyncio as aredis
 from pydantic import JsonValue
@@ -28,6 +29,19 @@ PENDING_RECHECK_S = 2.0
 before reading again. But when Redis crashes after delivering a read and before the reply arrives, the client's
 retry reads on, and the delivered entries wait in the consumer's pending list, unknown to it and, since the
 consumer's heartbeat is alive, untouched by the reaper."""
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Leave every object that exists now (the plan, the task records, the modules) out of the cyclic garbage
+    collector's scans while the block runs; objects made inside it are collected as usual. A full collection over
+    a 10,000-task run's records took a third of the coordinator's time per task. Objects of the block's start
+    that become cyclic garbage are collected after it."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class Cursor:

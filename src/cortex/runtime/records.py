@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,15 @@ class TaskRecord:
     """The handoffs of the result that ended it (recorded with its result for a later run to replay)."""
     reused_from: str | None = None
     """The run whose recorded result this task reused instead of running (incremental runs)."""
+    _task_json: tuple[Task, str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def task_json(self) -> str:
+        """The task as JSON, serialised once for every release and write of the record (until the task is
+        replaced: a handoff admitted at run time adds to an aggregation's dependencies)."""
+        cached = self._task_json
+        if cached is None or cached[0] is not self.task:
+            cached = self._task_json = (self.task, self.task.model_dump_json())
+        return cached[1]
 
     def move(self, to: TaskState) -> None:
         """Change state, refusing moves that are not legal."""
@@ -80,11 +90,14 @@ class TaskRecord:
 
     def to_json(self) -> str:
         """The record as stored in Redis (``StoredTaskRecord``): the report's fields plus the whole task, so a
-        coordinator taking the run over can rebuild it (tasks admitted at run time are not in the plan)."""
-        stored = StoredTaskRecord.model_construct(
-            **self._fields(), task=self.task, dispatch_latency_s=self.dispatch_latency_s, handoffs=self.handoffs
-        )
-        return stored.model_dump_json(by_alias=True, warnings=False)
+        coordinator taking the run over can rebuild it (tasks admitted at run time are not in the plan). Built as
+        plain JSON around the task's cached JSON: every task is written at least twice, and going through the model
+        serialised the task each time."""
+        fields = self._fields()
+        fields["state"] = self.state.value
+        fields["dispatch_latency_s"] = self.dispatch_latency_s
+        fields["handoffs"] = [h.model_dump(mode="json", by_alias=True) for h in self.handoffs]
+        return f'{json.dumps(fields)[:-1]}, "task": {self.task_json()}}}'
 
     @classmethod
     def from_json(cls, text: str) -> TaskRecord:

@@ -22,11 +22,7 @@ WORKERS = "worker-distribution.json"
 def snapshot(state: RunState, status: str, *, finished: bool = False) -> dict[str, dict[str, Any]]:
     """The three live documents for the run as it stands."""
     plan = state.plan
-    counts: dict[str, dict[str, int]] = {}
-    for rec in state.graph.records.values():
-        c = counts.setdefault(rec.task.master, {})
-        name = "running" if rec.task.id in state.running else rec.state.value
-        c[name] = c.get(name, 0) + 1
+    counts = state.graph.tally(state.running)
     procs = state.processes
     now = time.time()
     current = ExecutionState(
@@ -103,7 +99,7 @@ def _running(state: RunState) -> list[RunningTask]:
 def _failures(state: RunState) -> list[FailureNote]:
     """The latest failed attempts, newest first: each record's errors in order, the last one at its end time."""
     notes = []
-    for rec in state.graph.records.values():
+    for rec in (state.graph.records[i] for i in state.graph.erred):
         for i, error in enumerate(rec.errors):
             at = rec.finished_at if i == len(rec.errors) - 1 else None
             notes.append(FailureNote(task=rec.task.id, error=error, at=at))

@@ -21,7 +21,7 @@ import redis.asyncio as aredis
 from pydantic import ValidationError
 
 from cortex.coord import events
-from cortex.coord.connection import connect
+from cortex.coord.connection import Sent, connect, send
 from cortex.coord.delivery import Delivery
 from cortex.coord.keys import GROUP_WORKERS, RunKeys, worker_channel
 from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
@@ -63,7 +63,9 @@ async def execute(
         services=services,
     )
     outcome, output, handoffs, error, retryable = Outcome.failed, {}, [], "", True
-    logs.event("task-started", task=task.id, attempt=ctx.attempt, kind=task.kind)
+    # at debug level: the claim (``running``, the ``assigned`` event) already says what a worker holds, and two log
+    # lines a task were two fifths of a worker's time per no-op task
+    logs.event("task-started", logging.DEBUG, task=task.id, attempt=ctx.attempt, kind=task.kind)
     try:
         handler = handler_for(task.kind)
         if handler is None:
@@ -175,6 +177,8 @@ class Worker:
         self.cancelled_by: str | None = None
         self.handed_back = False
         """The rest of the current batch went back to the queue."""
+        self._claim: Sent | None = None
+        """The current batch's announcement (``_announce``), until its replies are read."""
         self._background: set[asyncio.Future[None]] = set()
 
     def _cancel(self, task_id: str, by: str) -> bool:
@@ -227,29 +231,35 @@ class Worker:
             if timer is not None:
                 timer.cancel()
 
-    async def _announce(self, claimed: dict[str, dict[str, str]]) -> None:
+    async def _announce(self, claimed: dict[str, dict[str, str]]) -> Sent:
         """Mark the claimed tasks running and say so on the worker's channel: one message per claim, which may
-        hold a prefetched batch (one pipeline)."""
+        hold a prefetched batch. Written before the first task starts (so a worker killed in it was counted), its
+        replies read after: the claim's round trip is not on the path from one task's release to its start."""
         tasks = [{"task_id": fields_task_id(f), "attempt": int(f["attempt"])} for f in claimed.values()]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self.keys.running, mapping={str(t["task_id"]): self.worker_id for t in tasks})
-        pipe.hset(self.keys.claimed_at, mapping={str(t["task_id"]): repr(time.time()) for t in tasks})
-        for t in tasks:  # counted when claimed (one round trip for the batch), uncounted when handed back
-            pipe.hincrby(self.keys.executions, str(t["task_id"]), 1)
+        ids = [str(t["task_id"]) for t in tasks]
+        claimed_at = repr(time.time())
+        commands = [
+            ["HSET", self.keys.running, *(x for i in ids for x in (i, self.worker_id))],
+            ["HSET", self.keys.claimed_at, *(x for i in ids for x in (i, claimed_at))],
+            # counted when claimed, uncounted when handed back
+            *(["HINCRBY", self.keys.executions, i, "1"] for i in ids),
+        ]
         env = Envelope(
             run_id=self.keys.run_id,
             sender=self.worker_id,
             to=self.worker_id,
             type=MessageType.task,
-            task_id=str(tasks[0]["task_id"]) if len(tasks) == 1 else None,
+            task_id=ids[0] if len(ids) == 1 else None,
             context={"event": "assigned", "tasks": tasks},
         )
-        events.emit(pipe, self.keys, worker_channel(self.worker_id), env)
-        await pipe.execute()
+        commands += events.as_commands(self.keys, worker_channel(self.worker_id), env)
+        return await send(self.redis, commands)
 
     async def _hand_back(self, entries: list[tuple[str, dict[str, str]]], *, announced: bool = True) -> None:
         """Entries claimed and not started go back to the queue for another worker (a drain arrived, or a task of
         the batch turned out slow); ``announced`` ones were counted as executions, which they were not."""
+        if announced and self._claim is not None:
+            await self._claim.replies()  # the counts this undoes are in before it
         for entry_id, fields in entries:
             if await self.delivery.requeue(self.queue, entry_id, self.worker_id):
                 task_id = fields_task_id(fields)
@@ -295,7 +305,16 @@ class Worker:
         if self.control.draining:  # the drain arrived while the read was waiting: take none of it
             await self._hand_back(entries, announced=False)
             return count
-        await self._announce(dict(entries))
+        self._claim = claim = await self._announce(dict(entries))
+        try:
+            quick = await self._run_batch(entries, redelivered, claim)
+        finally:
+            self._claim = None
+            await claim.close()  # read by now, unless the batch broke off (Redis away, the worker stopping)
+        return min(MAX_PREFETCH, count * 2) if quick else prefetch
+
+    async def _run_batch(self, entries: list[tuple[str, dict[str, str]]], redelivered: bool, claim: Sent) -> bool:
+        """Run a claimed batch in order and settle each task; True when every task was quick."""
         pipe = self.redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
         quick, self.handed_back = True, False
         for i, (entry_id, fields) in enumerate(entries):
@@ -303,6 +322,7 @@ class Worker:
                 await self._hand_back(entries[i:])
                 break
             result, effects = await self._run(fields, fields_task_id(fields), entries[i + 1 :])
+            await claim.replies()  # the claim is in before the result that ends it
             # delivered before, to an incarnation that died or a reply that was lost
             result.redelivered = redelivered
             await self.delivery.settle(pipe, self.queue, entry_id, result, effects)
@@ -313,7 +333,7 @@ class Worker:
             if self.handed_back:
                 break  # the rest of the batch went back to the queue while this task ran
         await pipe.execute()
-        return min(MAX_PREFETCH, count * 2) if quick else prefetch
+        return quick
 
 
 def fields_task_id(fields: dict[str, str]) -> str:

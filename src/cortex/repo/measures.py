@@ -7,7 +7,7 @@ import operator
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from cortex.files import SKIP_DIRS
@@ -22,23 +22,29 @@ _TEST_NAME = re.compile(r"^(test_.*\.py|.*_test\.(py|go)|.*\.(test|spec)\.(js|js
 _TEST_DIRS = {"tests", "test", "__tests__"}
 
 
-def _is_test(rel: PurePosixPath) -> bool:
-    if _TEST_NAME.match(rel.name):
+def _is_test(name: str, in_test_dir: bool) -> bool:
+    """A test file: by its name, or a module under a tests directory (its fixtures and data are not)."""
+    if _TEST_NAME.match(name):
         return True
-    # a module under tests/ is a test file; its fixtures and data are not
-    return rel.suffix in (".py", ".js", ".ts") and any(part in _TEST_DIRS for part in rel.parts[:-1])
+    return in_test_dir and os.path.splitext(name)[1] in (".py", ".js", ".ts")
+
+
+def _text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def _head(root: Path) -> str:
     """The commit checked out (read from ``.git``, no subprocess), or "" when there is none to read."""
+    git = os.path.join(root, ".git")
     try:
-        head = (root / ".git" / "HEAD").read_text(encoding="utf-8").strip()
+        head = _text(os.path.join(git, "HEAD")).strip()
         if head.startswith("ref: "):
             ref = head[5:]
-            loose = root / ".git" / ref
-            if loose.is_file():
-                return loose.read_text(encoding="utf-8").strip()
-            packed = (root / ".git" / "packed-refs").read_text(encoding="utf-8")
+            loose = os.path.join(git, ref)
+            if os.path.isfile(loose):
+                return _text(loose).strip()
+            packed = _text(os.path.join(git, "packed-refs"))
             return next((line.split()[0] for line in packed.splitlines() if line.endswith(" " + ref)), "")
         return head
     except (OSError, UnicodeDecodeError):
@@ -84,12 +90,14 @@ def survey(root: Path, *, link_limit: int = 100) -> Survey:
     top: Path | None = None  # resolved only when a link is met (most targets have none)
     links: list[tuple[str, str]] = []
     pending = [""]
+    base = str(root)  # strings, not paths: a Path per file cost a tenth of planning 10,000 repositories
     while pending:
         rel_dir = pending.pop()
         try:
-            entries = sorted(os.scandir(root / rel_dir), key=_NAME)
+            entries = sorted(os.scandir(os.path.join(base, rel_dir) if rel_dir else base), key=_NAME)
         except OSError:
             continue
+        in_test_dir = bool(rel_dir) and any(part in _TEST_DIRS for part in rel_dir.split("/"))
         subdirs = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
@@ -111,7 +119,7 @@ def survey(root: Path, *, link_limit: int = 100) -> Survey:
             if not rel_dir:
                 out.top_files.add(entry.name)
             files += 1
-            tests += _is_test(PurePosixPath(rel))
+            tests += _is_test(entry.name, in_test_dir)
             lines += _read_file(entry, rel, state)
         pending.extend(reversed(subdirs))  # depth first, in name order
     out.measures = TargetMeasures(

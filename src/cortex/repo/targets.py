@@ -32,15 +32,16 @@ def _traits(names: set[str], dirs: set[str], workflow_yaml: bool) -> list[str]:
 def traits(repo: Path) -> list[str]:
     """What a repository is made of, from its top-level files: python, node, docker, go, rust, workflows,
     kubernetes, tests. A link is not followed, even to decide."""
-    top = [p for p in repo.iterdir() if not p.is_symlink()]
-    dirs = {p.name for p in top if p.is_dir()}
+    with os.scandir(repo) as found:  # the entries' own types: a fleet's root has thousands of them
+        top = [e for e in found if not e.is_symlink()]
+    dirs = {e.name for e in top if e.is_dir(follow_symlinks=False)}
     workflows = repo / ".github" / "workflows"
     yamls = (
         ".github" in dirs
         and regular_dir(workflows)
         and any(p.suffix in (".yml", ".yaml") and not p.is_symlink() for p in workflows.iterdir())
     )
-    return _traits({p.name for p in top}, dirs, yamls)
+    return _traits({e.name for e in top}, dirs, yamls)
 
 
 def traits_of(found: Survey) -> list[str]:
@@ -63,7 +64,7 @@ def discover_targets(path: Path) -> list[Target]:
     if (root / ".git").exists() or traits(root):
         repos = [root]
     else:
-        repos = sorted(p for p in _candidates(root) if not p.is_symlink() and p.is_dir())
+        repos = sorted(Path(e.path) for e in _candidates(root) if not e.is_symlink() and e.is_dir())
     if not repos:
         raise InputError(str(path), "no target directories found", hint="put one repository per subdirectory")
     found = [survey(r) for r in repos]  # threads made this slower (the walk computes more than it waits)
@@ -79,8 +80,10 @@ def discover_targets(path: Path) -> list[Target]:
     ]
 
 
-def _candidates(root: Path) -> list[Path]:
-    return [Path(e.path) for e in os.scandir(root) if e.name not in _SKIP and not e.name.startswith(".")]
+def _candidates(root: Path) -> list[os.DirEntry[str]]:
+    """The entries of a targets directory that may be targets, with the types the listing gave (no stat each)."""
+    with os.scandir(root) as found:
+        return [e for e in found if e.name not in _SKIP and not e.name.startswith(".")]
 
 
 def skipped_links(path: Path) -> list[str]:
@@ -89,4 +92,5 @@ def skipped_links(path: Path) -> list[str]:
     root = path.resolve()
     if root.is_file() or (root / ".git").exists() or traits(root):
         return []
-    return [f"{p.name} -> {p.readlink()}" for p in sorted(_candidates(root)) if p.is_symlink()]
+    links = sorted((e for e in _candidates(root) if e.is_symlink()), key=lambda e: e.name)
+    return [f"{e.name} -> {os.readlink(e.path)}" for e in links]

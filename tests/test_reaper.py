@@ -48,23 +48,30 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     result = TaskResult(task_id="t1", attempt=1, worker="w", started=1, finished=2, outcome=Outcome.succeeded)
 
     assert await reclaim(redis, keys, [queue], idle_ms=0) == [("t1", "paused")]  # the paused worker has no heartbeat
-    pipe = redis.pipeline(transaction=False)
-    await delivery.settle(pipe, queue, first, result, effect)  # it wakes up and settles its copy: refused
-    assert await pipe.execute() == [0]
+    assert await delivery.settle([(queue, first, result, effect)]) == [0]  # it wakes up to settle its copy: refused
     assert await redis.xlen(keys.results) == 0 and await redis.hget("effects", "t1") is None
 
     second = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
-    await delivery.settle(pipe, queue, second, result, effect)
-    assert await pipe.execute() == [2]  # settled, effects applied
+    assert await delivery.settle([(queue, second, result, effect)]) == [2]  # settled, effects applied
     assert await redis.hget("effects", "t1") == "1"
     assert (await redis.xrange(keys.results))[0][1]["effects_applied"] == "1"
 
     await redis.xadd(queue, {"task": json.dumps({"id": "t1"}), "attempt": "2"})  # delivered again, e.g. a retry
     third = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
-    await delivery.settle(pipe, queue, third, result.model_copy(update={"attempt": 2}), effect)
-    assert await pipe.execute() == [1]  # its result is reported, its effects are not applied twice
+    # its result is reported, its effects are not applied twice
+    assert await delivery.settle([(queue, third, result.model_copy(update={"attempt": 2}), effect)]) == [1]
     assert await redis.hget("effects", "t1") == "1" and await redis.xlen(keys.results) == 2
     assert await reclaim(redis, keys, [queue], idle_ms=0) == []
+
+    await redis.script_flush()  # a server that lost its scripts (restarted from its append-only file)
+    for task_id in ("t2", "t3"):
+        await redis.xadd(queue, {"task": json.dumps({"id": task_id}), "attempt": "1"})
+    batch = [e for e, _ in (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=2))[0][1]]
+    done = [result.model_copy(update={"task_id": t}) for t in ("t2", "t3")]
+    assert await delivery.settle([(queue, e, r, effect) for e, r in zip(batch, done, strict=True)]) == [2, 2]
+    assert await redis.xlen(keys.results) == 4 and await redis.xpending(queue, GROUP_WORKERS) == {
+        "pending": 0, "min": None, "max": None, "consumers": []
+    }
 
 
 async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(redis: aredis.Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]

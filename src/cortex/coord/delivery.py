@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 import redis.asyncio as aredis
+from redis.exceptions import NoScriptError
 
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.models.result import Outcome, TaskResult
@@ -54,27 +55,43 @@ return 1
 """
 
 
+Settle = tuple[str, str, TaskResult, list[list[str]]]
+"""One entry to settle: its queue, its entry id, the task's result and the task's Redis effects."""
+
+
 class Delivery:
     """The settle and requeue scripts bound to one run's keys."""
 
     def __init__(self, redis: aredis.Redis, keys: RunKeys) -> None:
         self.keys = keys
+        self._redis = redis
         self._settle = redis.register_script(_SETTLE)
         self._requeue = redis.register_script(_REQUEUE)
 
-    async def settle(
-        self,
-        pipe: aredis.client.Pipeline,
-        queue: str,
-        entry_id: str,
-        result: TaskResult,
-        effects: list[list[str]],
-    ) -> None:
-        """Queue on ``pipe`` the atomic settle of ``entry_id``: ack, result, and effects when first to succeed."""
-        ok = "1" if result.outcome is Outcome.succeeded else "0"
-        args = [GROUP_WORKERS, entry_id, result.task_id, ok, json.dumps(effects), result.model_dump_json()]
-        keys = [queue, self.keys.results, self.keys.running, self.keys.committed]
-        await self._settle(keys=keys, args=args, client=pipe)
+    async def settle(self, settles: list[Settle]) -> list[int]:
+        """Settle ``settles`` in one round trip, each atomically by itself (ack, result, and effects when first to
+        succeed); what each returned (0: the entry was already settled, its result dropped).
+
+        Sent as ``EVALSHA``, not through a pipeline's script handling (which asks ``SCRIPT EXISTS`` first: a round
+        trip more on the path from every task's end to its dependents' release). A server that lost its scripts
+        (a restart) answers ``NOSCRIPT``: the script is loaded and everything sent again, which settles nothing
+        twice (an entry the first send settled is refused by its ``XACK``, and shows 0)."""
+        if not settles:
+            return []
+        try:
+            return await self._send(settles)
+        except NoScriptError:
+            await self._redis.script_load(_SETTLE)
+            return await self._send(settles)
+
+    async def _send(self, settles: list[Settle]) -> list[int]:
+        pipe = self._redis.pipeline(transaction=False)
+        for queue, entry_id, result, effects in settles:
+            ok = "1" if result.outcome is Outcome.succeeded else "0"
+            keys = [queue, self.keys.results, self.keys.running, self.keys.committed]
+            args = [GROUP_WORKERS, entry_id, result.task_id, ok, json.dumps(effects), result.model_dump_json()]
+            pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
+        return [int(r) for r in await pipe.execute()]
 
     async def requeue(self, queue: str, entry_id: str, dead_consumer: str) -> bool:
         """Requeue ``entry_id`` unless someone settled it first."""

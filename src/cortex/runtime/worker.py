@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from cortex.coord import events
 from cortex.coord.connection import Sent, connect, send
-from cortex.coord.delivery import Delivery
+from cortex.coord.delivery import Delivery, Settle
 from cortex.coord.keys import GROUP_WORKERS, RunKeys, worker_channel
 from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
 from cortex.errors import TaskFailed, TaskSkipped
@@ -315,7 +315,7 @@ class Worker:
 
     async def _run_batch(self, entries: list[tuple[str, dict[str, str]]], redelivered: bool, claim: Sent) -> bool:
         """Run a claimed batch in order and settle each task; True when every task was quick."""
-        pipe = self.redis.pipeline(transaction=False)  # each settle is atomic by itself (a Lua script)
+        settles: list[Settle] = []  # sent together, each atomic by itself
         quick, self.handed_back = True, False
         for i, (entry_id, fields) in enumerate(entries):
             if self.control.draining:
@@ -325,14 +325,15 @@ class Worker:
             await claim.replies()  # the claim is in before the result that ends it
             # delivered before, to an incarnation that died or a reply that was lost
             result.redelivered = redelivered
-            await self.delivery.settle(pipe, self.queue, entry_id, result, effects)
+            settles.append((self.queue, entry_id, result, effects))
             took = result.finished - result.started
             quick = quick and took < QUICK_TASK_S
             if took >= SLOW_FLUSH_S:
-                await pipe.execute()
+                await self.delivery.settle(settles)
+                settles = []
             if self.handed_back:
                 break  # the rest of the batch went back to the queue while this task ran
-        await pipe.execute()
+        await self.delivery.settle(settles)
         return quick
 
 

@@ -135,6 +135,9 @@ async def test_commands_sent_ahead_of_their_replies_land_even_if_the_sender_dies
     sent = await send(redis, [["SET", "k", "v"], ["INCR", "n"], ["HSET", "h", "a", "1", "b", "2"]])
     assert await sent.replies() == ["OK", 1, 2]
     assert await sent.replies() == ["OK", 1, 2]  # read once, kept
+    both = await send(redis, [["INCR", "m"], ["INCR", "m"], ["INCR", "m"]])
+    first, second = await asyncio.gather(both.replies(), both.replies())  # a worker's hand-back and its settle
+    assert first == second == [1, 2, 3]
     bad = await send(redis, [["INCR", "k"], ["INCR", "n"]])
     with pytest.raises(ResponseError):
         await bad.replies()

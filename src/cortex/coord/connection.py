@@ -57,10 +57,15 @@ class Sent:
     def __init__(self, redis: aredis.Redis, conn: Any, n: int) -> None:
         self._redis, self._conn, self._n = redis, conn, n
         self._replies: list[Any] | None = None
+        self._reading = asyncio.Lock()  # two readers of one connection would each take part of the replies
 
     async def replies(self) -> list[Any]:
-        """Read the replies (once; later calls return them again) and give the connection back. An error reply
-        or a lost connection raises, and the connection is closed."""
+        """Read the replies (once; later calls, concurrent ones too, return them again) and give the connection
+        back. An error reply or a lost connection raises, and the connection is closed."""
+        async with self._reading:
+            return await self._read()
+
+    async def _read(self) -> list[Any]:
         if self._replies is None:
             if self._conn is None:
                 raise RedisConnectionError("the replies of these commands were lost with their connection")

@@ -116,8 +116,12 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
     ]  # fmt: skip
     assert seen(coordinator, "control", event="run-ended", status="succeeded")
     master = "cortex:master:testing"
-    assert {e["task_id"] for e in seen(master, "task", event="dispatched")} == {f"work-{i:02d}" for i in range(16)}
-    assert {e["task_id"] for e in seen(master, "result", state="succeeded")} == {f"work-{i:02d}" for i in range(16)}
+    # one message per dispatch and per coordinator turn, each listing its tasks
+    dispatched = [t["task_id"] for e in seen(master, "task", event="dispatched") for t in e["context"]["tasks"]]
+    assert sorted(dispatched) == [f"work-{i:02d}" for i in range(16)]
+    ended = [t for e in seen(master, "result") for t in e["context"]["tasks"]]
+    assert sorted(t["task_id"] for t in ended) == [f"work-{i:02d}" for i in range(16)]
+    assert all(t["state"] == "succeeded" and t["worker"].startswith("testing-w-worker-") for t in ended)
     assert seen("cortex:master:monitoring", "heartbeat", event="registered")
     worker = f"cortex:worker:{drained}"
     assert seen(worker, "heartbeat", event="registered") and seen(worker, "task", event="assigned")

@@ -188,7 +188,9 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     jsonschema.validate(report, schema)
     events = [json.loads(line) for line in (archive / "events.jsonl").read_text().splitlines()]
     assert all(StreamEvent.model_validate(e).channel.startswith("cortex:") for e in events)
-    dispatched = {e["task_id"] for e in events if e["context"].get("event") == "dispatched"}
+    dispatched = {
+        t["task_id"] for e in events if e["context"].get("event") == "dispatched" for t in e["context"]["tasks"]
+    }
     assert set(flaky_ids) <= dispatched
     # payments-api has a failing test: testing handed a fix to development, admitted and skipped (no model)
     handoff = next(h for h in report["handoffs"] if h["source_task"] == "inventory.tests:payments-api")

@@ -58,6 +58,8 @@ class Dispatcher:
         """``0`` re-reads results this consumer read and never acknowledged (after a take-over)."""
         self.lineage: list[dict[str, Any]] = []
         """Lineage of the tasks ended since the last release, announced with it."""
+        self.ended: dict[str, list[dict[str, Any]]] = {}
+        """By master: the results of its tasks ended since the last release, announced with it."""
         self.targets = {t.name: _target_fields(t) for t in state.plan.targets}
         self.node_of = {w.worker_id: w.node for w in state.plan.workers}
         self.reuse = False
@@ -82,37 +84,48 @@ class Dispatcher:
             self._completed(rec)
 
     def _completed(self, rec: TaskRecord) -> None:
-        """A task ended: say so on its master's channel, and announce its lineage edges."""
-        run_id = self.state.run_id
-        context = {"state": rec.state.value, "attempt": rec.attempt, "worker": rec.worker, "duration_s": rec.duration_s}
+        """A task ended: queue its result for its master's channel and its lineage edges, both sent with the
+        next release (``_announce``)."""
+        ended: dict[str, Any] = {
+            "task_id": rec.task.id,
+            "state": rec.state.value,
+            "attempt": rec.attempt,
+            "worker": rec.worker,
+            "duration_s": rec.duration_s,
+        }
         if rec.error or rec.reason:
-            context["why"] = rec.error or rec.reason
-        self.outbox.add(
-            master_channel(rec.task.master),
-            Envelope(
-                run_id=run_id,
-                sender="coordinator",
-                to=f"{rec.task.master}-master",
-                type=MessageType.result,
-                task_id=rec.task.id,
-                context=context,
-            ),
-        )
+            ended["why"] = rec.error or rec.reason
+        self.ended.setdefault(rec.task.master, []).append(ended)
         nodes, edges = task_lineage(rec, self.node_of)
         self.lineage.append(
             {"task": rec.task.id, "worker": rec.worker, "master": rec.task.master, "nodes": nodes, "edges": edges}
         )
 
-    def _announce_lineage(self) -> None:
-        """The lineage edges of the tasks that ended since the last release, as one message (a busy coordinator
-        ends hundreds of tasks a second; one message per turn keeps that affordable)."""
+    def _announce(self) -> None:
+        """The results and lineage edges of the tasks that ended since the last release: one result message per
+        master and one lineage message, per turn. A busy coordinator ends thousands of tasks a second; a message
+        per task cost it, Redis and every master (which hears its own channel) more than the tasks themselves."""
+        run_id = self.state.run_id
+        ended, self.ended = self.ended, {}
+        for master, tasks in ended.items():
+            self.outbox.add(
+                master_channel(master),
+                Envelope(
+                    run_id=run_id,
+                    sender="coordinator",
+                    to=f"{master}-master",
+                    type=MessageType.result,
+                    task_id=str(tasks[0]["task_id"]) if len(tasks) == 1 else None,
+                    context={"tasks": tasks},
+                ),
+            )
         if not self.lineage:
             return
         tasks, self.lineage = self.lineage, []
         self.outbox.add(
             CH_LINEAGE,
             Envelope(
-                run_id=self.state.run_id,
+                run_id=run_id,
                 sender="coordinator",
                 to="all",
                 type=MessageType.lineage,
@@ -214,7 +227,7 @@ class Dispatcher:
         the results it read unacknowledged for the one that leads)."""
         if self.reuse and self.state.graph.ready:
             await self._reuse_recorded()
-        self._announce_lineage()
+        self._announce()
         ready = list(self.state.graph.ready.values())
         if not ready and not len(self.outbox) and not ack and not self.dirty:
             return

@@ -22,9 +22,11 @@ from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, s
 async def _dispatch(
     redis: aredis.Redis, keys: RunKeys, name: str, entries: list[tuple[str, dict[str, str]]], known: set[str]
 ) -> None:
-    """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, in one transaction."""
-    inbox, channel = keys.inbox(name), master_channel(name)
+    """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, in one transaction,
+    announced by one message per worker type (a message per task cost more than dispatching it)."""
+    inbox = keys.inbox(name)
     pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
+    by_type: dict[str, list[dict[str, str | int]]] = {}
     for _, fields in entries:
         task = json.loads(fields["task"])
         queue = keys.queue(task["worker_type"])
@@ -32,16 +34,20 @@ async def _dispatch(
             await ensure_group(redis, queue, GROUP_WORKERS)
             known.add(queue)
         pipe.xadd(queue, fields)
+        priority = "high" if task.get("priority", 0) > 0 else "normal"
+        dispatched = {"task_id": task["id"], "attempt": int(fields["attempt"]), "priority": priority}
+        by_type.setdefault(task["worker_type"], []).append(dispatched)
+    for worker_type, tasks in by_type.items():
         env = Envelope(
             run_id=keys.run_id,
             sender=f"{name}-master",
-            to=task["worker_type"],
+            to=worker_type,
             type=MessageType.task,
-            task_id=task["id"],
-            priority="high" if task.get("priority", 0) > 0 else "normal",
-            context={"event": "dispatched", "attempt": int(fields["attempt"])},
+            task_id=str(tasks[0]["task_id"]) if len(tasks) == 1 else None,
+            priority="high" if any(t["priority"] == "high" for t in tasks) else "normal",
+            context={"event": "dispatched", "tasks": tasks},
         )
-        events.emit(pipe, keys, channel, env)
+        events.emit(pipe, keys, master_channel(name), env)
     pipe.xack(inbox, GROUP_MASTERS, *(entry_id for entry_id, _ in entries))
     await pipe.execute()
 

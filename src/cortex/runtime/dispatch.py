@@ -34,6 +34,8 @@ from cortex.runtime.runstate import RunState
 FLUSH_EVERY_S = 0.1
 """While results keep coming, how long a released task's record may wait to be written (``flush_if_due``): a
 coordinator taking over within it releases the task again (its first result counts, the other is a duplicate)."""
+RELEASE_SLICE = 250
+"""The most tasks one fenced script releases (``release``)."""
 
 
 class Dispatcher:
@@ -222,9 +224,10 @@ class Dispatcher:
 
     async def release(self, *, ack: list[str] | None = None) -> None:
         """Send the ready tasks to their masters' inboxes, with the changed task records, the events waiting in the
-        outbox and the acknowledgement of the results ``ack``: one fenced script, so one round trip, and nothing of
-        it when a newer coordinator holds the run (a coordinator that lost its lease releases nothing, and leaves
-        the results it read unacknowledged for the one that leads)."""
+        outbox and the acknowledgement of the results ``ack``: one fenced script (one per ``RELEASE_SLICE`` tasks,
+        the acknowledgement in the last), so one round trip, and nothing of it when a newer coordinator holds the
+        run (a coordinator that lost its lease releases nothing, and leaves the results it read unacknowledged for
+        the one that leads)."""
         if self.reuse and self.state.graph.ready:
             await self._reuse_recorded()
         self._announce()
@@ -236,6 +239,20 @@ class Dispatcher:
         dirty, self.dirty = self.dirty, set()
         records = self.state.graph.records
         mapping = {i: records[i].to_json() for i in sorted(dirty)}
+        tail = self.outbox.drain_commands()
+        if ack:  # after the releases: a result is acknowledged only once what it made ready is sent
+            tail.append(["XACK", self.keys.results, GROUP_COORDINATOR, *ack])
+        # many ready at once (a wide graph's start) go in slices, each its own fenced script: the first tasks reach
+        # the masters while the coordinator still packs the rest, and Redis is never held by one long script
+        for start in range(0, max(1, len(ready)), RELEASE_SLICE):
+            commands = self._releases(ready[start : start + RELEASE_SLICE])
+            if start + RELEASE_SLICE >= len(ready):
+                commands += tail
+            await self.leadership.hset_then(self.keys.tasks, mapping, commands)
+            mapping = {}
+
+    def _releases(self, ready: list[TaskRecord]) -> list[list[str]]:
+        """Mark ``ready`` released; the commands that add them to their masters' inboxes."""
         now = time.time()
         commands: list[list[str]] = []
         for rec in ready:
@@ -248,10 +265,7 @@ class Dispatcher:
                 **self.targets.get(rec.task.target or "", {}),
             }
             commands.append(["XADD", self.keys.inbox(rec.task.master), "*", *(x for kv in fields.items() for x in kv)])
-        commands += self.outbox.drain_commands()
-        if ack:  # after the releases: a result is acknowledged only once what it made ready is sent
-            commands.append(["XACK", self.keys.results, GROUP_COORDINATOR, *ack])
-        await self.leadership.hset_then(self.keys.tasks, mapping, commands)
+        return commands
 
     async def _reuse_recorded(self) -> None:
         """End the ready tasks whose recorded result can be reused with that result, as if a worker had sent it

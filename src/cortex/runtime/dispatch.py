@@ -259,6 +259,10 @@ class Dispatcher:
             self.state.graph.mark_released(rec, now)
             self.dirty.add(rec.task.id)
             fields = {
+                # what masters and workers read of the task without parsing it
+                "task_id": rec.task.id,
+                "worker_type": rec.task.worker_type,
+                "priority": str(rec.task.priority),
                 "task": rec.task_json(),
                 "attempt": str(rec.attempt),
                 "released_ts": repr(now),

@@ -19,6 +19,17 @@ from cortex.runtime.control import Control
 from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
 
 
+def _routing(fields: dict[str, str]) -> tuple[str, str, str]:
+    """An inbox entry's task id, worker type and priority (``high`` or ``normal``): from the fields the coordinator
+    adds, or from the task itself in an entry an older coordinator released."""
+    if "worker_type" in fields:
+        task_id, worker_type, priority = fields["task_id"], fields["worker_type"], int(fields.get("priority", "0"))
+    else:
+        task = json.loads(fields["task"])
+        task_id, worker_type, priority = task["id"], task["worker_type"], int(task.get("priority", 0))
+    return task_id, worker_type, "high" if priority > 0 else "normal"
+
+
 async def _dispatch(
     redis: aredis.Redis, keys: RunKeys, name: str, entries: list[tuple[str, dict[str, str]]], known: set[str]
 ) -> None:
@@ -28,15 +39,14 @@ async def _dispatch(
     pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
     by_type: dict[str, list[dict[str, str | int]]] = {}
     for _, fields in entries:
-        task = json.loads(fields["task"])
-        queue = keys.queue(task["worker_type"])
+        task_id, worker_type, priority = _routing(fields)
+        queue = keys.queue(worker_type)
         if queue not in known:
             await ensure_group(redis, queue, GROUP_WORKERS)
             known.add(queue)
         pipe.xadd(queue, fields)
-        priority = "high" if task.get("priority", 0) > 0 else "normal"
-        dispatched = {"task_id": task["id"], "attempt": int(fields["attempt"]), "priority": priority}
-        by_type.setdefault(task["worker_type"], []).append(dispatched)
+        dispatched: dict[str, str | int] = {"task_id": task_id, "attempt": int(fields["attempt"]), "priority": priority}
+        by_type.setdefault(worker_type, []).append(dispatched)
     for worker_type, tasks in by_type.items():
         env = Envelope(
             run_id=keys.run_id,

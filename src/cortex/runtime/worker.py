@@ -338,8 +338,9 @@ class Worker:
 
 
 def fields_task_id(fields: dict[str, str]) -> str:
-    """The task id of a queue entry, without validating the whole task."""
-    return str(json.loads(fields["task"])["id"])
+    """The task id of a queue entry, without validating the whole task (an entry released by an older coordinator
+    has no ``task_id`` field: the task is parsed for it)."""
+    return fields.get("task_id") or str(json.loads(fields["task"])["id"])
 
 
 async def run_worker(

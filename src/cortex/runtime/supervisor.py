@@ -77,15 +77,18 @@ def _child_main(url: str, run_id: str, child: Child, env: dict[str, str]) -> Non
     settings = Settings()
     for handler in list(logging.getLogger(logs.LOGGER).handlers):  # the agent's file is the agent's
         logging.getLogger(logs.LOGGER).removeHandler(handler)
-    logs.attach(settings.state_dir / "runs" / run_id / "logs" / f"{child.id}.jsonl", child.id, settings.log_level)
+    log = logs.attach(settings.state_dir / "runs" / run_id / "logs" / f"{child.id}.jsonl", child.id, settings.log_level)
     logs.event("started", run_id=run_id, kind=child.kind, pid=os.getpid())
     outage_s = settings.redis_outage_s
-    if child.kind == "master":
-        asyncio.run(run_master(url, run_id, child.id.removeprefix("master-"), outage_s=outage_s))
-    else:
-        assert child.worker_type is not None
-        services = WorkerServices.from_settings()
-        asyncio.run(run_worker(url, run_id, child.id, child.worker_type, services=services, outage_s=outage_s))
+    try:
+        if child.kind == "master":
+            asyncio.run(run_master(url, run_id, child.id.removeprefix("master-"), outage_s=outage_s))
+        else:
+            assert child.worker_type is not None
+            services = WorkerServices.from_settings()
+            asyncio.run(run_worker(url, run_id, child.id, child.worker_type, services=services, outage_s=outage_s))
+    finally:
+        logs.detach(log)  # its last lines: a forked child ends with os._exit, which flushes nothing
 
 
 def tree_usage(ps: psutil.Process, descendants: dict[int, list[int]]) -> tuple[float, int]:

@@ -83,3 +83,30 @@ def test_a_killed_holder_frees_its_slot_and_the_count_follows_the_setting(
         holder.stdout.close()
     monkeypatch.setenv("CORTEX_TOOL_SLOTS", "zero")
     assert slot_count() >= 1  # not a number: the CPU count
+
+
+async def test_a_long_wait_for_a_slot_is_logged_once_and_the_tool_runs_when_one_frees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every slot held (another run's tools, a stopped process): the wait says so, instead of looking like a hang."""
+    import json
+
+    from cortex.observability import logs
+
+    monkeypatch.setenv("CORTEX_TOOL_SLOTS", "1")
+    monkeypatch.setattr(slots, "SAY_AFTER_S", 0.2)
+    held = _try_take(1)
+    assert held is not None
+    log = logs.attach(tmp_path / "w.jsonl", "w")
+    try:
+        tool = asyncio.ensure_future(run_argv([sys.executable, "-c", "print('ran')"], str(tmp_path), 30))
+        await asyncio.sleep(0.6)
+        assert not tool.done()  # still waiting for the slot
+        os.close(held)
+        code, out, _ = await tool
+    finally:
+        logs.detach(log)
+    assert (code, out.strip()) == (0, "ran")
+    lines = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+    waits = [line for line in lines if line["event"] == "tool-slot-wait"]
+    assert len(waits) == 1 and waits[0]["level"] == "warning" and waits[0]["slots"] == 1

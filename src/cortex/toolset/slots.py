@@ -12,12 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from cortex.observability import logs
+
 POLL_S = 0.02
+SAY_AFTER_S = 30.0
+"""A tool that waits this long for a slot says so in its worker's log (once per wait)."""
 
 
 def slot_count() -> int:
@@ -53,9 +59,14 @@ async def tool_slot() -> AsyncIterator[None]:
     """Hold one of the host's tool slots for the duration of the block."""
     count = slot_count()
     fd = _try_take(count)
+    waited_since, said = time.monotonic(), False
     while fd is None:
         await asyncio.sleep(POLL_S)
         fd = _try_take(count)
+        if fd is None and not said and time.monotonic() - waited_since > SAY_AFTER_S:
+            # every slot held this long: other runs' tools (the slots are the host's), or a stopped process
+            said = True
+            logs.event("tool-slot-wait", logging.WARNING, slots=count, waited_s=SAY_AFTER_S, held_in=str(_directory()))
     try:
         yield
     finally:

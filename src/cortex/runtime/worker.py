@@ -37,6 +37,8 @@ from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, s
 from cortex.toolset.context import Services, TaskContext
 from cortex.toolset.registry import handler_for
 
+_to_json = json.JSONEncoder(default=str).encode
+"""``json.dumps(value, default=str)`` with one encoder for every task."""
 QUICK_TASK_S = 0.005
 """Tasks faster than this let the worker prefetch more; a slower one drops prefetch back to 1."""
 MAX_PREFETCH = 32
@@ -76,7 +78,7 @@ async def execute(
             produced = await handler(ctx)
             await checkouts.publish(fields, ctx.target_path, produced)
         # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for
-        output = json.loads(json.dumps(produced, default=str))
+        output = json.loads(_to_json(produced))
         handoffs = [Handoff.model_validate(h) for h in output.pop("handoffs", [])]
         outcome = Outcome.succeeded
     except TaskSkipped as exc:

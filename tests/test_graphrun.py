@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from cortex.models.handoff import Handoff
@@ -131,7 +132,13 @@ def test_a_record_stored_as_json_comes_back_whole_and_a_replaced_task_is_seriali
     rec = g.records["a"]
     rec.handoffs, rec.dispatch_latency_s = [handoff], [0.25, 0.5]
     back = TaskRecord.from_json(rec.to_json())
-    StoredTaskRecord.model_validate_json(rec.to_json())
+    stored = json.loads(rec.to_json())
+    model = StoredTaskRecord.model_validate_json(rec.to_json())
+    assert stored == json.loads(model.model_dump_json(by_alias=True, exclude_unset=True))  # every field, as typed
+    assert {k: stored[k] for k in ("id", "master", "kind", "estimate_s", "attempts")} == {
+        "id": "a", "master": rec.task.master, "kind": rec.task.kind, "estimate_s": rec.task.estimate.seconds,
+        "attempts": 2,
+    }  # fmt: skip
     assert (back.state, back.attempt, back.errors, back.output) == (TaskState.succeeded, 2, ["boom"], rec.output)
     assert (back.handoffs, back.dispatch_latency_s, back.task) == ([handoff], [0.25, 0.5], rec.task)
     assert (back.started_at, back.finished_at, back.worker) == (1.0, 2.0, "w1")

@@ -22,6 +22,7 @@ from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.plan import Target
 from cortex.models.result import Outcome, TaskResult
+from cortex.models.task import Task
 from cortex.observability.metrics import RunMetrics
 from cortex.runtime import cache, reaper
 from cortex.runtime.graphrun import Changes
@@ -72,6 +73,8 @@ class Dispatcher:
         """The last turn read results."""
         self._flush_at = 0.0
         # the metrics' children by label values: ``labels()`` validates and locks, a tenth of a busy turn's time
+        self._inbox = functools.cache(keys.inbox)
+        self._entries: dict[str, tuple[Task, list[str]]] = {}
         self._ended = functools.cache(metrics.tasks.labels)
         self._took = functools.cache(metrics.duration.labels)
 
@@ -254,22 +257,27 @@ class Dispatcher:
     def _releases(self, ready: list[TaskRecord]) -> list[list[str]]:
         """Mark ``ready`` released; the commands that add them to their masters' inboxes."""
         now = time.time()
+        stamp = repr(now)
         commands: list[list[str]] = []
         for rec in ready:
             self.state.graph.mark_released(rec, now)
             self.dirty.add(rec.task.id)
-            fields = {
-                # what masters and workers read of the task without parsing it
-                "task_id": rec.task.id,
-                "worker_type": rec.task.worker_type,
-                "priority": str(rec.task.priority),
-                "task": rec.task_json(),
-                "attempt": str(rec.attempt),
-                "released_ts": repr(now),
-                **self.targets.get(rec.task.target or "", {}),
-            }
-            commands.append(["XADD", self.keys.inbox(rec.task.master), "*", *(x for kv in fields.items() for x in kv)])
+            inbox = self._inbox(rec.task.master)
+            commands.append(["XADD", inbox, "*", "attempt", str(rec.attempt), "released_ts", stamp, *self._entry(rec)])
         return commands
+
+    def _entry(self, rec: TaskRecord) -> list[str]:
+        """The fields of a task's inbox entry that only the task decides, made once (until the task is replaced):
+        what masters and workers read of it without parsing it, the task, and its target."""
+        task = rec.task
+        cached = self._entries.get(task.id)
+        if cached is None or cached[0] is not task:
+            fields = ["task_id", task.id, "worker_type", task.worker_type, "priority", str(task.priority)]
+            fields += ["task", rec.task_json()]
+            for name, value in self.targets.get(task.target or "", {}).items():
+                fields += [name, value]
+            cached = self._entries[task.id] = (task, fields)
+        return cached[1]
 
     async def _reuse_recorded(self) -> None:
         """End the ready tasks whose recorded result can be reused with that result, as if a worker had sent it

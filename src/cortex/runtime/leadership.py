@@ -98,7 +98,7 @@ class Leadership:
         self.check()
         await self.lease.hset(key, mapping)
 
-    async def hset_then(self, key: str, mapping: dict[str, Any], commands: list[list[str]]) -> None:
+    async def hset_then(self, key: str, mapping: dict[str, str], commands: list[list[str]]) -> None:
         """A fenced HSET and the commands that follow from it, in one atomic round trip (or none of it)."""
         self.check()
         await self.lease.hset_then(key, mapping, commands)

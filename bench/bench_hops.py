@@ -36,13 +36,14 @@ def one(n: int) -> dict[str, list[float]]:
     dispatched, claimed, completed = {}, {}, {}
     for e in events:
         what = e.get("context", {}).get("event")
+        listed = [t["task_id"] for t in e.get("context", {}).get("tasks", []) if "task_id" in t]
         if what == "dispatched":
-            dispatched[e["task_id"]] = e["ts"]
+            dispatched.update(dict.fromkeys(listed, e["ts"]))
         elif what == "assigned":
-            for t in e["context"]["tasks"]:
-                claimed[t["task_id"]] = e["ts"]
+            claimed.update(dict.fromkeys(listed, e["ts"]))
         elif e.get("type") == "result":
-            completed.setdefault(e["task_id"], e["ts"])
+            for task_id in listed:
+                completed.setdefault(task_id, e["ts"])
     tasks = {t.id: t for t in result.report.tasks}
     ids = sorted(tasks)
     out: dict[str, list[float]] = {p: [] for p in (*PARTS, "hop")}

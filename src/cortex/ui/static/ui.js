@@ -182,7 +182,10 @@ function addFeed(entries) {
   for (const e of entries) {
     const what = (e.context && (e.context.event || e.context.command)) || e.type;
     const when = new Date((e.ts || parseFloat(e.entry) / 1000) * 1000).toLocaleTimeString();
-    feed.prepend(el("li", { "data-entry": e.entry }, `${when} ${e.channel.replace("cortex:", "")} ${e.from} ${what}${e.task_id ? " " + e.task_id : ""}`));
+    // a message about several tasks (a turn's results, a dispatch, a claim) lists them in context.tasks
+    const listed = e.context && Array.isArray(e.context.tasks) ? e.context.tasks.length : 0;
+    const about = e.task_id ? " " + e.task_id : listed ? ` (${listed} tasks)` : "";
+    feed.prepend(el("li", { "data-entry": e.entry }, `${when} ${e.channel.replace("cortex:", "")} ${e.from} ${what}${about}`));
   }
   while (feed.children.length > 300) feed.lastChild.remove();
 }

@@ -10,7 +10,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cortex.files import write_json
+from pydantic_core import to_json
+
+from cortex.files import write_atomic
 from cortex.models.state import ExecutionState, FailureNote, RunningTask, TaskCounts
 from cortex.runtime.runstate import RunState
 
@@ -107,9 +109,11 @@ def _failures(state: RunState) -> list[FailureNote]:
 
 
 def write_all(state_dir: Path, docs: dict[str, dict[str, Any]]) -> None:
-    """Write each live document atomically."""
+    """Write each live document atomically, indented. Encoded by pydantic-core: ``json.dumps`` with an indent runs
+    in pure Python, and on the writer's thread it held the interpreter lock for up to 5 ms at a time, a pause of
+    the coordinator's loop (the slowest chain hops were those right after a refresh)."""
     for name, data in docs.items():
-        write_json(state_dir / name, data)
+        write_atomic(state_dir / name, to_json(data, indent=2, fallback=str).decode() + "\n")
 
 
 class Writer:

@@ -72,9 +72,10 @@ class Dispatcher:
         self.busy = False
         """The last turn read results."""
         self._flush_at = 0.0
-        # the metrics' children by label values: ``labels()`` validates and locks, a tenth of a busy turn's time
         self._inbox = functools.cache(keys.inbox)
         self._entries: dict[str, tuple[Task, list[str]]] = {}
+        """By task id: the task and its inbox entry's fields that only it decides (``_entry``)."""
+        # the metrics' children by label values: ``labels()`` validates and locks, a tenth of a busy turn's time
         self._ended = functools.cache(metrics.tasks.labels)
         self._took = functools.cache(metrics.duration.labels)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 import redis.asyncio as aredis
 
@@ -16,18 +15,7 @@ from cortex.coord.keys import GROUP_MASTERS, GROUP_WORKERS, RunKeys, master_chan
 from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
 from cortex.models.messages import Envelope, MessageType
 from cortex.runtime.control import Control
-from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
-
-
-def _routing(fields: dict[str, str]) -> tuple[str, str, str]:
-    """An inbox entry's task id, worker type and priority (``high`` or ``normal``): from the fields the coordinator
-    adds, or from the task itself in an entry an older coordinator released."""
-    if "worker_type" in fields:
-        task_id, worker_type, priority = fields["task_id"], fields["worker_type"], int(fields.get("priority", "0"))
-    else:
-        task = json.loads(fields["task"])
-        task_id, worker_type, priority = task["id"], task["worker_type"], int(task.get("priority", 0))
-    return task_id, worker_type, "high" if priority > 0 else "normal"
+from cortex.runtime.process import Cursor, ensure_group, entry_routing, heartbeat, lifecycle, stop_on_signals
 
 
 async def _dispatch(
@@ -39,7 +27,8 @@ async def _dispatch(
     pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
     by_type: dict[str, list[dict[str, str | int]]] = {}
     for _, fields in entries:
-        task_id, worker_type, priority = _routing(fields)
+        task_id, worker_type, rank = entry_routing(fields)
+        priority = "high" if rank > 0 else "normal"
         queue = keys.queue(worker_type)
         if queue not in known:
             await ensure_group(redis, queue, GROUP_WORKERS)

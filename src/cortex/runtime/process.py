@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import signal
 import time
@@ -64,6 +65,15 @@ class Cursor:
     def pending(self) -> bool:
         """The next read is of the consumer's own pending entries."""
         return self.value == "0"
+
+
+def entry_routing(fields: dict[str, str]) -> tuple[str, str, int]:
+    """A task entry's task id, worker type and priority, read without validating the task: from the fields the
+    coordinator adds to every entry, or from the task's JSON in an entry an older coordinator released."""
+    if "worker_type" in fields:
+        return fields["task_id"], fields["worker_type"], int(fields.get("priority", "0"))
+    task = json.loads(fields["task"])
+    return str(task["id"]), str(task["worker_type"]), int(task.get("priority", 0))
 
 
 async def ensure_group(redis: aredis.Redis, stream: str, group: str) -> None:

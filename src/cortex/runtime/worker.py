@@ -33,7 +33,7 @@ from cortex.models.task import Task
 from cortex.observability import logs
 from cortex.runtime import checkouts
 from cortex.runtime.control import Control
-from cortex.runtime.process import Cursor, ensure_group, heartbeat, lifecycle, stop_on_signals
+from cortex.runtime.process import Cursor, ensure_group, entry_routing, heartbeat, lifecycle, stop_on_signals
 from cortex.toolset.context import Services, TaskContext
 from cortex.toolset.registry import handler_for
 
@@ -340,9 +340,8 @@ class Worker:
 
 
 def fields_task_id(fields: dict[str, str]) -> str:
-    """The task id of a queue entry, without validating the whole task (an entry released by an older coordinator
-    has no ``task_id`` field: the task is parsed for it)."""
-    return fields.get("task_id") or str(json.loads(fields["task"])["id"])
+    """The task id of a queue entry, without validating the whole task."""
+    return entry_routing(fields)[0]
 
 
 async def run_worker(

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 import redis.asyncio as aredis
-from redis.exceptions import ResponseError
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError, ResponseError
 
-from cortex.coord.connection import redact_url, send
+from cortex.coord.connection import client, redact_url, send
 from cortex.coord.keys import RunKeys
 from cortex.coord.ledger import Ledger
 from cortex.coord.locks import FencedLock
@@ -159,3 +160,28 @@ async def test_commands_sent_ahead_of_their_replies_land_even_if_the_sender_dies
             break
         await asyncio.sleep(0.01)
     assert (await redis.get("claimed"), await redis.hget("executions", "t1")) == ("yes", "1")
+
+
+async def test_the_clients_commands_are_packed_by_hiredis_as_redis_py_packs_them(redis_server: EmbeddedRedis) -> None:
+    """``connection.client`` packs with hiredis's C packer: the bytes are redis-py's own, and what redis-py refuses
+    (None, a bool) is refused the same way, leaving the client usable."""
+    r = client(redis_server.url)
+    try:
+        conn = r.connection_pool.make_connection()
+        assert type(conn).__name__.startswith("HiredisPacked")
+        for args in [
+            ("SET", "k", "v"),
+            ("CLIENT SETNAME", "cortex-test"),
+            (b"HSET", "h", "é", 0.1, 1796192882.8527324, -3, 10**20, b"\x00\xff"),
+            ("XADD", "s", "*", "x" * 70_000, "1e-05"),
+        ]:
+            assert b"".join(conn.pack_command(*args)) == b"".join(Connection().pack_command(*args))
+        await r.delete("packed")
+        await r.execute_command("HSET", "packed", "é", 0.1, "n", 7)
+        assert await r.hgetall("packed") == {"é": "0.1", "n": "7"}
+        for bad in (None, True):
+            with pytest.raises(DataError):
+                await r.execute_command("SET", "k", bad)
+        assert await r.ping()
+    finally:
+        await r.aclose()

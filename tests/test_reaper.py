@@ -52,7 +52,10 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     assert await redis.xlen(keys.results) == 0 and await redis.hget("effects", "t1") is None
 
     second = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
+    await redis.hset(keys.running, "t1", "healthy")
+    await redis.hset(keys.claimed_at, "t1", "1.5")
     assert await delivery.settle([(queue, second, result, effect)]) == [2]  # settled, effects applied
+    assert not await redis.hexists(keys.running, "t1") and not await redis.hexists(keys.claimed_at, "t1")
     assert await redis.hget("effects", "t1") == "1"
     assert (await redis.xrange(keys.results))[0][1]["effects_applied"] == "1"
 
@@ -71,6 +74,19 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     assert await delivery.settle([(queue, e, r, effect) for e, r in zip(batch, done, strict=True)]) == [2, 2]
     assert await redis.xlen(keys.results) == 4
     assert (await redis.xpending(queue, GROUP_WORKERS))["pending"] == 0  # both acknowledged
+    # one call settles a batch, each entry on its own terms: one settled before, one failed, one first to succeed
+    await redis.xadd(queue, {"task": json.dumps({"id": "t4"}), "attempt": "1"})
+    await redis.xadd(queue, {"task": json.dumps({"id": "t5"}), "attempt": "1"})
+    four, five = [e for e, _ in (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=2))[0][1]]
+    failed = result.model_copy(update={"task_id": "t4", "outcome": Outcome.failed})
+    mixed = [(queue, batch[0], done[0], effect), (queue, four, failed, [["HINCRBY", "effects", "t4", "1"]])]
+    mixed.append((queue, five, result.model_copy(update={"task_id": "t5"}), [["HINCRBY", "effects", "t5", "1"]]))
+    assert await delivery.settle(mixed) == [0, 1, 2]
+    assert await redis.hget("effects", "t4") is None and await redis.hget("effects", "t5") == "1"
+    assert [f["result"] for _, f in (await redis.xrange(keys.results))[4:]] == [
+        failed.model_dump_json(),
+        mixed[2][2].model_dump_json(),
+    ]
 
 
 async def test_a_worker_takes_up_entries_delivered_to_it_whose_reply_was_lost(redis: aredis.Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]

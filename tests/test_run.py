@@ -222,7 +222,7 @@ async def test_full_run_with_retry_failure_isolation_and_parallel_workers(tmp_pa
     worker_lines = [
         json.loads(line) for d in node_dirs for f in d.glob("gen-worker-*.jsonl") for line in f.read_text().splitlines()
     ]
-    ended = [e for e in worker_lines if e["event"] == "task-ended"]
+    ended = [t for e in worker_lines if e["event"] == "tasks-ended" for t in e["tasks"]]
     assert {e["task"] for e in ended} >= {t["id"] for t in report["tasks"] if t["worker"]}
     assert any(e["outcome"] == "failed" and "no such thing" in e["error"] for e in ended)
     assert "## Logs (JSON lines, one file per process)" in result.report_md.read_text()

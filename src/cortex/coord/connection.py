@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, AuthorizationError, InvalidResponse, ResponseError
+from redis.exceptions import AuthenticationError, AuthorizationError, DataError, InvalidResponse, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -44,11 +46,38 @@ def client(
         "health_check_interval": 10,
     }
     if max_connections is None:
-        return aredis.Redis.from_url(url, **options)
-    pool = aredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=pool_timeout_s, **options
-    )
+        pool = aredis.ConnectionPool.from_url(url, **options)
+    else:
+        pool = aredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout_s, **options
+        )
+    # the URL decides the class (TCP, unix socket, TLS); each packs its commands with hiredis
+    pool.connection_class = _hiredis_packed(pool.connection_class)
     return aredis.Redis.from_pool(pool)
+
+
+class _HiredisPacking:
+    """Commands packed by hiredis's C packer, as redis-py's synchronous client does. Its asyncio connections pack
+    in Python: a tenth of a worker's time per no-op task went to packing its settle and claim commands (6.4 us for
+    a 13-argument command, 0.8 us with hiredis). Values are encoded as redis-py's encoder does (UTF-8, ``repr``
+    of numbers); a value it refuses (None, a bool, a list) is a ``DataError`` here too."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        """One command in the Redis protocol (a first argument holding spaces, ``CLIENT SETNAME``, is split)."""
+        first = args[0]
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(f"{exc} (command {args[0]!r})") from exc
+
+
+@functools.cache
+def _hiredis_packed(cls: type[Any]) -> type[Any]:
+    return type(f"HiredisPacked{cls.__name__}", (_HiredisPacking, cls), {})
 
 
 class Sent:

@@ -20,18 +20,28 @@ from redis.exceptions import NoScriptError
 from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.models.result import Outcome, TaskResult
 
-# KEYS: queue, results, running, committed. ARGV: group, entry id, task id, ok, effects JSON, result JSON.
-# Returns 0 when the entry was already settled (the result is dropped), 1 when settled, 2 when effects applied.
+# KEYS: queue, results, running, committed, claimed-at. ARGV: group, then five per entry: entry id, task id, ok,
+# effects JSON, result JSON. Returns per entry 0 when it was already settled (its result is dropped), 1 when settled,
+# 2 when its effects were applied too.
 _SETTLE = """
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[3])
-local applied = 0
-if ARGV[4] == '1' and redis.call('HSETNX', KEYS[4], ARGV[3], ARGV[2]) == 1 then
-  for _, c in ipairs(cjson.decode(ARGV[5])) do redis.call(unpack(c)) end
-  applied = 1
+local out = {}
+for i = 2, #ARGV, 5 do
+  local entry, task = ARGV[i], ARGV[i + 1]
+  local done = 0
+  if redis.call('XACK', KEYS[1], ARGV[1], entry) == 1 then
+    redis.call('HDEL', KEYS[3], task)
+    redis.call('HDEL', KEYS[5], task)
+    local applied = 0
+    if ARGV[i + 2] == '1' and redis.call('HSETNX', KEYS[4], task, entry) == 1 then
+      for _, c in ipairs(cjson.decode(ARGV[i + 3])) do redis.call(unpack(c)) end
+      applied = 1
+    end
+    redis.call('XADD', KEYS[2], '*', 'effects_applied', tostring(applied), 'result', ARGV[i + 4])
+    done = 1 + applied
+  end
+  out[#out + 1] = done
 end
-redis.call('XADD', KEYS[2], '*', 'effects_applied', tostring(applied), 'result', ARGV[6])
-return 1 + applied
+return out
 """
 
 # KEYS: queue. ARGV: group, entry id, dead consumer. Requeues a copy marked with where it came from; returns 1, or
@@ -68,8 +78,9 @@ class Delivery:
         self._requeue = redis.register_script(_REQUEUE)
 
     async def settle(self, settles: list[Settle]) -> list[int]:
-        """Settle ``settles`` in one round trip, each atomically by itself (ack, result, and effects when first to
-        succeed); what each returned (0: the entry was already settled, its result dropped).
+        """Settle ``settles`` in one round trip, each entry by the same atomic steps (ack, result, and effects when
+        first to succeed); what each returned (0: the entry was already settled, its result dropped). One script
+        call settles a queue's whole batch: a call per entry cost a worker a fifth of its time per no-op task.
 
         Sent as ``EVALSHA``, not through a pipeline's script handling (which asks ``SCRIPT EXISTS`` first: a round
         trip more on the path from every task's end to its dependents' release). A server that lost its scripts
@@ -84,13 +95,23 @@ class Delivery:
             return await self._send(settles)
 
     async def _send(self, settles: list[Settle]) -> list[int]:
+        by_queue: dict[str, list[int]] = {}  # the positions of each queue's entries in ``settles``
+        for n, (queue, *_) in enumerate(settles):
+            by_queue.setdefault(queue, []).append(n)
         pipe = self._redis.pipeline(transaction=False)
-        for queue, entry_id, result, effects in settles:
-            ok = "1" if result.outcome is Outcome.succeeded else "0"
-            keys = [queue, self.keys.results, self.keys.running, self.keys.committed]
-            args = [GROUP_WORKERS, entry_id, result.task_id, ok, to_json(effects), result.model_dump_json()]
+        for queue, positions in by_queue.items():
+            args: list[str | bytes] = [GROUP_WORKERS]
+            for n in positions:
+                _, entry_id, result, effects = settles[n]
+                ok = "1" if result.outcome is Outcome.succeeded else "0"
+                args += [entry_id, result.task_id, ok, to_json(effects), result.model_dump_json()]
+            keys = [queue, self.keys.results, self.keys.running, self.keys.committed, self.keys.claimed_at]
             pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
-        return [int(r) for r in await pipe.execute()]
+        out = [0] * len(settles)
+        for positions, replies in zip(by_queue.values(), await pipe.execute(), strict=True):
+            for n, reply in zip(positions, replies, strict=True):
+                out[n] = int(reply)
+        return out
 
     async def requeue(self, queue: str, entry_id: str, dead_consumer: str) -> bool:
         """Requeue ``entry_id`` unless someone settled it first."""

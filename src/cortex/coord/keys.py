@@ -115,7 +115,8 @@ class RunKeys:
 
     @property
     def claimed_at(self) -> str:
-        """Hash task id -> when a worker last claimed it (Unix seconds): how long a running task has been at it."""
+        """Hash task id -> when a worker last claimed it (Unix seconds): how long a running task has been at it
+        (deleted with the task's entry in ``running``)."""
         return f"{self.base}:claimed-at"
 
     @property

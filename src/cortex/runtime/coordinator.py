@@ -346,10 +346,10 @@ class Coordinator:
         await self.leadership.confirm()
         await self.leadership.hset(self.keys.coordinator, {"state": state.snapshot().model_dump_json(by_alias=True)})
         await self.nodes.read_processes()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.running)
-        pipe.hgetall(self.keys.claimed_at)
-        state.running, state.claimed_at = await pipe.execute()
+        state.running = await self.redis.hgetall(self.keys.running)
+        held = list(state.running)  # only these: claimed-at may also hold tasks of workers that died holding them
+        since = await self.redis.hmget(self.keys.claimed_at, held) if held else []
+        state.claimed_at = {task: at for task, at in zip(held, since, strict=True) if at is not None}
         quiet_s = time.monotonic() - self.stalls.last_progress
         await gauges.refresh(self.metrics, state, self.redis, self.keys, quiet_s)
         self._write_state("running", background=True)

@@ -33,4 +33,5 @@ async def reclaim(
                 moved.append((task_id, consumer))
                 if fields:
                     await redis.hdel(keys.running, task_id)
+                    await redis.hdel(keys.claimed_at, task_id)
     return moved

@@ -178,3 +178,21 @@ async def test_a_cancelled_task_fails_without_retry_and_its_dependents_are_skipp
     assert tasks[after.id].state.value == "skipped" and long.id in (tasks[after.id].reason or "")
     assert all(tasks[t.id].state.value == "succeeded" for t in plan.tasks[2:])
     assert nothing.returncode == 5  # the run is over: no such live run
+
+
+async def test_a_task_that_runs_out_of_time_fails_and_is_retried(tmp_path: Path) -> None:
+    """A task's ``timeout_s`` cancels it in its handler; the attempt fails as timed out and, unlike a cancel, is
+    retried; the worker goes on with the next task."""
+    from cortex.chaos.plan import chaos_plan
+
+    plan = chaos_plan(4, seconds=0.2, workers=2, nodes=1)
+    slow = plan.tasks[0].model_copy(update={"params": {"seconds": 60}, "timeout_s": 1.0})
+    plan = plan.model_copy(update={"tasks": [slow, *plan.tasks[1:]]})
+    with EmbeddedRedis(appendonly=False) as server:
+        result = await asyncio.wait_for(Coordinator(plan, server.url, tmp_path / "state").run(), 120)
+    tasks = {t.id: t for t in result.report.tasks}
+    timed_out = tasks[slow.id]
+    assert timed_out.state.value == "failed" and timed_out.attempts == plan.retry.max_attempts > 1
+    assert timed_out.errors == ["timed out after 1 s"] * timed_out.attempts
+    assert timed_out.duration_s is not None and 0.9 < timed_out.duration_s < 5
+    assert all(tasks[t.id].state.value == "succeeded" for t in plan.tasks[1:])

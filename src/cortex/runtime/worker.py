@@ -42,6 +42,8 @@ _to_json = json.JSONEncoder(default=str).encode
 _COUNT_EACH = "for _, field in ipairs(ARGV) do redis.call('HINCRBY', KEYS[1], field, 1) end"
 """Add one to each field ``ARGV`` names in hash ``KEYS[1]`` (sent as ``EVAL``: a server that lost its scripts in a
 restart still runs it)."""
+TIMED_OUT = "its timeout"
+"""What cancels a task that ran out of time (``Worker._run``)."""
 QUICK_TASK_S = 0.005
 """Tasks faster than this let the worker prefetch more; a slower one drops prefetch back to 1."""
 MAX_PREFETCH = 32
@@ -51,11 +53,10 @@ task running longer than this hands the rest of its batch back to the queue."""
 
 
 async def execute(
-    redis: aredis.Redis, keys: RunKeys, worker_id: str, fields: dict[str, str], services: Services
+    redis: aredis.Redis, keys: RunKeys, worker_id: str, task: Task, fields: dict[str, str], services: Services
 ) -> tuple[TaskResult, list[list[str]]]:
-    """Run one task message: its result (never raises for a task's own errors) and, when it succeeded, the Redis
-    effects to apply with it."""
-    task = Task.model_validate_json(fields["task"])
+    """Run one task message (``task`` is its task): its result (never raises for a task's own errors) and, when it
+    succeeded, the Redis effects to apply with it. The task's timeout is the caller's (``Worker._run``)."""
     started = time.time()
     ctx = TaskContext(
         task=task,
@@ -75,11 +76,10 @@ async def execute(
         handler = handler_for(task.kind)
         if handler is None:
             raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
-        async with asyncio.timeout(task.timeout_s):
-            ctx.target_path = await checkouts.resolve(fields, services.state_dir)
-            ctx.target_remote = checkouts.remote_url(fields)
-            produced = await handler(ctx)
-            await checkouts.publish(fields, ctx.target_path, produced)
+        ctx.target_path = await checkouts.resolve(fields, services.state_dir)
+        ctx.target_remote = checkouts.remote_url(fields)
+        produced = await handler(ctx)
+        await checkouts.publish(fields, ctx.target_path, produced)
         # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for
         output = json.loads(_to_json(produced))
         handoffs = [Handoff.model_validate(h) for h in output.pop("handoffs", [])]
@@ -88,8 +88,8 @@ async def execute(
         outcome, error, retryable = Outcome.skipped, str(exc), False
     except TaskFailed as exc:
         error, retryable = str(exc), exc.retryable
-    except TimeoutError:
-        error = f"timed out after {task.timeout_s:.0f} s"
+    except TimeoutError:  # a wait of the handler's own (a tool's timeout)
+        error = f"timed out after {task.timeout_s:g} s"
     except ValidationError as exc:  # a handler returned a handoff that is not one: a bug in that handler
         error, retryable = f"handler returned an invalid handoff: {exc.errors()[0]['msg']}", False
     except Exception as exc:  # a handler bug fails its task, never the worker
@@ -200,21 +200,26 @@ class Worker:
     async def _run(
         self, fields: dict[str, str], task_id: str, rest: list[tuple[str, dict[str, str]]]
     ) -> tuple[TaskResult, list[list[str]]]:
-        """Execute one entry. A cancel message for it cancels this (the worker's) asyncio task while it waits in
-        the handler; that cancellation is taken back here and the task ends failed. ``rest`` (the batch's entries
-        not started yet) goes back to the queue once this task has run for ``SLOW_FLUSH_S``: other workers may be
-        idle meanwhile."""
+        """Execute one entry. A cancel message for it, or its timeout, cancels this (the worker's) asyncio task
+        while it waits in the handler; that cancellation is taken back here and the task ends failed (a timed-out
+        task may be retried, a cancelled one is not). ``rest`` (the batch's entries not started yet) goes back to
+        the queue once this task has run for ``SLOW_FLUSH_S``: other workers may be idle meanwhile. Both are
+        plain timers: ``asyncio.timeout`` cost an eighth of a worker's time per no-op task."""
         me = asyncio.current_task()
         assert me is not None, "a worker runs inside an asyncio task"
+        task = Task.model_validate_json(fields["task"])
         self.current, self.cancelled_by = (task_id, me), None
-        timer = asyncio.get_running_loop().call_later(SLOW_FLUSH_S, self._hand_back_soon, rest) if rest else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(task.timeout_s, self._cancel, task_id, TIMED_OUT)
+        timer = loop.call_later(SLOW_FLUSH_S, self._hand_back_soon, rest) if rest else None
         started = time.time()
         try:
-            return await execute(self.redis, self.keys, self.worker_id, fields, self.services)
+            return await execute(self.redis, self.keys, self.worker_id, task, fields, self.services)
         except asyncio.CancelledError:
             if self.cancelled_by is None or me.cancelling() > 1:
                 raise  # the worker itself is being stopped
             me.uncancel()
+            timed_out = self.cancelled_by == TIMED_OUT
             result = TaskResult(
                 task_id=task_id,
                 attempt=int(fields["attempt"]),
@@ -222,14 +227,15 @@ class Worker:
                 started=started,
                 finished=time.time(),
                 outcome=Outcome.failed,
-                error=f"cancelled by {self.cancelled_by}",
-                retryable=False,
-                cancelled_by=self.cancelled_by,
+                error=f"timed out after {task.timeout_s:g} s" if timed_out else f"cancelled by {self.cancelled_by}",
+                retryable=timed_out,
+                cancelled_by=None if timed_out else self.cancelled_by,
                 released_ts=float(fields["released_ts"]) if fields.get("released_ts") else None,
             )
             return result, []
         finally:
             self.current = None
+            deadline.cancel()
             if timer is not None:
                 timer.cancel()
 

@@ -81,7 +81,7 @@ async def execute(
         produced = await handler(ctx)
         await checkouts.publish(fields, ctx.target_path, produced)
         # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for
-        output = json.loads(_to_json(produced))
+        output = json.loads(_to_json(produced)) if produced else {}
         handoffs = [Handoff.model_validate(h) for h in output.pop("handoffs", [])]
         outcome = Outcome.succeeded
     except TaskSkipped as exc:

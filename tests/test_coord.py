@@ -11,6 +11,7 @@ import redis.asyncio as aredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError, ResponseError
 
+from cortex.coord.batch import Atomic
 from cortex.coord.connection import client, redact_url, send
 from cortex.coord.keys import RunKeys
 from cortex.coord.ledger import Ledger
@@ -185,3 +186,18 @@ async def test_the_clients_commands_are_packed_by_hiredis_as_redis_py_packs_them
         assert await r.ping()
     finally:
         await r.aclose()
+
+
+async def test_a_batch_of_commands_runs_in_order_in_one_call_also_after_the_server_lost_its_scripts(
+    redis: aredis.Redis,
+) -> None:
+    """``batch.Atomic`` (a master's dispatch): the commands run in order, whatever their lengths."""
+    atomic = Atomic(redis)
+    fields = [x for i in range(300) for x in (f"f{i}", str(i))]  # one command of 602 arguments
+    await atomic.run([["SET", "a", "1"], ["INCR", "a"], ["XADD", "s", "*", *fields], ["XADD", "s", "*", "k", "v"]])
+    assert await redis.get("a") == "2"
+    entries = await redis.xrange("s")
+    assert [len(f) for _, f in entries] == [300, 1] and entries[0][1]["f299"] == "299"
+    await redis.script_flush()  # a restarted server: the script is loaded again
+    await atomic.run([["INCR", "a"]])
+    assert await redis.get("a") == "3"

@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from cortex.coord.batch import RUN_COMMANDS, flat
 from cortex.coord.keys import FENCE_COUNTER, fence_key, lock_key
 from cortex.errors import FencedWriteRefused
 
@@ -52,24 +53,22 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: resource fence, hash. ARGV: token, the number of fields n, n field-value pairs, then commands, each as its
-# number of arguments followed by them (the releases, events and acknowledgements that follow from the write). The
-# fenced HSET of the fields, then the commands; none of it when a newer token exists. Flat arguments, packed by
-# hiredis: as JSON documents, the records (JSON themselves) were escaped by the client and unescaped by the script,
-# which cost Redis more than the writes. HSET takes 100 fields a call (Lua's unpack has a stack limit).
-_FENCED_BATCH = """
+# KEYS: resource fence, hash. ARGV: token, the number of fields n, n field-value pairs, then commands as
+# ``batch.flat`` lays them out (the releases, events and acknowledgements that follow from the write). The fenced
+# HSET of the fields, then the commands; none of it when a newer token exists. Flat arguments, packed by hiredis:
+# as JSON documents, the records (JSON themselves) were escaped by the client and unescaped by the script, which
+# cost Redis more than the writes. HSET takes 100 fields a call (Lua's unpack has a stack limit).
+_FENCED_BATCH = (
+    """
 local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) < fence then return -1 end
 local last = 2 + 2 * tonumber(ARGV[2])
 for i = 3, last, 200 do redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 199, last))) end
 local i = last + 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
-return 1
 """
+    + RUN_COMMANDS
+    + "return 1\n"
+)
 
 
 ConflictHook = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -191,9 +190,7 @@ class FencedLock:
         args: list[Any] = [self.token, len(mapping)]
         for field, value in mapping.items():
             args += (field, value)
-        for command in commands:
-            args.append(len(command))
-            args += command
+        args += flat(commands)
         if int(await self._batch(keys=[fence_key(self.resource), key], args=args)) < 0:
             await self._refused(key)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 import redis.asyncio as aredis
 
 from cortex.coord import events
+from cortex.coord.batch import Atomic
 from cortex.coord.connection import connect
 from cortex.coord.keys import GROUP_MASTERS, GROUP_WORKERS, RunKeys, master_channel
 from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
@@ -19,12 +21,16 @@ from cortex.runtime.process import Cursor, ensure_group, entry_routing, heartbea
 
 
 async def _dispatch(
-    redis: aredis.Redis, keys: RunKeys, name: str, entries: list[tuple[str, dict[str, str]]], known: set[str]
+    redis: aredis.Redis,
+    keys: RunKeys,
+    name: str,
+    entries: list[tuple[str, dict[str, str]]],
+    known: set[str],
+    atomic: Atomic,
 ) -> None:
-    """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, in one transaction,
-    announced by one message per worker type (a message per task cost more than dispatching it)."""
-    inbox = keys.inbox(name)
-    pipe = redis.pipeline(transaction=True)  # dispatch and acknowledge together, or neither
+    """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, atomically (one script
+    call), announced by one message per worker type (a message per task cost more than dispatching it)."""
+    commands: list[list[str]] = []
     by_type: dict[str, list[dict[str, str | int]]] = {}
     for _, fields in entries:
         task_id, worker_type, rank = entry_routing(fields)
@@ -33,7 +39,7 @@ async def _dispatch(
         if queue not in known:
             await ensure_group(redis, queue, GROUP_WORKERS)
             known.add(queue)
-        pipe.xadd(queue, fields)
+        commands.append(["XADD", queue, "*", *itertools.chain.from_iterable(fields.items())])
         dispatched: dict[str, str | int] = {"task_id": task_id, "attempt": int(fields["attempt"]), "priority": priority}
         by_type.setdefault(worker_type, []).append(dispatched)
     for worker_type, tasks in by_type.items():
@@ -46,9 +52,9 @@ async def _dispatch(
             priority="high" if any(t["priority"] == "high" for t in tasks) else "normal",
             context={"event": "dispatched", "tasks": tasks},
         )
-        events.emit(pipe, keys, master_channel(name), env)
-    pipe.xack(inbox, GROUP_MASTERS, *(entry_id for entry_id, _ in entries))
-    await pipe.execute()
+        commands += events.as_commands(keys, master_channel(name), env)
+    commands.append(["XACK", keys.inbox(name), GROUP_MASTERS, *(entry_id for entry_id, _ in entries)])
+    await atomic.run(commands)
 
 
 async def run_master(url: str, run_id: str, name: str, *, batch: int = 200, outage_s: float = DEFAULT_OUTAGE_S) -> None:
@@ -66,6 +72,7 @@ async def run_master(url: str, run_id: str, name: str, *, batch: int = 200, outa
     control = Control(redis, keys, process_id)
     follow = asyncio.create_task(control.follow(stop))
     known_queues: set[str] = set()
+    atomic = Atomic(redis)
     cursor = Cursor()
     try:
         async with lifecycle(redis, keys, process_id, master_channel(name), {"master": name}):
@@ -86,7 +93,7 @@ async def run_master(url: str, run_id: str, name: str, *, batch: int = 200, outa
                     if entries and control.draining:
                         cursor.value = "0"  # the drain came while the read waited: dispatch them after a resume
                     elif entries:
-                        await _dispatch(redis, keys, name, entries, known_queues)
+                        await _dispatch(redis, keys, name, entries, known_queues, atomic)
                 except REDIS_DOWN:
                     await wait_for_redis(redis, outage_s)
                     await ensure_group(redis, inbox, GROUP_MASTERS)

@@ -9,36 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aredis
-from pydantic import ValidationError
 
 from cortex.coord import events
 from cortex.coord.connection import Sent, connect, send
 from cortex.coord.delivery import Delivery, Settle
 from cortex.coord.keys import GROUP_WORKERS, RunKeys, worker_channel
 from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
-from cortex.errors import TaskFailed, TaskSkipped
-from cortex.models.handoff import Handoff
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Task
 from cortex.observability import logs
-from cortex.runtime import checkouts
 from cortex.runtime.control import Control
 from cortex.runtime.process import Cursor, ensure_group, entry_routing, heartbeat, lifecycle, stop_on_signals
-from cortex.toolset.context import Services, TaskContext
-from cortex.toolset.registry import handler_for
+from cortex.runtime.taskrun import execute
+from cortex.toolset.context import Services
 
-_to_json = json.JSONEncoder(default=str).encode
-"""``json.dumps(value, default=str)`` with one encoder for every task."""
 _COUNT_EACH = "for _, field in ipairs(ARGV) do redis.call('HINCRBY', KEYS[1], field, 1) end"
 """Add one to each field ``ARGV`` names in hash ``KEYS[1]`` (sent as ``EVAL``: a server that lost its scripts in a
 restart still runs it)."""
@@ -50,65 +42,6 @@ MAX_PREFETCH = 32
 SLOW_FLUSH_S = 0.01
 """Results are sent at once after a task that took longer than this, so no finished work waits on a batch; and a
 task running longer than this hands the rest of its batch back to the queue."""
-
-
-async def execute(
-    redis: aredis.Redis, keys: RunKeys, worker_id: str, task: Task, fields: dict[str, str], services: Services
-) -> tuple[TaskResult, list[list[str]]]:
-    """Run one task message (``task`` is its task): its result (never raises for a task's own errors) and, when it
-    succeeded, the Redis effects to apply with it. The task's timeout is the caller's (``Worker._run``)."""
-    started = time.time()
-    ctx = TaskContext(
-        task=task,
-        attempt=int(fields["attempt"]),
-        target_path=None,
-        run_id=keys.run_id,
-        worker_id=worker_id,
-        redis=redis,
-        keys=keys,
-        services=services,
-    )
-    outcome, output, handoffs, error, retryable = Outcome.failed, {}, [], "", True
-    # at debug level: the claim (``running``, the ``assigned`` event) already says what a worker holds, and two log
-    # lines a task were two fifths of a worker's time per no-op task
-    logs.event("task-started", logging.DEBUG, task=task.id, attempt=ctx.attempt, kind=task.kind)
-    try:
-        handler = handler_for(task.kind)
-        if handler is None:
-            raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
-        ctx.target_path = await checkouts.resolve(fields, services.state_dir)
-        ctx.target_remote = checkouts.remote_url(fields)
-        produced = await handler(ctx)
-        await checkouts.publish(fields, ctx.target_path, produced)
-        # as JSON (what is not JSON, such as a path, becomes its text), without the handoffs it asks for
-        output = json.loads(_to_json(produced)) if produced else {}
-        handoffs = [Handoff.model_validate(h) for h in output.pop("handoffs", [])]
-        outcome = Outcome.succeeded
-    except TaskSkipped as exc:
-        outcome, error, retryable = Outcome.skipped, str(exc), False
-    except TaskFailed as exc:
-        error, retryable = str(exc), exc.retryable
-    except TimeoutError:  # a wait of the handler's own (a tool's timeout)
-        error = f"timed out after {task.timeout_s:g} s"
-    except ValidationError as exc:  # a handler returned a handoff that is not one: a bug in that handler
-        error, retryable = f"handler returned an invalid handoff: {exc.errors()[0]['msg']}", False
-    except Exception as exc:  # a handler bug fails its task, never the worker
-        tail = traceback.format_exception_only(exc)[-1].strip()
-        error = f"{type(exc).__name__} in handler: {tail}"
-    result = TaskResult(
-        task_id=task.id,
-        attempt=ctx.attempt,
-        worker=worker_id,
-        started=started,
-        finished=time.time(),
-        released_ts=float(fields["released_ts"]) if fields.get("released_ts") else None,
-        outcome=outcome,
-        output=output if outcome is Outcome.succeeded else {},
-        handoffs=handoffs,
-        error=error,
-        retryable=retryable,
-    )
-    return result, (ctx.effects if outcome is Outcome.succeeded else [])
 
 
 @dataclass

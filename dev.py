@@ -60,8 +60,8 @@ def main(argv: list[str]) -> None:
         _run(PY, "-m", "mypy")
         _run(BIN / "lint-imports")
     elif target == "bench":
-        # the peers bench_peers.py measures Cortex against (Celery, RQ, ARQ): never needed to run Cortex itself
-        _run(PY, "-m", "pip", "install", "--quiet", "-e", ".[bench]")
+        # bench_peers.py installs the peers it measures Cortex against (Celery, RQ, ARQ) in an environment of their
+        # own: they pin redis-py below 6
         for script in sorted((ROOT / "bench").glob("bench_*.py")):
             _run(PY, script, *rest)
     else:

@@ -13,8 +13,9 @@ worker processes started before the clock starts:
 - ARQ: 4 ``arq`` workers polling every 10 ms (``max_jobs=1``); ARQ has no dependencies, so each link enqueues
   the next as it ends.
 
-The peers' jobs make one Redis call to be counted or timed (``bench/peers_jobs.py``); Cortex's make none.
-Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
+The peers' jobs make one Redis call to be counted or timed (``bench/peers_jobs.py``); Cortex's make none. The
+peers run in an environment of their own, made on first use under ``.cache/peers-venv`` (``peers_python``), driven
+by ``bench/peers_drive.py``; Cortex runs here, with the redis-py it requires.
 
     python bench/bench_peers.py [--tasks 2000] [--chain 300] [--repeat 3]
 """
@@ -23,15 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +39,9 @@ from _common import bench_plan, machine, task
 from cortex.coord.server import EmbeddedRedis
 from cortex.models.task import Task
 from cortex.runtime.coordinator import Coordinator
+from peers_drive import WORKERS, hops_of
 
 BENCH = Path(__file__).resolve().parent
-WORKERS = 4
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -51,11 +49,6 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return pick(0.5), pick(0.99)
-
-
-def hops_of(times: list[tuple[float, float]]) -> list[float]:
-    """Milliseconds from each link's end to the next link's start, ``times`` in chain order."""
-    return [(b[0] - a[1]) * 1000 for a, b in zip(times, times[1:], strict=False)]
 
 
 # ------------------------------------------------------------------------------------------------- Cortex
@@ -77,114 +70,33 @@ def cortex_run(url: str, n: int, chain_n: int) -> tuple[float, list[float]]:
 
 
 # ------------------------------------------------------------------------------------------------- peers
-@contextmanager
-def workers(argv: list[str], socket: str) -> Iterator[None]:
-    """``WORKERS`` processes of ``argv``, given a second to start, stopped (and reaped) afterwards."""
-    env = {**os.environ, "PEERS_REDIS_SOCKET": socket, "PYTHONPATH": str(BENCH)}
-    procs = [
-        subprocess.Popen(argv, cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(WORKERS)
-    ]
-    try:
-        time.sleep(3.0)  # imports and registration; the clock starts after
-        assert all(p.poll() is None for p in procs), f"a worker of {argv[0]} exited at start"
-        yield
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+PEERS = {"Celery (solo pool)": "celery", "RQ (SimpleWorker)": "rq", "ARQ (10 ms poll)": "arq"}
+PEER_REQUIREMENTS = ["celery[redis]==5.6.3", "rq==3.0.0", "arq==0.28.0", "redis[hiredis]==5.3.1"]
+"""The versions measured in BENCHMARKS.md, installed into their own environment (``peers_python``): ARQ and
+Celery's kombu pin redis-py below 6, while Cortex needs 8 (before 8, redis-py's asyncio pool checked each connection
+with a read under a zero timeout, an event-loop turn per command: 12% of an idle chain hop here)."""
+PEERS_VENV = BENCH.parent / ".cache" / "peers-venv"
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the peer did not finish in time")
-        time.sleep(0.002)
+def peers_python() -> Path:
+    """The peers' interpreter: a virtual environment made (once) beside the checkout with ``PEER_REQUIREMENTS``."""
+    python = PEERS_VENV / "bin" / "python"
+    stamp = PEERS_VENV / "requirements.txt"
+    wanted = "\n".join(PEER_REQUIREMENTS) + "\n"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == wanted):
+        print(f"installing the peers into {PEERS_VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEERS_VENV)], check=True)
+        subprocess.run([python, "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS], check=True)
+        stamp.write_text(wanted)
+    return python
 
 
-def peer_times(r: redis.Redis, n: int) -> list[tuple[float, float]]:
-    import peers_jobs
-
-    wait_until(lambda: r.hlen(peers_jobs.TIMES) >= n)
-    raw = r.hgetall(peers_jobs.TIMES)
-    out = []
-    for i in range(n):
-        started, ended = raw[str(i).encode()].split()
-        out.append((float(started), float(ended)))
-    return out
-
-
-def celery_run(socket: str, n: int, chain_n: int) -> tuple[float, list[float]]:
-    from celery import chain
-
-    import peers_jobs
-
-    argv = [sys.executable, "-m", "celery", "-A", "peers_jobs", "worker", "--pool", "solo", "--loglevel", "WARNING"]
-    r = redis.Redis(unix_socket_path=socket)
-    with workers(argv, socket):
-        started = time.monotonic()
-        for _ in range(n):
-            peers_jobs.celery_noop.delay()
-        wait_until(lambda: int(r.get(peers_jobs.DONE) or 0) >= n)
-        rate = n / (time.monotonic() - started)
-        chain(*(peers_jobs.celery_link.si(i) for i in range(chain_n))).delay()
-        hops = hops_of(peer_times(r, chain_n))
-    return rate, hops
-
-
-def rq_run(socket: str, n: int, chain_n: int) -> tuple[float, list[float]]:
-    from rq import Queue
-
-    import peers_jobs
-
-    r = redis.Redis(unix_socket_path=socket)
-    argv = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "rq.worker.SimpleWorker", "--url",
-            f"unix://{socket}", "--quiet"]  # fmt: skip
-    queue = Queue(connection=r)
-    with workers(argv, socket):
-        started = time.monotonic()
-        for _ in range(n):
-            queue.enqueue(peers_jobs.noop)
-        wait_until(lambda: int(r.get(peers_jobs.DONE) or 0) >= n)
-        rate = n / (time.monotonic() - started)
-        previous = None
-        for i in range(chain_n):
-            previous = queue.enqueue(peers_jobs.link, i, depends_on=previous)
-        hops = hops_of(peer_times(r, chain_n))
-    return rate, hops
-
-
-def arq_run(socket: str, n: int, chain_n: int) -> tuple[float, list[float]]:
-    from arq import create_pool
-
-    import peers_jobs
-
-    r = redis.Redis(unix_socket_path=socket)
-    argv = [sys.executable, "-m", "arq", "peers_jobs.WorkerSettings"]
-
-    async def enqueue(jobs: list[tuple[str, tuple[int, ...]]]) -> None:
-        pool = await create_pool(peers_jobs.WorkerSettings.redis_settings)
-        for name, args in jobs:
-            await pool.enqueue_job(name, *args)
-        await pool.aclose()
-
-    with workers(argv, socket):
-        started = time.monotonic()
-        asyncio.run(enqueue([("arq_noop", ())] * n))
-        wait_until(lambda: int(r.get(peers_jobs.DONE) or 0) >= n)
-        rate = n / (time.monotonic() - started)
-        asyncio.run(enqueue([("arq_link", (0, chain_n - 1))]))
-        hops = hops_of(peer_times(r, chain_n))
-    return rate, hops
-
-
-PEERS = {"Celery (solo pool)": celery_run, "RQ (SimpleWorker)": rq_run, "ARQ (10 ms poll)": arq_run}
+def peer_run(python: Path, system: str, socket: str, n: int, chain_n: int) -> tuple[float, list[float]]:
+    """One measurement of a peer by ``peers_drive.py`` in the peers' environment."""
+    argv = [str(python), str(BENCH / "peers_drive.py"), system, socket, str(n), str(chain_n)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=900).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    return float(data["rate"]), [float(h) for h in data["hops"]]
 
 
 def main() -> None:
@@ -193,22 +105,25 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    try:
-        import arq  # noqa: F401
-        import celery  # noqa: F401
-        import rq  # noqa: F401
-    except ImportError as exc:
-        sys.exit(f"the peers are not installed ({exc}): pip install -e '.[bench]'")
+    python = peers_python()
+    versions = subprocess.run(
+        [str(python), "-c", "from importlib.metadata import version as v; "
+         "print(', '.join(f'{p} {v(p)}' for p in ('celery', 'rq', 'arq', 'redis')))"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
     print(f"machine: {machine()}")
+    print(f"Cortex with redis-py {redis.__version__}; the peers: {versions}")
     print(f"{WORKERS} workers each, {args.tasks} no-op tasks, a chain of {args.chain}; median of {args.repeat} runs")
     results: dict[str, tuple[float, float, float]] = {}
     with EmbeddedRedis(appendonly=False) as server:
         socket = server.url.removeprefix("unix://")
-        os.environ["PEERS_REDIS_SOCKET"] = socket  # before peers_jobs is imported here: it reads it once
         r = redis.Redis(unix_socket_path=socket)
         systems: dict[str, Callable[[], tuple[float, list[float]]]] = {
             "Cortex": lambda: cortex_run(server.url, args.tasks, args.chain),
-            **{name: (lambda m=measure: m(socket, args.tasks, args.chain)) for name, measure in PEERS.items()},
+            **{
+                name: (lambda system=system: peer_run(python, system, socket, args.tasks, args.chain))
+                for name, system in PEERS.items()
+            },
         }
         for name, measure in systems.items():
             runs = []

@@ -280,14 +280,15 @@ class Worker:
         return quick
 
     async def _settle(self, settles: list[Settle]) -> None:
-        """Log the tasks that ended and send their results. One ``tasks-ended`` line per settle (a prefetched
-        batch of quick tasks, or one slow task): a line per task was a fifth of a worker's time per no-op task."""
+        """Send the results of the tasks that ended, then log them (after: the line is not on the path from a
+        task's end to its dependents' release). One ``tasks-ended`` line per settle (a prefetched batch of quick
+        tasks, or one slow task): a line per task was a fifth of a worker's time per no-op task."""
         if not settles:
             return
+        await self.delivery.settle(settles)
         results = [s[2] for s in settles]
         failed = any(r.outcome is Outcome.failed for r in results)
         logs.event("tasks-ended", logging.WARNING if failed else logging.INFO, tasks=[_ended(r) for r in results])
-        await self.delivery.settle(settles)
 
 
 def _ended(result: TaskResult) -> dict[str, str | int | float]:

@@ -34,11 +34,14 @@ def _without(tasks: list[Task], gone: set[str]) -> list[Task]:
             if t.id not in gone and t.needs == "success" and any(d in gone for d in t.depends_on):
                 gone.add(t.id)
                 changed = True
-    return [
-        t.model_copy(update={"depends_on": [d for d in t.depends_on if d not in gone]})
-        for t in tasks
-        if t.id not in gone
-    ]
+    kept = []
+    for t in tasks:
+        if t.id in gone:
+            continue
+        if any(d in gone for d in t.depends_on):  # copied only when it changes: 90,000 copies took a tenth of a plan
+            t = t.model_copy(update={"depends_on": [d for d in t.depends_on if d not in gone]})
+        kept.append(t)
+    return kept
 
 
 def fit_budgets(

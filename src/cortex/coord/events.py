@@ -57,12 +57,6 @@ class Outbox:
         """What is waiting, oldest first."""
         return list(self._queued)
 
-    def drain_into(self, pipe: aredis.client.Pipeline) -> None:
-        """Queue every waiting envelope on ``pipe`` and forget them."""
-        for channel, envelope in self._queued:
-            emit(pipe, self.keys, channel, envelope)
-        self._queued = []
-
     def drain_commands(self) -> list[list[str]]:
         """Every waiting envelope as Redis commands (``as_commands``), forgotten here."""
         out = [c for channel, envelope in self._queued for c in as_commands(self.keys, channel, envelope)]

@@ -8,11 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aredis
 
+from cortex.coord.keys import RunKeys
 from cortex.coord.server import EmbeddedRedis
 from cortex.models.task import Estimate, Task
 from cortex.planner import assemble_plan
@@ -69,16 +72,66 @@ def _cortex(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cortex", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+# `cortex drain|resume ...` with the interpreter started and the command line imported ahead, run when a line
+# arrives on its input: on a loaded machine start-up took seconds, and the run could end before the drain arrived
+_READY_CLI = "import sys; from cortex.cli import main; sys.stdin.readline(); main()"
+
+
+def _cortex_ready(*args: str, url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "CORTEX_REDIS_URL": url}
+    return subprocess.Popen(
+        [sys.executable, "-c", _READY_CLI, *args],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _fire(command: subprocess.Popen[str]) -> tuple[int, str]:
+    out, err = command.communicate("go\n", timeout=60)
+    return command.returncode, err
+
+
+async def _until(redis: aredis.Redis, seen: Callable[[list[dict[str, Any]]], bool]) -> None:
+    """Poll the run's event stream until ``seen(events)`` (each event as ``cortex watch --json`` prints it)."""
+    for _ in range(600):
+        entries = await redis.xrange(RunKeys(RUN_ID).events)
+        if seen([{"channel": f["channel"], **json.loads(f["data"])} for _, f in entries]):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the run's events never showed what the test waits for")
+
+
+def _acks(events: list[dict[str, Any]], worker: str, event: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if e["channel"] == f"cortex:worker:{worker}" and e["type"] == "control" and e["context"].get("event") == event
+    ]
+
+
+def _assigned_after(events: list[dict[str, Any]], worker: str, ts: float) -> int:
+    channel = f"cortex:worker:{worker}"
+    return sum(
+        e["channel"] == channel and e["type"] == "task" and e["context"].get("event") == "assigned" and e["ts"] > ts
+        for e in events
+    )
+
+
 async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_task(tmp_path: Path) -> None:
     plan = _plan()
-    drained = "testing-w-worker-01"
-    assert drained in {w.worker_id for w in plan.workers}
+    drained, other = "testing-w-worker-01", "testing-w-worker-02"
+    assert {drained, other} <= {w.worker_id for w in plan.workers}
     with EmbeddedRedis(appendonly=False) as server:
         env = {**os.environ, "CORTEX_REDIS_URL": server.url}
         argv = [sys.executable, "-m", "cortex", "watch", RUN_ID, "--json", "--wait", "60"]
         watcher = subprocess.Popen(  # noqa: ASYNC220  (read and waited on below)
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        drain = _cortex_ready("drain", RUN_ID, drained, url=server.url)
+        resume = _cortex_ready("resume", RUN_ID, drained, url=server.url)
         try:
             assert watcher.stderr is not None
             ready = await asyncio.to_thread(watcher.stderr.readline)
@@ -86,17 +139,23 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
             coord = Coordinator(plan, server.url, tmp_path / "state", run_id=RUN_ID)
             run = asyncio.ensure_future(coord.run())
             await coord.executing.wait()
-            sent = await asyncio.to_thread(_cortex, "drain", RUN_ID, drained, url=server.url)
-            assert sent.returncode == 0, sent.stderr
-            await asyncio.sleep(2.0)  # the other testing worker goes on alone meanwhile
-            sent = await asyncio.to_thread(_cortex, "resume", RUN_ID, drained, url=server.url)
-            assert sent.returncode == 0, sent.stderr
+            code, err = await asyncio.to_thread(_fire, drain)
+            assert code == 0, err
+            redis = aredis.Redis.from_url(server.url, decode_responses=True)
+            try:  # the other testing worker goes on alone meanwhile: three claims of its own
+                await _until(redis, lambda es: bool(_acks(es, drained, "draining")))
+                await _until(redis, lambda es: _assigned_after(es, other, _acks(es, drained, "draining")[0]["ts"]) >= 3)
+            finally:
+                await redis.aclose()
+            code, err = await asyncio.to_thread(_fire, resume)
+            assert code == 0, err
             result = await run
             out, err = await asyncio.to_thread(watcher.communicate, timeout=60)
         finally:
-            if watcher.poll() is None:
-                watcher.kill()
-                watcher.wait()
+            for process in (watcher, drain, resume):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
     assert result.status == "succeeded"
     assert watcher.returncode == 0, err  # it ended by itself with the run
     events = [json.loads(line) for line in out.splitlines()]

@@ -158,7 +158,8 @@ class RunKeys:
 
     @property
     def coordinator(self) -> str:
-        """Hash with the leading coordinator's run-level counters (fenced), read by a coordinator taking over."""
+        """Hash with the leading coordinator's run-level counters (fenced), read by a coordinator taking over, and
+        the mark of its last release script (``released``: did the script in flight in an outage run)."""
         return f"{self.base}:coordinator"
 
     @property

@@ -334,6 +334,7 @@ class Coordinator:
         logs.event("redis-back", lasted_s=outage.lasted_s)
         self.metrics.redis_up.set(1)
         await self.leadership.confirm()  # a newer token meanwhile: LeadershipLost, this coordinator steps down
+        await self.dispatch.recover()
         self.dispatch.cursor = "0"
         self.dispatch.dirty.update(self.state.graph.records)
         self.reap_after = time.monotonic() + HEARTBEAT_TTL_MS / 1000 + 1.0

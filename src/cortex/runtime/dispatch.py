@@ -22,7 +22,7 @@ from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope, MessageType
 from cortex.models.plan import Target
 from cortex.models.result import Outcome, TaskResult
-from cortex.models.task import Task
+from cortex.models.task import Task, TaskState
 from cortex.observability.metrics import RunMetrics
 from cortex.runtime import cache, reaper
 from cortex.runtime.graphrun import Changes
@@ -72,6 +72,10 @@ class Dispatcher:
         self.busy = False
         """The last turn read results."""
         self._flush_at = 0.0
+        self._scripts = 0
+        self._in_flight: tuple[str, list[str], list[list[str]]] | None = None
+        """The release script being sent: its mark, its tasks and its events (``recover``)."""
+        self._resend: list[list[str]] = []
         self._inbox = functools.cache(keys.inbox)
         self._entries: dict[str, tuple[Task, list[str]]] = {}
         """By task id: the task and its inbox entry's fields that only it decides (``_entry``)."""
@@ -236,24 +240,44 @@ class Dispatcher:
             await self._reuse_recorded()
         self._announce()
         ready = list(self.state.graph.ready.values())
-        if not ready and not len(self.outbox) and not ack and not self.dirty:
+        if not ready and not len(self.outbox) and not ack and not self.dirty and not self._resend:
             return
         # the records as the results left them; the released ones are written on the next flush, off the path from
         # a result to the release it causes (serialising them here cost a chain about half a millisecond a hop)
         dirty, self.dirty = self.dirty, set()
         records = self.state.graph.records
         mapping = {i: records[i].to_json() for i in sorted(dirty)}
-        tail = self.outbox.drain_commands()
+        tail, self._resend = self._resend + self.outbox.drain_commands(), []
         if ack:  # after the releases: a result is acknowledged only once what it made ready is sent
             tail.append(["XACK", self.keys.results, GROUP_COORDINATOR, *ack])
         # many ready at once (a wide graph's start) go in slices, each its own fenced script: the first tasks reach
         # the masters while the coordinator still packs the rest, and Redis is never held by one long script
         for start in range(0, max(1, len(ready)), RELEASE_SLICE):
-            commands = self._releases(ready[start : start + RELEASE_SLICE])
-            if start + RELEASE_SLICE >= len(ready):
-                commands += tail
+            part = ready[start : start + RELEASE_SLICE]
+            commands = self._releases(part)
+            events = tail if start + RELEASE_SLICE >= len(ready) else []
+            self._scripts += 1
+            mark = f"{self.leadership.token}:{self._scripts}"
+            self._in_flight = (mark, [r.task.id for r in part], events)
+            commands += [*events, ["HSET", self.keys.coordinator, "released", mark]]
             await self.leadership.hset_then(self.keys.tasks, mapping, commands)
-            mapping = {}
+            self._in_flight, mapping = None, {}
+
+    async def recover(self) -> None:
+        """After a Redis outage: did the release script in flight when Redis went away run? A script runs whole or
+        not at all, and its mark is written with it; when the mark is not there (the server died before running
+        it, or lost it on restart), its tasks are released again and its events sent again. Before, they stayed
+        released in the coordinator's eyes and waited for the stall check (two minutes) to notice."""
+        if self._in_flight is None:
+            return
+        (mark, task_ids, events), self._in_flight = self._in_flight, None
+        if await self.redis.hget(self.keys.coordinator, "released") == mark:
+            return
+        graph = self.state.graph
+        for task_id in task_ids:
+            if graph.records[task_id].state is TaskState.released:
+                graph.requeue(graph.records[task_id], "its release was lost with Redis's outage; released again")
+        self._resend = [c for c in events if c[0] != "XACK"]  # results not acknowledged are read again anyway
 
     def _releases(self, ready: list[TaskRecord]) -> list[list[str]]:
         """Mark ``ready`` released; the commands that add them to their masters' inboxes."""

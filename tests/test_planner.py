@@ -11,6 +11,7 @@ from cortex.errors import PlanError
 from cortex.models import Cluster, Roster
 from cortex.models.task import Estimate, Task
 from cortex.planner import build_plan
+from cortex.planner.dag import Dag
 from cortex.planner.decompose import task_graph
 from cortex.planner.routing import route
 from cortex.planner.schedule import critical_path, list_schedule
@@ -177,7 +178,22 @@ def test_the_default_roster_plans_the_demo_goal_for_fleets_of_any_size(tmp_path:
     left_out = [note for note in with_model.notes if "documentation" not in note and "left out (optional" in note]
     assert len(left_out) == n - len(kept)
     assert all(line.expected_usage <= line.base + line.worker_pool for line in with_model.budget.lines)
-    task_graph(with_model.tasks)  # nothing depends on a task that is gone
+    graph = task_graph(with_model.tasks)  # nothing depends on a task that is gone
+    # planned on the first graph cut down to the tasks that fit (``Dag.induced``): the schedule a graph built from
+    # those tasks gives
+    tasks, timeline = with_model.tasks, with_model.schedule
+    assert list_schedule(tasks, graph, with_model.workers) == timeline.entries
+    assert critical_path(tasks, graph) == (timeline.critical_path, timeline.critical_path_s)
+
+
+def test_an_induced_graph_has_the_edges_between_its_nodes_in_an_order_that_respects_them() -> None:
+    edges = [("a", "c"), ("b", "c"), ("c", "d"), ("b", "e"), ("e", "d"), ("z", "a")]
+    whole = Dag(["a", "b", "c", "d", "e", "z"], edges)
+    part = whole.induced({"a", "c", "d", "z"})
+    built = Dag(["a", "c", "d", "z"], [(x, y) for x, y in edges if {x, y} <= {"a", "c", "d", "z"}])
+    assert part.preds == built.preds and part.succs == built.succs
+    assert sorted(part.order) == sorted(built.order)
+    assert all(part.order.index(x) < part.order.index(y) for y, xs in part.preds.items() for x in xs)
 
 
 def test_required_work_gives_way_by_priority_after_optional_work_and_takes_its_dependents() -> None:

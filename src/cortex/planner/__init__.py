@@ -121,8 +121,8 @@ def assemble_plan(
         if m.name in routing.selected or m.name == roster.routing.fallback or m.name in used
     ]
     fitted, fit_notes = fit_budgets(roster, active, tasks, model_configured=model_configured)
-    # fitting only removes tasks (and their edges): the same list back means the same graph
-    graph = first if fitted is tasks else task_graph(fitted)
+    # fitting only removes tasks (and their edges): the same list back means the same graph, else a part of it
+    graph = first if fitted is tasks else first.induced({t.id for t in fitted})
     tasks = fitted
     workers = place_workers(cluster, roster, active)
     staffed = {w.worker_type for w in workers}

@@ -33,6 +33,17 @@ class Dag:
                 # graphlib reports the cycle walking predecessors; reverse it to read in run order
                 raise CycleFound(list(reversed(exc.args[1]))) from exc
 
+    def induced(self, keep: set[str]) -> Dag:
+        """The graph on the nodes in ``keep`` and the edges between them, without sorting again: its ``order`` is
+        this order restricted to ``keep``, still a topological order (planning uses it for longest paths and
+        reuse, which any topological order gives alike) though not always the smallest one by name. Planning with
+        budgets that left tasks out built the whole graph twice (a tenth of planning 10,000 repositories)."""
+        sub = Dag.__new__(Dag)
+        sub.preds = {n: [p for p in ps if p in keep] for n, ps in self.preds.items() if n in keep}
+        sub.succs = {n: [s for s in ss if s in keep] for n, ss in self.succs.items() if n in keep}
+        sub.order = [n for n in self.order if n in keep]
+        return sub
+
     def _lexicographic_order(self) -> list[str]:
         """Kahn's algorithm taking the smallest ready name first: the same graph always gives the same order."""
         waiting = {n: len(p) for n, p in self.preds.items()}

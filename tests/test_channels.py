@@ -72,6 +72,15 @@ def _cortex(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cortex", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+def _matching(events: list[dict[str, Any]], channel: str, kind: str, **context: object) -> list[dict[str, Any]]:
+    """The events (as ``cortex watch --json`` prints them) on ``channel`` of type ``kind`` with ``context``."""
+    return [
+        e
+        for e in events
+        if e["channel"] == channel and e["type"] == kind and all(e["context"].get(k) == v for k, v in context.items())
+    ]
+
+
 # `cortex drain|resume ...` with the interpreter started and the command line imported ahead, run when a line
 # arrives on its input: on a loaded machine start-up took seconds, and the run could end before the drain arrived
 _READY_CLI = "import sys; from cortex.cli import main; sys.stdin.readline(); main()"
@@ -104,22 +113,6 @@ async def _until(redis: aredis.Redis, seen: Callable[[list[dict[str, Any]]], boo
     raise AssertionError("the run's events never showed what the test waits for")
 
 
-def _acks(events: list[dict[str, Any]], worker: str, event: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in events
-        if e["channel"] == f"cortex:worker:{worker}" and e["type"] == "control" and e["context"].get("event") == event
-    ]
-
-
-def _assigned_after(events: list[dict[str, Any]], worker: str, ts: float) -> int:
-    channel = f"cortex:worker:{worker}"
-    return sum(
-        e["channel"] == channel and e["type"] == "task" and e["context"].get("event") == "assigned" and e["ts"] > ts
-        for e in events
-    )
-
-
 async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_task(tmp_path: Path) -> None:
     plan = _plan()
     drained, other = "testing-w-worker-01", "testing-w-worker-02"
@@ -143,8 +136,18 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
             assert code == 0, err
             redis = aredis.Redis.from_url(server.url, decode_responses=True)
             try:  # the other testing worker goes on alone meanwhile: three claims of its own
-                await _until(redis, lambda es: bool(_acks(es, drained, "draining")))
-                await _until(redis, lambda es: _assigned_after(es, other, _acks(es, drained, "draining")[0]["ts"]) >= 3)
+                acks, claims = f"cortex:worker:{drained}", f"cortex:worker:{other}"
+                await _until(redis, lambda es: bool(_matching(es, acks, "control", event="draining")))
+                await _until(
+                    redis,
+                    lambda es: (
+                        sum(
+                            e["ts"] > _matching(es, acks, "control", event="draining")[0]["ts"]
+                            for e in _matching(es, claims, "task", event="assigned")
+                        )
+                        >= 3
+                    ),
+                )
             finally:
                 await redis.aclose()
             code, err = await asyncio.to_thread(_fire, resume)
@@ -161,13 +164,7 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
     events = [json.loads(line) for line in out.splitlines()]
 
     def seen(channel: str, kind: str, **context: object) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in events
-            if e["channel"] == channel
-            and e["type"] == kind
-            and all(e["context"].get(k) == v for k, v in context.items())
-        ]
+        return _matching(events, channel, kind, **context)
 
     coordinator = "cortex:master:coordinator"
     assert [e["context"]["name"] for e in seen(coordinator, "control", event="phase")] == [

@@ -32,11 +32,16 @@ from cortex.runtime.options import RunOptions
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-def _outage(server: EmbeddedRedis, seconds: float) -> None:
-    """SIGKILL the server, keep it down for ``seconds``, start it again on its append-only file."""
+def _kill(server: EmbeddedRedis) -> None:
+    """SIGKILL the server (``server.start()`` starts it again on its append-only file)."""
     assert server.process is not None
     server.process.kill()
     server.process.wait(timeout=5)
+
+
+def _outage(server: EmbeddedRedis, seconds: float) -> None:
+    """``_kill`` the server, keep it down for ``seconds``, start it again."""
+    _kill(server)
     time.sleep(seconds)  # the outage itself
     server.start()
 
@@ -74,9 +79,7 @@ async def test_a_release_script_lost_with_the_server_is_sent_again_when_it_is_ba
 
         async def dies_first(self: Leadership, key: str, mapping: dict[str, Any], commands: list[list[str]]) -> None:
             if not back and any(c[0] == "XADD" and "chaos-0010" in c for c in commands):
-                assert server.process is not None
-                server.process.kill()  # before the script is sent: it cannot run
-                server.process.wait(timeout=5)
+                _kill(server)  # before the script is sent: it cannot run
                 back.append(threading.Thread(target=lambda: (time.sleep(12.0), server.start())))
                 back[0].start()  # longer than the client's own retries (about 7 s): the run rides it out
             await send(self, key, mapping, commands)

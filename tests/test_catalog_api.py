@@ -222,3 +222,71 @@ async def test_graphql_subscription_yields_changes(redis: aredis.Redis) -> None:
     result = await asyncio.wait_for(first, 10)
     assert result.data == {"changes": {"op": "upsert", "id": "repo:sub"}}
     await stream.aclose()  # type: ignore[union-attr]
+
+
+def test_get_by_id_answers_as_stored_with_auth_and_metrics(catalog: Catalog) -> None:
+    """The get-by-id route (answered by the middleware itself when it succeeds) keeps every check and count."""
+    with httpx.Client(base_url=catalog.url, timeout=10) as c:
+        c.put("/assets/repo:a/b@1", json=body("repo:a/b@1"), headers=catalog.writer)
+        got = c.get("/assets/repo:a/b@1", headers=catalog.reader)
+        assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+        assert Asset.model_validate_json(got.content).id == "repo:a/b@1"
+        assert "app;dur=" in got.headers["server-timing"]
+        assert c.get("/assets/repo:a/b@1").status_code == 401
+        assert c.get("/assets/repo:a/b@1", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert c.get("/assets/-bad", headers=catalog.reader).status_code == 422
+        assert c.get("/assets/repo:none", headers=catalog.reader).status_code == 404
+        text = c.get("/metrics").text
+    ok = 'cortex_catalog_requests_total{method="GET",route="/assets/{asset_id:path}",status="200"} 1.0'
+    refused = 'cortex_catalog_requests_total{method="GET",route="/assets/{asset_id:path}",status="401"} 2.0'
+    assert ok in text and refused in text
+
+
+async def test_the_middleware_answers_an_authorised_read_and_leaves_the_rest(redis: aredis.Redis) -> None:
+    """``get_asset`` answers a stored asset for a reader, and declines (the application answers) a miss, a bad id,
+    a missing or write-only token and any other method; with open reads no token is needed."""
+    from types import SimpleNamespace
+
+    from cortex.catalog.middleware import get_asset
+    from cortex.catalog.store import CatalogStore
+    from cortex.coord.keys import CatalogKeys
+
+    r_token, r_spec = new_token("reader", ["read"])
+    w_token, w_spec = new_token("writer", ["write"])
+    keys = CatalogKeys(f"cortex:catalog:{uuid.uuid4().hex[:8]}")
+    store = CatalogStore(redis, keys)
+    await store.upsert(Asset(id="repo:fast", type="repository", name="fast"))
+    app = SimpleNamespace(state=SimpleNamespace(store=store))
+
+    async def ask(config: CatalogConfig, path: str, token: str | None, method: str = "GET") -> list[dict[str, object]]:
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        scope = {"type": "http", "method": method, "path": path, "headers": headers, "app": app}
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        answered = await get_asset(scope, None, send, config)  # type: ignore[arg-type]
+        assert answered == bool(sent)
+        return sent
+
+    closed = CatalogConfig(tokens=[r_spec, w_spec], prefix=keys.prefix)
+    sent = await ask(closed, "/assets/repo:fast", r_token)
+    assert sent[0]["status"] == 200 and sent[1]["body"] == (await store.get_raw("repo:fast") or "").encode()
+    for path, token, method in [
+        ("/assets/repo:missing", r_token, "GET"),
+        ("/assets/-bad", r_token, "GET"),
+        ("/assets/repo:fast", None, "GET"),
+        ("/assets/repo:fast", w_token, "GET"),
+        ("/assets/repo:fast", "nope", "GET"),
+        ("/assets/repo:fast", r_token, "DELETE"),
+        ("/lineage/repo:fast", r_token, "GET"),
+    ]:
+        assert await ask(closed, path, token, method) == [], (path, token, method)
+    opened = CatalogConfig(tokens=[r_spec, w_spec], prefix=keys.prefix, read_open=True)
+    assert (await ask(opened, "/assets/repo:fast", None))[0]["status"] == 200
+    gone = aredis.Redis(unix_socket_path="/nonexistent/redis.sock")  # storage away: 503, as the application says
+    app.state.store = CatalogStore(gone, keys)
+    down = await ask(closed, "/assets/repo:fast", r_token)
+    assert down[0]["status"] == 503 and b"catalog storage unavailable" in down[1]["body"]  # type: ignore[operator]
+    await gone.aclose()

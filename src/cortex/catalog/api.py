@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from cortex.catalog.auth import Principal, identify, require
 from cortex.catalog.config import CatalogConfig
 from cortex.catalog.limits import StreamSlots
-from cortex.catalog.middleware import LimitsAndMetrics, Metrics, error_response
+from cortex.catalog.middleware import LimitsAndMetrics, Metrics, error_response, storage_unavailable
 from cortex.catalog.store import FILTERS, CatalogStore
 from cortex.coord.connection import client, pool_use
 from cortex.coord.events import listen
@@ -349,7 +349,7 @@ def create_app(config: CatalogConfig, redis_url: str) -> FastAPI:
         ApiError: lambda e: error_response(e.status, str(e)),  # type: ignore[attr-defined]
         AuthError: lambda e: error_response(e.status, str(e), **{"WWW-Authenticate": "Bearer"}),  # type: ignore[attr-defined]
         AssetNotFound: lambda e: error_response(404, str(e)),
-        RedisError: lambda e: error_response(503, f"catalog storage unavailable: {type(e).__name__}"),
+        RedisError: storage_unavailable,
     }
     for exc_type, make in handlers.items():
 

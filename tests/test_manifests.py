@@ -68,3 +68,16 @@ def test_the_test_environment_comes_from_the_lock_file_or_the_declared_files(tmp
     (broken / "requirements.txt").write_text("tabulate==0.8.9\n")
     spec = asyncio.run(env_spec(broken, uv))
     assert spec.requirements == ["tabulate==0.8.9"] and spec.notes[0].startswith("pyproject.toml left out")
+
+
+def test_texts_already_read_are_parsed_instead_of_the_disk_and_a_survey_counts_the_same(tmp_path: Path) -> None:
+    from cortex.repo.measures import measure
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["a==1", "b>=2"]\n')
+    (tmp_path / "requirements-dev.txt").write_text("c==3\n")
+    (tmp_path / "go.mod").write_bytes(b"module x\n\nrequire golang.org/x/net v0.7.0\n")
+    given = {"pyproject.toml": b'[project]\nname = "x"\ndependencies = ["z==9"]\n', "go.mod": b"\xff\xfe"}
+    found = declared_packages(tmp_path, {"pyproject.toml", "requirements-dev.txt", "go.mod"}, given)
+    assert [p["name"] for p in found.packages] == ["z", "c"]  # pyproject from the text given, requirements from disk
+    assert [p["file"] for p in found.problems] == ["go.mod"]  # not UTF-8: a problem, like a file that is not
+    assert measure(tmp_path).packages == len(declared_packages(tmp_path).packages) == 4

@@ -161,7 +161,7 @@ def produce(repo: Path, path: Path) -> Produced:
             return out  # versions come in through package.json's reading of the lock file
         read = dict(manifest_readers(repo)).get(path)
         try:
-            pkgs = read(repo, path)[0] if read is not None else []
+            pkgs = read(repo, path, path.read_text(encoding="utf-8"))[0] if read is not None else []
         except (ManifestUnreadable, OSError, UnicodeDecodeError):
             return out  # nothing to register; the inventory task reports the file as a finding
         for p in pkgs:

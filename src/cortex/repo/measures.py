@@ -12,7 +12,7 @@ from typing import Any
 
 from cortex.files import SKIP_DIRS
 from cortex.models.plan import TargetMeasures
-from cortex.repo.manifests import declared_packages
+from cortex.repo.manifests import declared_packages, is_manifest
 
 _NAME = operator.attrgetter("name")
 LINES_MAX_BYTES = 2 * 1024 * 1024
@@ -51,15 +51,19 @@ def _head(root: Path) -> str:
         return ""
 
 
-def _read_file(entry: os.DirEntry[str], rel: str, state: Any) -> int:
-    """Add ``entry`` to the state digest; its newlines (0 when too large to read for planning, or unreadable)."""
+def _read_file(entry: os.DirEntry[str], rel: str, state: Any, keep: dict[str, bytes] | None = None) -> int:
+    """Add ``entry`` to the state digest; its newlines (0 when too large to read for planning, or unreadable).
+    ``keep``: where to keep what was read, by name (the top level's manifests, read once)."""
     try:
         st = entry.stat(follow_symlinks=False)
         state.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         if st.st_size > LINES_MAX_BYTES:
             return 0
         with open(entry.path, "rb") as f:
-            return f.read().count(b"\n")
+            data = f.read()
+        if keep is not None:
+            keep[entry.name] = data
+        return data.count(b"\n")
     except OSError:  # vanished or unreadable while walking: counted as a file, not read
         state.update(f"{rel}\0?\n".encode())
         return 0
@@ -89,6 +93,7 @@ def survey(root: Path, *, link_limit: int = 100) -> Survey:
     state = hashlib.sha256(_head(root).encode())
     top: Path | None = None  # resolved only when a link is met (most targets have none)
     links: list[tuple[str, str]] = []
+    manifests: dict[str, bytes] = {}
     pending = [""]
     base = str(root)  # strings, not paths: a Path per file cost a tenth of planning 10,000 repositories
     while pending:
@@ -120,13 +125,13 @@ def survey(root: Path, *, link_limit: int = 100) -> Survey:
                 out.top_files.add(entry.name)
             files += 1
             tests += _is_test(entry.name, in_test_dir)
-            lines += _read_file(entry, rel, state)
+            lines += _read_file(entry, rel, state, manifests if not rel_dir and is_manifest(entry.name) else None)
         pending.extend(reversed(subdirs))  # depth first, in name order
     out.measures = TargetMeasures(
         files=files,
         lines=lines,
         tests=tests,
-        packages=len(declared_packages(root, out.top_files).packages),
+        packages=len(declared_packages(root, out.top_files, manifests).packages),
         revision=state.hexdigest()[:32],
     )
     out.links = links

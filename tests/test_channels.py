@@ -148,10 +148,13 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
                         >= 3
                     ),
                 )
+                code, err = await asyncio.to_thread(_fire, resume)
+                assert code == 0, err
+                # the worker says it resumed while the run still has work for it (waiting for the run's end instead
+                # once lost the race on a slow host: the run ended with the acknowledgement unseen)
+                await _until(redis, lambda es: bool(_matching(es, acks, "control", event="resumed")))
             finally:
                 await redis.aclose()
-            code, err = await asyncio.to_thread(_fire, resume)
-            assert code == 0, err
             result = await run
             out, err = await asyncio.to_thread(watcher.communicate, timeout=60)
         finally:
@@ -198,15 +201,17 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
     ]
 
     # the drain was obeyed: nothing assigned to the drained worker between its acknowledgements, while the
-    # other worker went on; and after the resume it took tasks again
-    (draining,) = seen(worker, "control", event="draining")
-    (resumed,) = seen(worker, "control", event="resumed")
+    # other worker went on; and after the resume it took tasks again (read from the run's archived event stream,
+    # which has every event: a live watcher has what pub/sub delivered to it)
+    archived = [json.loads(line) for line in (result.archive / "events.jsonl").read_text().splitlines()]
+    (draining,) = _matching(archived, worker, "control", event="draining")
+    (resumed,) = _matching(archived, worker, "control", event="resumed")
     assert draining["context"]["by"] == "operator" and draining["ts"] < resumed["ts"]
-    mine = [e["ts"] for e in seen(worker, "task", event="assigned")]  # one message per claim
+    mine = [e["ts"] for e in _matching(archived, worker, "task", event="assigned")]  # one message per claim
     assert not [t for t in mine if draining["ts"] < t < resumed["ts"]]
     assert [t for t in mine if t > resumed["ts"]]
-    other = [e["ts"] for e in seen("cortex:worker:testing-w-worker-02", "task", event="assigned")]
-    assert len([t for t in other if draining["ts"] < t < resumed["ts"]]) >= 3
+    theirs = [e["ts"] for e in _matching(archived, f"cortex:worker:{other}", "task", event="assigned")]
+    assert len([t for t in theirs if draining["ts"] < t < resumed["ts"]]) >= 3
 
 
 async def test_a_cancelled_task_fails_without_retry_and_its_dependents_are_skipped(tmp_path: Path) -> None:

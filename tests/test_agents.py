@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,47 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
     assert (await Ledger(redis, keys).account("master:monitoring")).used == sum(
         c["input_tokens"] + c["output_tokens"] for c in out["model_calls"]
     )
+
+
+LOAD_AGENT_LAYER = """
+import asyncio, json, sys, time
+from cortex.toolset.registry import find_handler  # what a worker has loaded before its first agent task
+
+async def main():
+    fresh = "pydantic_ai" not in sys.modules
+    gaps, last = [], time.monotonic()
+    async def tick():
+        nonlocal last
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    gaps.clear()
+    start = time.monotonic()
+    handler = await find_handler("development.fix-tests")
+    took = time.monotonic() - start
+    from cortex.agents.providers import load_provider  # imported with the agent tasks just now
+
+    await load_provider("openai:any-model")
+    ticker.cancel()
+    print(json.dumps({"fresh": fresh, "found": handler is not None, "took": took, "max_gap": max(gaps),
+                      "openai": "pydantic_ai.models.openai" in sys.modules}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_loading_the_agent_layer_leaves_the_workers_event_loop_running() -> None:
+    # The agent layer's imports take seconds; on a worker's loop they stalled its heartbeat past the lease, and the
+    # coordinator handed the running fix to a second worker (CI at a822f50, a half-speed host).
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_AGENT_LAYER], capture_output=True, text=True, timeout=110, check=True
+    )
+    got = json.loads(proc.stdout)
+    assert got["fresh"] and got["found"] and got["openai"], got
+    # imported on the loop, one gap would span the whole import; in a thread, the loop keeps ticking
+    assert got["max_gap"] < got["took"] / 2, got

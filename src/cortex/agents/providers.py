@@ -12,6 +12,9 @@ so no test can reach a paid API.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +24,26 @@ from pydantic_ai.models import Model
 from cortex.errors import ModelUnavailable
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+PROVIDER_MODULES = {
+    "openai": ("pydantic_ai.models.openai", "pydantic_ai.providers.openai"),
+    "anthropic": ("pydantic_ai.models.anthropic", "pydantic_ai.providers.anthropic"),
+    "function": ("pydantic_ai.models.function",),
+    "script": ("cortex.agents.scripted",),
+}
+"""What ``build_model`` imports for each provider (the OpenAI SDK alone takes over a second)."""
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        with contextlib.suppress(ImportError):  # build_model says what is missing, in its own words
+            importlib.import_module(name)
+
+
+async def load_provider(spec: str) -> None:
+    """Import what ``build_model(spec)`` needs in a thread, so that a worker's event loop (and its heartbeat)
+    keeps running meanwhile."""
+    await asyncio.to_thread(_import_all, PROVIDER_MODULES.get(spec.partition(":")[0], ()))
 
 
 def _guard(url: str, env: Mapping[str, str]) -> None:
@@ -39,8 +62,6 @@ def build_model(spec: str, env: Mapping[str, str], *, script_key: str = "") -> M
         file, _, key = name.partition("#")
         return ScriptedModel.from_file(Path(file), key or script_key)
     if provider == "function":  # function:package.module:callable, a FunctionModel function (tests, experiments)
-        import importlib
-
         from pydantic_ai.models.function import FunctionModel
 
         module, _, attr = name.rpartition(":")

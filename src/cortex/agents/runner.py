@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cortex.agents.budget import BudgetedModel, CallScope
-from cortex.agents.providers import build_model
+from cortex.agents.providers import build_model, load_provider
 from cortex.errors import ModelUnavailable, TaskFailed, TaskSkipped
 from cortex.models import Plan
 from cortex.models.roster import Master
@@ -30,6 +30,9 @@ async def budgeted_model(ctx: TaskContext) -> tuple[BudgetedModel, Master]:
     if not spec:
         raise TaskSkipped("no model configured (set CORTEX_MODEL, or a model for this master in the roster)")
     env = dict(ctx.services.env)
+    for needed in (spec, master.degradation.model):
+        if needed:
+            await load_provider(needed)
     try:
         model = build_model(spec, env, script_key=ctx.task.kind)
         cheaper = (

@@ -20,7 +20,7 @@ from cortex.models.task import Task
 from cortex.observability import logs
 from cortex.runtime import checkouts
 from cortex.toolset.context import Services, TaskContext
-from cortex.toolset.registry import handler_for
+from cortex.toolset.registry import find_handler
 
 _to_json = json.JSONEncoder(default=str).encode
 """``json.dumps(value, default=str)`` with one encoder for every task."""
@@ -48,7 +48,7 @@ async def execute(
     # lines a task were two fifths of a worker's time per no-op task
     logs.event("task-started", logging.DEBUG, task=task.id, attempt=ctx.attempt, kind=task.kind)
     try:
-        handler = handler_for(task.kind)
+        handler = await find_handler(task.kind)
         if handler is None:
             raise TaskFailed(f"no handler for task kind {task.kind!r}", retryable=False)
         ctx.target_path = await checkouts.resolve(fields, services.state_dir)

@@ -3,6 +3,7 @@ module imports them all on first use, and the agent tasks only when one is asked
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 
 from cortex.toolset.context import HANDLERS, Handler
@@ -35,6 +36,15 @@ def handler_for(kind: str) -> Handler | None:
     if kind in LAZY_KINDS and kind not in HANDLERS:
         importlib.import_module(LAZY_KINDS[kind])
     return HANDLERS.get(kind)
+
+
+async def find_handler(kind: str) -> Handler | None:
+    """``handler_for`` for a running event loop: a first use imports in a thread. Importing the agent layer takes
+    seconds (pydantic-ai), and a worker whose loop stalls that long lets its heartbeat lapse: the coordinator
+    then hands its task to another worker while it still runs."""
+    if _loaded and (kind in HANDLERS or kind not in LAZY_KINDS):
+        return HANDLERS.get(kind)
+    return await asyncio.to_thread(handler_for, kind)
 
 
 def known_kinds() -> list[str]:

@@ -24,6 +24,9 @@ from cortex.runtime.coordinator import Coordinator
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 RUN_ID = "channels-1"
+STEADY = 24
+"""Steady tasks of 0.4 s for the two testing workers: enough that the drained worker, resumed after its peer's
+third claim, still finds work (about 8 s of it for one worker) however slowly the resume lands."""
 
 
 def _plan() -> Any:
@@ -38,7 +41,7 @@ def _plan() -> Any:
             "routing": {"fallback": "testing"},
         }
     )
-    # 16 steady tasks for the testing workers; two tasks that contend for one file for the monitoring workers
+    # the steady tasks for the testing workers; two tasks that contend for one file for the monitoring workers
     work = [
         Task(
             id=f"work-{i:02d}",
@@ -48,7 +51,7 @@ def _plan() -> Any:
             params={"seconds": 0.4},
             estimate=Estimate(seconds=0.4, tokens=0),
         )
-        for i in range(16)
+        for i in range(STEADY)
     ]
     contend = [
         Task(
@@ -131,11 +134,17 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
             assert ready.startswith(f"watching run {RUN_ID}"), ready
             coord = Coordinator(plan, server.url, tmp_path / "state", run_id=RUN_ID)
             run = asyncio.ensure_future(coord.run())
-            await coord.executing.wait()
-            code, err = await asyncio.to_thread(_fire, drain)
-            assert code == 0, err
             redis = aredis.Redis.from_url(server.url, decode_responses=True)
-            try:  # the other testing worker goes on alone meanwhile: three claims of its own
+            try:
+                # drained as soon as the run can take the command (its plan is stored before any process starts),
+                # so the drained worker usually starts drained: a drain sent once tasks ran was, on a slow host,
+                # obeyed after its peer had claimed all but two
+                while not await redis.exists(RunKeys(RUN_ID).plan):
+                    assert not run.done(), run.result()
+                    await asyncio.sleep(0.02)
+                code, err = await asyncio.to_thread(_fire, drain)
+                assert code == 0, err
+                # the other testing worker goes on alone meanwhile: three claims of its own
                 acks, claims = f"cortex:worker:{drained}", f"cortex:worker:{other}"
                 await _until(redis, lambda es: bool(_matching(es, acks, "control", event="draining")))
                 await _until(
@@ -177,16 +186,16 @@ async def test_each_channel_carries_its_messages_and_a_drained_worker_takes_no_t
     master = "cortex:master:testing"
     # one message per dispatch and per coordinator turn, each listing its tasks
     dispatched = [t["task_id"] for e in seen(master, "task", event="dispatched") for t in e["context"]["tasks"]]
-    assert sorted(dispatched) == [f"work-{i:02d}" for i in range(16)]
+    assert sorted(dispatched) == [f"work-{i:02d}" for i in range(STEADY)]
     ended = [t for e in seen(master, "result") for t in e["context"]["tasks"]]
-    assert sorted(t["task_id"] for t in ended) == [f"work-{i:02d}" for i in range(16)]
+    assert sorted(t["task_id"] for t in ended) == [f"work-{i:02d}" for i in range(STEADY)]
     assert all(t["state"] == "succeeded" and t["worker"].startswith("testing-w-worker-") for t in ended)
     assert seen("cortex:master:monitoring", "heartbeat", event="registered")
     worker = f"cortex:worker:{drained}"
     assert seen(worker, "heartbeat", event="registered") and seen(worker, "task", event="assigned")
     claims = [e for w in ("01", "02") for e in seen(f"cortex:worker:testing-w-worker-{w}", "task", event="assigned")]
     assigned = [t["task_id"] for e in claims for t in e["context"]["tasks"]]
-    assert sorted(assigned) == [f"work-{i:02d}" for i in range(16)]
+    assert sorted(assigned) == [f"work-{i:02d}" for i in range(STEADY)]
     lineage = [t for e in seen("cortex:lineage", "lineage") for t in e["context"]["tasks"]]
     assert sorted(t["task"] for t in lineage) == sorted(t.id for t in plan.tasks)  # each task's edges, once
     ran_on = {(a, b) for t in lineage for a, relation, b in t["edges"] if relation == "ran_on"}

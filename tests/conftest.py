@@ -32,6 +32,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "redis_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    # The longest tests first: pytest-xdist hands each process a contiguous half of this order and the idle one
+    # steals from the end of the other's, so a long test collected last could run alone at the end of the suite.
+    items.sort(key=lambda item: -_expected_seconds(item))
+
+
+def _expected_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return float(marker.args[0]) if marker is not None else 0.0
 
 
 @pytest.fixture(autouse=True)

@@ -122,6 +122,7 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
 
 
+@pytest.mark.slow(35)
 @pytest.mark.integration
 async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_path: Path) -> None:
     result, report, repo = await run(tmp_path, roster(), SCRIPT)
@@ -163,6 +164,7 @@ async def test_a_scripted_fix_turns_the_failing_test_green_and_is_reviewed(tmp_p
     assert live["development"]["efficiency"] == round(spent / live["development"]["allocated"], 4)
 
 
+@pytest.mark.slow(30)
 @pytest.mark.integration
 async def test_a_budget_that_runs_out_mid_task_degrades_as_the_policy_says(tmp_path: Path) -> None:
     policy = {"below": 0.9, "max_output_tokens": 300, "skip_optional": False, "partial": True}

@@ -59,6 +59,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert cortex("init", str(tmp_path), "--force", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.slow(30)
 @pytest.mark.integration
 def test_plan_run_status_history_report(tmp_path: Path) -> None:
     roster, cluster = small_config(tmp_path)

@@ -192,6 +192,7 @@ def check_next_plan_learns(plan: Plan, report: dict[str, Any], fleet: Path, stat
     assert learned.history_runs == 1 and learned.id != plan.id
 
 
+@pytest.mark.slow(150)
 def test_the_demo_from_a_plain_wheel_install(tmp_path: Path) -> None:
     bin_dir = install_wheel(tmp_path)
     where = tmp_path / "checkout"  # `cortex demo` runs from a repository root: examples/fleet, and plans/ written

@@ -103,6 +103,7 @@ def _agents(url: str, run_id: str) -> list[int]:
     return asyncio.run(read())
 
 
+@pytest.mark.slow(40)
 def test_a_take_over_finishes_when_the_old_node_agents_have_stopped(tmp_path: Path) -> None:
     write_plan(chaos_plan(60, seconds=0.5, workers=2, nodes=1, slots=2), tmp_path / "plan")
     state = tmp_path / "state"

@@ -32,6 +32,7 @@ async def run_once(fleet: Path, state: Path, *, reuse: bool = True) -> tuple[dic
     return plan.reuse, result.report
 
 
+@pytest.mark.slow(60)
 async def test_unchanged_fleet_reuses_every_result_and_a_changed_repository_runs_again(tmp_path: Path) -> None:
     source = tmp_path / "source"
     for name in ("auth-lib", "edge-proxy"):  # a Python library with a vulnerable pin (a handoff), and a Go service

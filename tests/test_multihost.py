@@ -52,6 +52,7 @@ def _warm_caches(tmp: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
+@pytest.mark.slow(240)
 @pytest.mark.parametrize("mode", ["namespaces", "loopback"])
 def test_a_run_across_hosts_survives_losing_one(mode: str, tmp_path: Path) -> None:
     why_not = namespaces_possible()

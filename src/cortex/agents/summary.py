@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic_ai import Agent
 
 from cortex.agents.budget import BudgetedModel, CallScope
-from cortex.agents.providers import build_model
+from cortex.agents.providers import build_model, load_provider
 from cortex.coord.keys import RunKeys
 from cortex.errors import BudgetExceeded, CortexError
 from cortex.models.report import ExecutiveSummary, Report
@@ -37,6 +37,7 @@ async def write_summary(
     """The summary with the model that wrote it, or why it was not written."""
     facts = report.model_dump_json(by_alias=True, exclude=LEAVE_OUT)
     try:
+        await load_provider(master.model or spec)  # off the loop: the coordinator still renews its lease meanwhile
         model = build_model(master.model or spec, env, script_key="coordinator.summary")
         scope = CallScope(
             redis, keys, "coordinator.summary", master.name, None, False, master.max_output_tokens, master.degradation

@@ -4,6 +4,7 @@ process has stopped (ledger, node usage, model calls, degradations) for the repo
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from pathlib import Path
 
@@ -92,6 +93,8 @@ async def summarise(
 ) -> None:
     """The executive summary by the fallback master's model, from the report's data; its tokens join the
     report's figures."""
+    # imported in a thread first: pydantic-ai takes seconds to import, and the coordinator's loop renews its lease
+    await asyncio.to_thread(importlib.import_module, "cortex.agents.summary")
     from cortex.agents.summary import write_summary
 
     name = state.plan.roster.routing.fallback

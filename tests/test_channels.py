@@ -266,3 +266,43 @@ async def test_a_task_that_runs_out_of_time_fails_and_is_retried(tmp_path: Path)
     assert timed_out.errors == ["timed out after 1 s"] * timed_out.attempts
     assert timed_out.duration_s is not None and 0.9 < timed_out.duration_s < 5
     assert all(tasks[t.id].state.value == "succeeded" for t in plan.tasks[1:])
+
+
+async def test_a_damaged_standing_command_is_skipped_and_the_process_still_obeys(
+    redis: aredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cortex.runtime.control import Control, send
+
+    keys = RunKeys("control-1")
+    # what another version, or a damaged hash, could hold: once, reading it ended the process's following for good
+    await redis.hset(keys.control, mapping={"w-1": "not json", "cancel:t-9": '["to", "w-1"]'})
+    control = Control(redis, keys, "w-1")
+    stop = asyncio.Event()
+    follow = asyncio.create_task(control.follow(stop))
+    try:
+        for _ in range(400):  # the first reading of the hash: each damaged entry is skipped, and says so
+            if [r.getMessage() for r in caplog.records].count("control-error") >= 2:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the damaged entries were not reported (following done: {follow.done()})")
+        await send(redis, keys, "w-1", "drain", by="operator")
+        await asyncio.wait_for(control.changed.wait(), 20)
+        assert control.draining_by == "operator" and not follow.done()
+        # a failure while obeying (here the process's own cancel callback) is logged, and following goes on
+        cancels: list[str] = []
+
+        def broken(task_id: str, by: str) -> bool:
+            cancels.append(task_id)
+            raise RuntimeError("the callback broke")
+
+        control.on_cancel = broken
+        await send(redis, keys, "w-1", "cancel", by="operator", task_id="t-1")
+        control.changed.clear()
+        await send(redis, keys, "w-1", "resume", by="operator")
+        await asyncio.wait_for(control.changed.wait(), 20)
+        assert cancels and not control.draining and not follow.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(follow, 10)
+    assert any("the callback broke" in str(getattr(r, "fields", {}).get("error")) for r in caplog.records)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 from cortex.coord import events
 from cortex.coord.keys import RunKeys, master_channel, worker_channel
 from cortex.models.messages import Envelope, MessageType
+from cortex.observability import logs
 
 Command = Literal["drain", "resume", "cancel"]
 RECHECK_S = 2.0
@@ -103,22 +105,35 @@ class Control:
 
     async def recheck(self) -> None:
         """Read the standing commands from the run's control hash (at start, and after messages may have been
-        missed)."""
+        missed). An entry that is not a command (another version's, or damaged) is skipped and logged."""
         try:
             raw = await self.redis.hgetall(self.keys.control)
         except RedisError:
             return  # Redis restarting: the next recheck will do
-        standing = json.loads(raw[self.process_id]) if self.process_id in raw else None
+        standing = _command(raw, self.process_id)
         if standing is None and self.draining:
             await self._apply("resume", "control hash", None)
         elif standing is not None:
             await self._apply(standing["command"], standing["by"], None)
-        for field, value in raw.items():
-            if field.startswith("cancel:") and json.loads(value).get("to") == self.process_id:
-                await self._apply("cancel", json.loads(value)["by"], field.removeprefix("cancel:"))
+        for field in raw:
+            if field.startswith("cancel:") and (cancel := _command(raw, field)) and cancel.get("to") == self.process_id:
+                await self._apply("cancel", cancel["by"], field.removeprefix("cancel:"))
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Obey the messages on the process's channel until ``stop`` is set; re-read the hash now and then."""
+        """Obey the messages on the process's channel until ``stop`` is set; re-read the hash now and then. An
+        unexpected error is logged and following starts again a second later: a process that stopped listening
+        would go on working deaf to drains and cancels."""
+        while not stop.is_set():
+            try:
+                await self._follow(stop)
+            except Exception as exc:
+                logs.event(
+                    "control-error", logging.WARNING, process=self.process_id, error=f"{type(exc).__name__}: {exc}"
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _follow(self, stop: asyncio.Event) -> None:
         await self.recheck()
         checked = time.monotonic()
         stream = events.listen(self.redis, channel_of(self.process_id), tick_s=0.5)
@@ -146,3 +161,17 @@ class Control:
             return  # not a Cortex envelope: nothing to obey
         if env.type is MessageType.control and env.run_id == self.keys.run_id and env.to == self.process_id:
             await self._apply(str(env.context.get("command")), env.sender, env.task_id)
+
+
+def _command(raw: dict[str, str], field: str) -> dict[str, str] | None:
+    """The command stored under ``field`` of the control hash, or None when there is none or it is not one."""
+    if field not in raw:
+        return None
+    try:
+        value = json.loads(raw[field])
+        if isinstance(value, dict) and isinstance(value.get("command"), str) and isinstance(value.get("by"), str):
+            return value
+    except ValueError:
+        pass
+    logs.event("control-error", logging.WARNING, field=field, error="not a control command; ignored")
+    return None

@@ -6,6 +6,7 @@ a second one, from the checkout, cost the suite a whole run."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -17,9 +18,11 @@ from typing import Any
 import pytest
 
 from cortex.models import Plan
+from cortex.models.report import Report
 from cortex.planner import build_plan, load_plan
 from cortex.roster import load_cluster, load_roster
 from cortex.runtime import history
+from cortex.runtime.report import render_markdown
 from cortex.toolset.pyenv import uv_binary
 
 from .conftest import ROOT
@@ -169,6 +172,19 @@ def check_tool_results(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return outputs
 
 
+def check_a_redelivered_bump_renders(report: dict[str, Any], plan: Plan) -> None:
+    """The report of a run whose bump task was delivered again after it made its branch (a worker's heartbeat
+    lapsed mid-task) still renders, and says where the first delivery's figures are."""
+    again = copy.deepcopy(report)
+    task = next(t for t in again["tasks"] if t["id"] == "development.bump-pin:payments-api:requests")
+    out = task["output"]
+    task["output"] = {k: out[k] for k in ("repository", "package", "ecosystem", "from", "to", "file", "branch")}
+    task["output"].update(commit=out["commit"], title=out["title"], redelivered=True, fixed=True, tests=None)
+    md = render_markdown(Report.model_validate(again), plan)
+    assert "Rendering failed" not in md
+    assert "bumps requests 2.19.0 to 2.31.0 in `pyproject.toml`; made by an earlier delivery of this task" in md
+
+
 def check_next_plan_learns(plan: Plan, report: dict[str, Any], fleet: Path, state: Path) -> None:
     """The run was recorded; the next plan for the same goal learns every estimate it can from it, expects the
     handoffs it admitted, and states the first plan's error as the report measured it."""
@@ -215,6 +231,7 @@ def test_the_demo_from_a_plain_wheel_install(tmp_path: Path) -> None:
     check_next_plan_learns(plan, report, fleet, state)
     md = (run_dir.parent / "report.md").read_text()
     assert "## Tasks by master" in md and "Rendering failed" not in md
+    check_a_redelivered_bump_renders(report, plan)
     written = md.split("## Files and branches written", 1)[1].split("\n## ", 1)[0]
     # every file says which node wrote it (no filesystem is shared between nodes); branches say where they are
     assert all(

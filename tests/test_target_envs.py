@@ -155,6 +155,7 @@ async def test_a_second_run_never_resets_the_first_run_s_branch(redis: aredis.Re
     first = await handler(context(repo, svc, "development.bump-pin", redis, **params))
     again = await handler(context(repo, svc, "development.bump-pin", redis, **params))  # redelivered: same run
     assert (again["branch"], again["commit"], again["redelivered"]) == (first["branch"], first["commit"], True)
+    assert again["fixed"] is True and again["tests"] is None  # the branch stands; its figures are the first's
     other = context(repo, svc, "development.bump-pin", redis, **params)
     other.run_id = "a-later-run"
     later = await handler(other)

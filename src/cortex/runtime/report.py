@@ -227,6 +227,11 @@ def _databases(records: dict[str, TaskRecord]) -> list[OsvDatabase]:
     return [seen[k] for k in sorted(seen)]
 
 
+def render_markdown(report: Report, plan: Plan) -> str:
+    """``report.md``'s text for ``report`` of a run of ``plan``."""
+    return _markdown(report.model_dump(mode="json", by_alias=True), plan, report)
+
+
 def _markdown(data: dict[str, Any], plan: Plan, report: Report) -> str:
     env = Environment(
         loader=PackageLoader("cortex.runtime", "templates"),

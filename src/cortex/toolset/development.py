@@ -134,7 +134,10 @@ async def bump_pin_task(ctx: TaskContext) -> Output:
         out["branch"] = place.branch.name
         if place.branch.done:  # this task of this run made it already (a redelivered task)
             message = await git(root, "log", "-1", "--format=%B", place.branch.done)
-            out.update(commit=place.branch.done, title=message.splitlines()[0], redelivered=True)
+            # a branch is made only for a bump that was made; its test figures went with the first delivery's
+            # result, and the commit message states them
+            out.update(commit=place.branch.done, title=message.splitlines()[0], redelivered=True, fixed=True)
+            out.update(tests=None, verified_version=None)
             return out
         assert place.tree is not None
         if ecosystem == "npm":

@@ -115,14 +115,14 @@ def _scenario(hosts: Hosts, tmp: Path) -> None:
         if host == "m1":
             argv += ["--metrics-host", hosts.address("m1"), "--metrics-port", str(metrics_port)]
         hosts.start(host, argv, env(host), tmp / f"{host}.log")
-    agents_of_workers = [name for name, slots, _ in agents.values() if slots != "0"]
     (tmp / "hub").mkdir(exist_ok=True)
     (tmp / "ops").mkdir(exist_ok=True)
     # the plan's cluster is these three hosts: the default one names seven nodes, and waiting for the four that never
     # come cost 20 s (re-placing the work of nodes that never registered is test_cluster's)
     nodes = [
-        {"name": "k3s-master01", "role": "control-plane", "cpu": 2, "memory_mib": 4096, "worker_slots": 0},
-        *({"name": n, "role": "worker", "cpu": 2, "memory_mib": 8192, "worker_slots": 8} for n in agents_of_workers),
+        {"name": name, "role": "control-plane" if slots == "0" else "worker", "cpu": 2, "memory_mib": 8192}
+        | {"worker_slots": 0 if slots == "0" else 8}
+        for name, slots, _ in agents.values()
     ]
     (tmp / "cluster.yaml").write_text(yaml.safe_dump({"name": "namespaces", "nodes": nodes}))
     run_argv = [*PY, "run", GOAL, "--targets", str(fleet), "--cluster", str(tmp / "cluster.yaml")]

@@ -163,6 +163,27 @@ async def test_commands_sent_ahead_of_their_replies_land_even_if_the_sender_dies
     assert (await redis.get("claimed"), await redis.hget("executions", "t1")) == ("yes", "1")
 
 
+async def test_commands_sent_after_unread_ones_run_after_them_even_past_a_health_check(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """``Sent.then`` (a worker's settle after its claim): written after the first commands on their connection, so
+    run after them, its own replies returned; also after the connection sat idle past the client's health-check
+    interval (a check's PING would take the first commands' reply for its own, then reconnect and wait forever)."""
+    r = aredis.Redis.from_url(redis_server.url, decode_responses=True, health_check_interval=1)
+    try:
+        claim = await send(r, [["SET", "claim", "in"], ["INCR", "c"]])
+        await asyncio.sleep(1.3)  # a task that ran longer than the interval
+        assert await asyncio.wait_for(claim.then([["GET", "claim"], ["INCR", "c"]]), 5) == ["in", 2]
+        assert await claim.replies() == ["OK", 1]
+        assert await claim.then([["GET", "claim"]]) is None  # read: nothing can follow on that connection
+        bad = await send(r, [["INCR", "claim"]])  # an error among the first replies is theirs, not the settle's
+        assert await asyncio.wait_for(bad.then([["GET", "claim"]]), 5) == ["in"]
+        with pytest.raises(ResponseError):
+            await bad.replies()
+    finally:
+        await r.aclose()
+
+
 async def test_the_clients_commands_are_packed_by_hiredis_as_redis_py_packs_them(redis_server: EmbeddedRedis) -> None:
     """``connection.client`` packs with hiredis's C packer: the bytes are redis-py's own, and what redis-py refuses
     (None, a bool) is refused the same way, leaving the client usable."""

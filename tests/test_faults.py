@@ -23,7 +23,7 @@ from cortex.chaos.plan import chaos_plan
 from cortex.coord.keys import RunKeys
 from cortex.coord.server import EmbeddedRedis
 from cortex.models.phase import Phase
-from cortex.planner import write_plan
+from cortex.planner import assemble_plan, write_plan
 from cortex.runtime import control
 from cortex.runtime.coordinator import Coordinator
 from cortex.runtime.leadership import Leadership
@@ -68,17 +68,22 @@ async def test_a_redis_outage_longer_than_the_lease_is_waited_out(tmp_path: Path
 async def test_a_release_script_lost_with_the_server_is_sent_again_when_it_is_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Redis dies just as the coordinator sends the script releasing a dependent task, so the script never runs:
-    once the server is back, that task is released again at once, not when the stall check notices (set to
-    ten minutes here, past the test's own limit)."""
-    plan = chaos_plan(12, seconds=0.2, workers=2, nodes=1, slots=2)  # chaos-0010 waits for chaos-0000
+    """Redis dies just as the coordinator sends the script releasing a dependent task it decides itself (one that
+    waits for every task: settles release the others), so the script never runs: once the server is back, that
+    task is released again at once, not when the stall check notices (set to ten minutes here, past the test's
+    own limit)."""
+    chaos = chaos_plan(12, seconds=0.2, workers=2, nodes=1, slots=2)
+    closing = chaos.tasks[0].model_copy(
+        update={"id": "chaos-close", "depends_on": [t.id for t in chaos.tasks], "after_all": True}
+    )
+    plan = assemble_plan(chaos.goal, [], chaos.roster, chaos.cluster, chaos.routing, [*chaos.tasks, closing])
     with EmbeddedRedis(tmp_path / "redis") as server:
         coord = Coordinator(plan, server.url, tmp_path / "state", RunOptions(stall_s=600), run_id="lost-release")
         send = Leadership.hset_then  # the coordinator's fenced writes (the only ones in this process)
         back: list[threading.Thread] = []
 
         async def dies_first(self: Leadership, key: str, mapping: dict[str, Any], commands: list[list[str]]) -> None:
-            if not back and any(c[0] == "XADD" and "chaos-0010" in c for c in commands):
+            if not back and any(c[0] == "XADD" and "chaos-close" in c for c in commands):
                 _kill(server)  # before the script is sent: it cannot run
                 back.append(threading.Thread(target=lambda: (time.sleep(12.0), server.start())))
                 back[0].start()  # longer than the client's own retries (about 7 s): the run rides it out
@@ -89,8 +94,10 @@ async def test_a_release_script_lost_with_the_server_is_sent_again_when_it_is_ba
         back[0].join()
     report = result.report
     assert result.status == "succeeded" and len(report.outages) == 1 and not report.stalls
-    lost = next(t for t in report.tasks if t.id == "chaos-0010")
+    tasks = {t.id: t for t in report.tasks}
+    lost = tasks["chaos-close"]
     assert lost.state.value == "succeeded" and any("release was lost" in e for e in lost.errors), lost.errors
+    assert all(t.state.value == "succeeded" for t in tasks.values()) and len(tasks) == 13
 
 
 def _agents(url: str, run_id: str) -> list[int]:

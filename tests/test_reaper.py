@@ -48,13 +48,14 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     result = TaskResult(task_id="t1", attempt=1, worker="w", started=1, finished=2, outcome=Outcome.succeeded)
 
     assert await reclaim(redis, keys, [queue], idle_ms=0) == [("t1", "paused")]  # the paused worker has no heartbeat
-    assert await delivery.settle([(queue, first, result, effect)]) == [0]  # it wakes up to settle its copy: refused
+    # it wakes up to settle its copy: refused
+    assert (await delivery.settle([(queue, first, result, effect)])).done == [0]
     assert await redis.xlen(keys.results) == 0 and await redis.hget("effects", "t1") is None
 
     second = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
     await redis.hset(keys.running, "t1", "healthy")
     await redis.hset(keys.claimed_at, "t1", "1.5")
-    assert await delivery.settle([(queue, second, result, effect)]) == [2]  # settled, effects applied
+    assert (await delivery.settle([(queue, second, result, effect)])).done == [2]  # settled, effects applied
     assert not await redis.hexists(keys.running, "t1") and not await redis.hexists(keys.claimed_at, "t1")
     assert await redis.hget("effects", "t1") == "1"
     assert (await redis.xrange(keys.results))[0][1]["effects_applied"] == "1"
@@ -62,7 +63,7 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     await redis.xadd(queue, {"task": json.dumps({"id": "t1"}), "attempt": "2"})  # delivered again, e.g. a retry
     third = (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=1))[0][1][0][0]
     # its result is reported, its effects are not applied twice
-    assert await delivery.settle([(queue, third, result.model_copy(update={"attempt": 2}), effect)]) == [1]
+    assert (await delivery.settle([(queue, third, result.model_copy(update={"attempt": 2}), effect)])).done == [1]
     assert await redis.hget("effects", "t1") == "1" and await redis.xlen(keys.results) == 2
     assert await reclaim(redis, keys, [queue], idle_ms=0) == []
 
@@ -71,7 +72,7 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
         await redis.xadd(queue, {"task": json.dumps({"id": task_id}), "attempt": "1"})
     batch = [e for e, _ in (await redis.xreadgroup(GROUP_WORKERS, "healthy", {queue: ">"}, count=2))[0][1]]
     done = [result.model_copy(update={"task_id": t}) for t in ("t2", "t3")]
-    assert await delivery.settle([(queue, e, r, effect) for e, r in zip(batch, done, strict=True)]) == [2, 2]
+    assert (await delivery.settle([(queue, e, r, effect) for e, r in zip(batch, done, strict=True)])).done == [2, 2]
     assert await redis.xlen(keys.results) == 4
     assert (await redis.xpending(queue, GROUP_WORKERS))["pending"] == 0  # both acknowledged
     # one call settles a batch, each entry on its own terms: one settled before, one failed, one first to succeed
@@ -81,7 +82,7 @@ async def test_a_paused_worker_cannot_settle_what_was_requeued_and_effects_apply
     failed = result.model_copy(update={"task_id": "t4", "outcome": Outcome.failed})
     mixed = [(queue, batch[0], done[0], effect), (queue, four, failed, [["HINCRBY", "effects", "t4", "1"]])]
     mixed.append((queue, five, result.model_copy(update={"task_id": "t5"}), [["HINCRBY", "effects", "t5", "1"]]))
-    assert await delivery.settle(mixed) == [0, 1, 2]
+    assert (await delivery.settle(mixed)).done == [0, 1, 2]
     assert await redis.hget("effects", "t4") is None and await redis.hget("effects", "t5") == "1"
     assert [f["result"] for _, f in (await redis.xrange(keys.results))[4:]] == [
         failed.model_dump_json(),

@@ -81,28 +81,59 @@ def _hiredis_packed(cls: type[Any]) -> type[Any]:
 
 
 class Sent:
-    """Commands written to Redis on a connection of their own, their replies not read yet (``send``)."""
+    """Commands written to Redis on a connection of their own, their replies not read yet (``send``). More
+    commands can follow on the same connection (``then``): Redis runs a connection's commands in the order they
+    were written, so what follows is ordered after them without waiting for their replies."""
 
     def __init__(self, redis: aredis.Redis, conn: Any, n: int) -> None:
-        self._redis, self._conn, self._n = redis, conn, n
+        self._redis, self._conn, self._n, self._head = redis, conn, n, n
         self._replies: list[Any] | None = None
         self._reading = asyncio.Lock()  # two readers of one connection would each take part of the replies
 
+    @property
+    def unread(self) -> bool:
+        """The replies are not read yet, so more commands can follow on the connection (``then``)."""
+        return self._replies is None and self._conn is not None
+
+    async def then(self, commands: list[list[Any]]) -> list[Any] | None:
+        """Write ``commands`` after these on the same connection, read every reply, and return theirs; None when
+        the replies were read already (nothing more can follow: send them another way). An error reply among
+        them raises; one among the first commands' replies is raised by ``replies``."""
+        async with self._reading:  # not while another reader takes the first replies and gives the connection back
+            if not self.unread or not self._conn.is_connected:  # (a reconnected socket has none of the replies)
+                return None
+            start = self._n
+            try:
+                # no health check: its PING would read the first commands' reply as its own (and on a mismatch
+                # reconnect, to wait forever for replies the new socket never gets)
+                await self._conn.send_packed_command(self._conn.pack_commands(commands), check_health=False)
+            except BaseException:
+                await self.close()
+                raise
+            self._n += len(commands)
+            return _raise_first((await self._read())[start:])
+
     async def replies(self) -> list[Any]:
         """Read the replies (once; later calls, concurrent ones too, return them again) and give the connection
-        back. An error reply or a lost connection raises, and the connection is closed."""
+        back. An error reply raises (the connection stays in use); a lost connection raises, and it is closed."""
         async with self._reading:
-            return await self._read()
+            return _raise_first((await self._read())[: self._head])
 
     async def _read(self) -> list[Any]:
         if self._replies is None:
             if self._conn is None:
                 raise RedisConnectionError("the replies of these commands were lost with their connection")
+            replies: list[Any] = []
             try:
-                self._replies = [await self._conn.read_response() for _ in range(self._n)]
+                for _ in range(self._n):
+                    try:
+                        replies.append(await self._conn.read_response())
+                    except ResponseError as exc:  # a whole reply: the connection is still in step
+                        replies.append(exc)
             except BaseException:
                 await self.close()
                 raise
+            self._replies = replies
             await self._redis.connection_pool.release(self._conn)
             self._conn = None
         return self._replies
@@ -113,6 +144,13 @@ class Sent:
             conn, self._conn = self._conn, None
             await conn.disconnect()
             await self._redis.connection_pool.release(conn)
+
+
+def _raise_first(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
 
 
 async def send(redis: aredis.Redis, commands: list[list[str]]) -> Sent:

@@ -129,6 +129,22 @@ class RunKeys:
         """Hash task id -> entry id of the delivery whose success applied the task's effects (once per run)."""
         return f"{self.base}:committed"
 
+    @property
+    def release_next(self) -> str:
+        """Hash task id -> JSON list of the dependents its first successful settle may release (``release_*``: the
+        coordinator arms them when it releases the task; ``coord.delivery``'s settle releases them)."""
+        return f"{self.base}:release:next"
+
+    @property
+    def release_waits(self) -> str:
+        """Hash task id -> how many of its dependencies have yet to settle a success before a settle releases it."""
+        return f"{self.base}:release:waits"
+
+    @property
+    def release_entry(self) -> str:
+        """Hash task id -> JSON list: its master, worker type, priority, inbox, queue, then its entry's fields."""
+        return f"{self.base}:release:entry"
+
     def heartbeat(self, process_id: str) -> str:
         """Lease key a live master or worker keeps refreshing."""
         return f"{self.base}:hb:{process_id}"

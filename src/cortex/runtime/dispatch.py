@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import json
 import time
 from typing import Any
 
@@ -20,11 +21,11 @@ from cortex.coord.events import Outbox
 from cortex.coord.keys import CH_CONFLICTS, CH_COORDINATOR, CH_LINEAGE, GROUP_COORDINATOR, RunKeys, master_channel
 from cortex.models.handoff import Handoff, HandoffDecision
 from cortex.models.messages import Envelope, MessageType
-from cortex.models.plan import Target
 from cortex.models.result import Outcome, TaskResult
-from cortex.models.task import Task, TaskState
+from cortex.models.task import TaskState
 from cortex.observability.metrics import RunMetrics
 from cortex.runtime import cache, reaper
+from cortex.runtime.entries import Entries
 from cortex.runtime.graphrun import Changes
 from cortex.runtime.handoffs import decide
 from cortex.runtime.leadership import Leadership
@@ -63,7 +64,6 @@ class Dispatcher:
         """Lineage of the tasks ended since the last release, announced with it."""
         self.ended: dict[str, list[dict[str, Any]]] = {}
         """By master: the results of its tasks ended since the last release, announced with it."""
-        self.targets = {t.name: _target_fields(t) for t in state.plan.targets}
         self.node_of = {w.worker_id: w.node for w in state.plan.workers}
         self.reuse = False
         """Reuse recorded results (incremental runs): set by the coordinator from its options and the plan."""
@@ -76,9 +76,7 @@ class Dispatcher:
         self._in_flight: tuple[str, list[str], list[list[str]]] | None = None
         """The release script being sent: its mark, its tasks and its events (``recover``)."""
         self._resend: list[list[str]] = []
-        self._inbox = functools.cache(keys.inbox)
-        self._entries: dict[str, tuple[Task, list[str]]] = {}
-        """By task id: the task and its inbox entry's fields that only it decides (``_entry``)."""
+        self.entries = Entries(keys, state.plan.targets)
         # the metrics' children by label values: ``labels()`` validates and locks, a tenth of a busy turn's time
         self._ended = functools.cache(metrics.tasks.labels)
         self._took = functools.cache(metrics.duration.labels)
@@ -273,6 +271,7 @@ class Dispatcher:
         (mark, task_ids, events), self._in_flight = self._in_flight, None
         if await self.redis.hget(self.keys.coordinator, "released") == mark:
             return
+        self.entries.forget_armed()
         graph = self.state.graph
         for task_id in task_ids:
             if graph.records[task_id].state is TaskState.released:
@@ -287,22 +286,25 @@ class Dispatcher:
         for rec in ready:
             self.state.graph.mark_released(rec, now)
             self.dirty.add(rec.task.id)
-            inbox = self._inbox(rec.task.master)
-            commands.append(["XADD", inbox, "*", "attempt", str(rec.attempt), "released_ts", stamp, *self._entry(rec)])
+            commands.append(self.entries.release(rec, stamp))
+            commands += self.entries.arm(self.state.graph, rec.task.id)
         return commands
 
-    def _entry(self, rec: TaskRecord) -> list[str]:
-        """The fields of a task's inbox entry that only the task decides, made once (until the task is replaced):
-        what masters and workers read of it without parsing it, the task, and its target."""
-        task = rec.task
-        cached = self._entries.get(task.id)
-        if cached is None or cached[0] is not task:
-            fields = ["task_id", task.id, "worker_type", task.worker_type, "priority", str(task.priority)]
-            fields += ["task", rec.task_json()]
-            for name, value in self.targets.get(task.target or "", {}).items():
-                fields += [name, value]
-            cached = self._entries[task.id] = (task, fields)
-        return cached[1]
+    def released_by_settle(self, task_ids: list[str], at: float) -> None:
+        """A worker's settle released ``task_ids`` (read from its result entry, before its result is applied: the
+        result must not release them again)."""
+        graph = self.state.graph
+        for task_id in task_ids:
+            if graph.released_by_settle(task_id, at) is not None:
+                self.dirty.add(task_id)
+            else:
+                rec = graph.records.get(task_id)
+                self._conflict(
+                    task_id,
+                    event="released-after-decided",
+                    resolution="a superseded attempt's late success released it; its result will be a duplicate"
+                    + (f" (the task is {rec.state.value})" if rec else ""),
+                )
 
     async def _reuse_recorded(self) -> None:
         """End the ready tasks whose recorded result can be reused with that result, as if a worker had sent it
@@ -371,6 +373,8 @@ class Dispatcher:
         ids = []
         for entry_id, fields in reply[0][1] if reply else []:
             ids.append(entry_id)
+            if "released" in fields:
+                self.released_by_settle(json.loads(fields["released"]), float(fields["released_ts"]))
             self.apply(TaskResult.model_validate_json(fields["result"]))
         if cursor == "0" and not ids:
             self.cursor = ">"
@@ -378,11 +382,3 @@ class Dispatcher:
         # two round trips per turn that has results: the read, then records, releases, events and acknowledgements
         # in one fenced script (four round trips of their own cost a chain of tasks about a millisecond a hop)
         await self.release(ack=ids)
-
-
-def _target_fields(t: Target) -> dict[str, str]:
-    """What a task message says of its target: the plan's path, and the remote nodes check out when it has one."""
-    fields = {"target_name": t.name, "target_path": t.path}
-    if t.remote is not None:
-        fields["target_remote"] = t.remote.model_dump_json()
-    return fields

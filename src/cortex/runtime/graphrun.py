@@ -190,6 +190,30 @@ class GraphRun:
         rec.attempt += 1
         rec.released_at = now
 
+    def settle_releasable(self, task_id: str) -> list[str]:
+        """The dependents of ``task_id`` a worker's settle may release once every dependency of theirs has settled a
+        success (``coord.delivery``), most urgent first: pending ones, except those the coordinator decides
+        itself (tasks that wait for every task, which a handoff can extend; tasks skipped for want of a model)."""
+        out = []
+        for dep_id in self.dependents[task_id]:
+            dep = self.records[dep_id]
+            if dep.state is not TaskState.pending or dep.task.after_all:
+                continue
+            if dep.task.requires_model and not self.model_configured:
+                continue
+            out.append(dep)
+        return [d.task.id for d in sorted(out, key=lambda r: (-r.task.priority, r.task.id))]
+
+    def released_by_settle(self, task_id: str, at: float) -> TaskRecord | None:
+        """A worker's settle released ``task_id`` at ``at`` (its first attempt): record it released. None when it
+        is not pending, which only a superseded attempt's late success can cause (its dependent runs anyway; its
+        result will be a duplicate)."""
+        rec = self.records.get(task_id)
+        if rec is None or rec.state is not TaskState.pending:
+            return None
+        self.mark_released(rec, at)
+        return rec
+
     def _settle_dependents(self, rec: TaskRecord, out: Changes) -> None:
         for dep_id in sorted(self.dependents[rec.task.id], key=lambda i: (-self.records[i].task.priority, i)):
             if self.records[dep_id].state is TaskState.pending:

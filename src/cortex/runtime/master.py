@@ -1,6 +1,7 @@
 """A master process: takes the tasks the coordinator released to it and dispatches each to the queue of the
 worker type that runs it, announcing the dispatch on its channel. It obeys drain and resume on that channel: a
-draining master dispatches nothing, and the tasks released to it wait in its inbox."""
+draining master dispatches nothing, and the tasks released to it wait in its inbox. A task a worker's settle
+released (``coord.delivery``) goes straight to its queue and does not pass here, unless the master drains."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ import itertools
 
 import redis.asyncio as aredis
 
-from cortex.coord import events
 from cortex.coord.batch import Atomic
 from cortex.coord.connection import connect
 from cortex.coord.keys import GROUP_MASTERS, GROUP_WORKERS, RunKeys, master_channel
 from cortex.coord.outage import DEFAULT_OUTAGE_S, REDIS_DOWN, wait_for_redis
-from cortex.models.messages import Envelope, MessageType
 from cortex.runtime.control import Control
-from cortex.runtime.process import Cursor, ensure_group, entry_routing, heartbeat, lifecycle, stop_on_signals
+from cortex.runtime.process import (
+    Cursor,
+    dispatched,
+    ensure_group,
+    entry_routing,
+    heartbeat,
+    lifecycle,
+    stop_on_signals,
+)
 
 
 async def _dispatch(
@@ -31,28 +38,16 @@ async def _dispatch(
     """Move ``entries`` from the inbox to their worker types' queues and acknowledge them, atomically (one script
     call), announced by one message per worker type (a message per task cost more than dispatching it)."""
     commands: list[list[str]] = []
-    by_type: dict[str, list[dict[str, str | int]]] = {}
+    moved: list[tuple[str, str, int, int]] = []
     for _, fields in entries:
         task_id, worker_type, rank = entry_routing(fields)
-        priority = "high" if rank > 0 else "normal"
         queue = keys.queue(worker_type)
         if queue not in known:
             await ensure_group(redis, queue, GROUP_WORKERS)
             known.add(queue)
         commands.append(["XADD", queue, "*", *itertools.chain.from_iterable(fields.items())])
-        dispatched: dict[str, str | int] = {"task_id": task_id, "attempt": int(fields["attempt"]), "priority": priority}
-        by_type.setdefault(worker_type, []).append(dispatched)
-    for worker_type, tasks in by_type.items():
-        env = Envelope(
-            run_id=keys.run_id,
-            sender=f"{name}-master",
-            to=worker_type,
-            type=MessageType.task,
-            task_id=str(tasks[0]["task_id"]) if len(tasks) == 1 else None,
-            priority="high" if any(t["priority"] == "high" for t in tasks) else "normal",
-            context={"event": "dispatched", "tasks": tasks},
-        )
-        commands += events.as_commands(keys, master_channel(name), env)
+        moved.append((task_id, worker_type, int(fields["attempt"]), rank))
+    commands += dispatched(keys, name, f"{name}-master", moved)
     commands.append(["XACK", keys.inbox(name), GROUP_MASTERS, *(entry_id for entry_id, _ in entries)])
     await atomic.run(commands)
 

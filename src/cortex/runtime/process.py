@@ -17,7 +17,7 @@ from pydantic import JsonValue
 from redis.exceptions import RedisError, ResponseError
 
 from cortex.coord import events
-from cortex.coord.keys import RunKeys
+from cortex.coord.keys import RunKeys, master_channel
 from cortex.models.messages import Envelope, MessageType
 
 HEARTBEAT_INTERVAL_S = 1.0
@@ -65,6 +65,29 @@ class Cursor:
     def pending(self) -> bool:
         """The next read is of the consumer's own pending entries."""
         return self.value == "0"
+
+
+def dispatched(keys: RunKeys, master: str, sender: str, tasks: list[tuple[str, str, int, int]]) -> list[list[str]]:
+    """The ``dispatched`` events for ``tasks`` (task id, worker type, attempt, priority) moved to their queues for
+    ``master``, one message per worker type on the master's channel (a message per task cost more than dispatching
+    it). ``sender``: the master, or the worker whose settle released them."""
+    by_type: dict[str, list[dict[str, str | int]]] = {}
+    for task_id, worker_type, attempt, rank in tasks:
+        priority = "high" if rank > 0 else "normal"
+        by_type.setdefault(worker_type, []).append({"task_id": task_id, "attempt": attempt, "priority": priority})
+    commands: list[list[str]] = []
+    for worker_type, listed in by_type.items():
+        env = Envelope(
+            run_id=keys.run_id,
+            sender=sender,
+            to=worker_type,
+            type=MessageType.task,
+            task_id=str(listed[0]["task_id"]) if len(listed) == 1 else None,
+            priority="high" if any(t["priority"] == "high" for t in listed) else "normal",
+            context={"event": "dispatched", "tasks": listed},
+        )
+        commands += events.as_commands(keys, master_channel(master), env)
+    return commands
 
 
 def entry_routing(fields: dict[str, str]) -> tuple[str, str, int]:

@@ -27,7 +27,15 @@ from cortex.models.result import Outcome, TaskResult
 from cortex.models.task import Task
 from cortex.observability import logs
 from cortex.runtime.control import Control
-from cortex.runtime.process import Cursor, ensure_group, entry_routing, heartbeat, lifecycle, stop_on_signals
+from cortex.runtime.process import (
+    Cursor,
+    dispatched,
+    ensure_group,
+    entry_routing,
+    heartbeat,
+    lifecycle,
+    stop_on_signals,
+)
 from cortex.runtime.taskrun import execute
 from cortex.toolset.context import Services
 
@@ -250,13 +258,13 @@ class Worker:
             return count
         self._claim = claim = await self._announce(dict(entries))
         try:
-            quick = await self._run_batch(entries, redelivered, claim)
+            quick = await self._run_batch(entries, redelivered)
         finally:
             self._claim = None
             await claim.close()  # read by now, unless the batch broke off (Redis away, the worker stopping)
         return min(MAX_PREFETCH, count * 2) if quick else prefetch
 
-    async def _run_batch(self, entries: list[tuple[str, dict[str, str]]], redelivered: bool, claim: Sent) -> bool:
+    async def _run_batch(self, entries: list[tuple[str, dict[str, str]]], redelivered: bool) -> bool:
         """Run a claimed batch in order and settle each task; True when every task was quick."""
         settles: list[Settle] = []  # sent together, each atomic by itself
         quick, self.handed_back = True, False
@@ -265,7 +273,6 @@ class Worker:
                 await self._hand_back(entries[i:])
                 break
             result, effects = await self._run(fields, fields_task_id(fields), entries[i + 1 :])
-            await claim.replies()  # the claim is in before the result that ends it
             # delivered before, to an incarnation that died or a reply that was lost
             result.redelivered = redelivered
             settles.append((self.queue, entry_id, result, effects))
@@ -285,7 +292,18 @@ class Worker:
         tasks, or one slow task): a line per task was a fifth of a worker's time per no-op task."""
         if not settles:
             return
-        await self.delivery.settle(settles)
+        # after the claim, on its connection while its replies are unread: the claim is in before the result that
+        # ends it, without a wait for its replies on the path from the task's end to its dependents' release
+        settled = await self.delivery.settle(settles, after=self._claim)
+        if self._claim is not None:
+            await self._claim.replies()  # an error the claim met is raised here, as before
+        direct = [r for r in settled.released if r.direct]
+        if direct:  # the masters' events for what went straight to a queue (the inbox's entries, they dispatch)
+            by_master: dict[str, list[tuple[str, str, int, int]]] = {}
+            for r in direct:
+                by_master.setdefault(r.master, []).append((r.task_id, r.worker_type, 1, r.priority))
+            commands = [c for m, tasks in by_master.items() for c in dispatched(self.keys, m, self.worker_id, tasks)]
+            await (await send(self.redis, commands)).replies()
         results = [s[2] for s in settles]
         failed = any(r.outcome is Outcome.failed for r in results)
         logs.event("tasks-ended", logging.WARNING if failed else logging.INFO, tasks=[_ended(r) for r in results])

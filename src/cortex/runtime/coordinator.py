@@ -319,6 +319,7 @@ class Coordinator:
                 await self._ride_out(exc, last_ok)
         await self.dispatch.flush()
         await self.dispatch.release()  # the last events (completions, lineage) go out
+        await self._refresh()  # the gauges as the phase ended (the last refresh may predate the last results)
 
     async def _ride_out(self, exc: BaseException, last_ok: float) -> None:
         """Redis went away: wait for it (up to ``outage_s``, then the run ends in error), take the lease back if

@@ -146,3 +146,22 @@ def test_a_record_stored_as_json_comes_back_whole_and_a_replaced_task_is_seriali
     before = agg.task_json()
     agg.task = agg.task.model_copy(update={"depends_on": ["a", "h1"]})
     assert before != agg.task_json() and TaskRecord.from_json(agg.to_json()).task.depends_on == ["a", "h1"]
+
+
+def test_a_settle_may_release_pending_dependents_the_coordinator_would_not_decide_otherwise() -> None:
+    tasks = [
+        _t("a"),
+        _t("b", ["a"], priority=1),
+        _t("c", ["a"]),
+        _t("llm", ["a"], requires_model=True),
+        _t("all", ["a", "b", "c", "llm"], after_all=True),
+    ]
+    g = GraphRun(tasks, RetryPolicy(), model_configured=False)
+    assert g.settle_releasable("a") == ["b", "c"]  # most urgent first; not the model task, not the closing one
+    _release(g, g.initial().release)
+    rec = g.released_by_settle("b", 5.0)
+    assert rec is not None and (rec.state, rec.attempt, rec.released_at) == (TaskState.released, 1, 5.0)
+    assert g.settle_releasable("a") == ["c"]  # b is no longer pending
+    # a's result (after the settle that released b) does not release b again
+    assert [r.task.id for r in _finish(g, "a", True).release] == ["c"]
+    assert g.released_by_settle("b", 6.0) is None and g.records["b"].attempt == 1  # not pending: nothing moves

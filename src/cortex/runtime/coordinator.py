@@ -317,8 +317,7 @@ class Coordinator:
                 last_ok = time.monotonic()
             except REDIS_DOWN as exc:
                 await self._ride_out(exc, last_ok)
-        await self.dispatch.flush()
-        await self.dispatch.release()  # the last events (completions, lineage) go out
+        await self.dispatch.release()  # the last records and events (completions, lineage) go out
         await self._refresh()  # the gauges as the phase ended (the last refresh may predate the last results)
 
     async def _ride_out(self, exc: BaseException, last_ok: float) -> None:

@@ -303,6 +303,61 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
     )
 
 
+@pytest.mark.integration
+async def test_a_fix_delivered_again_reports_what_its_first_delivery_recorded(redis: Any, tmp_path: Path) -> None:
+    """A fix task delivered twice in one run (its first worker stalled past its lease): the second delivery finds
+    the branch made and reports the first one's test results and lists, from the branch's commit message."""
+    from cortex.coord.keys import RunKeys
+    from cortex.coord.ledger import Ledger
+    from cortex.models.task import Estimate, Task
+    from cortex.roster import load_cluster, load_roster
+    from cortex.toolset.context import Services, TaskContext
+    from cortex.toolset.registry import handler_for
+
+    fleet = working_copy(FLEET, tmp_path / "fleet")
+    plan = build_plan("Run the full catalog toolset across the fleet", fleet, load_roster(), load_cluster())
+    keys = RunKeys("fix-again")
+    await redis.set(keys.plan, plan.model_dump_json())
+    await Ledger(redis, keys).allocate({"run": 50_000, "master:development": 40_000, "worker:w1": 30_000})
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"development.fix-tests": SCRIPT["development.fix-tests"]}))
+    failing = "tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"
+    task = Task(
+        id="development.fix-tests:payments-api",
+        master="development",
+        kind="development.fix-tests",
+        worker_type="implementation",
+        target="payments-api",
+        params={"failing": [failing]},
+        requires_model=True,
+        estimate=Estimate(seconds=120, tokens=8000),
+    )
+
+    def context() -> TaskContext:
+        services = Services(model=f"script:{script}", state_dir=tmp_path / "state")
+        repo = fleet / "payments-api"
+        return TaskContext(
+            task=task,
+            attempt=1,
+            target_path=repo,
+            run_id=keys.run_id,
+            worker_id="w1",
+            redis=redis,
+            keys=keys,
+            services=services,
+        )
+
+    handler = handler_for("development.fix-tests")
+    assert handler is not None
+    first = await handler(context())
+    assert first["fixed"] == [failing] and first["still_failing"] == [] and not first["partial"], first
+    again = await handler(context())
+    assert again["redelivered"] and (again["commit"], again["title"]) == (first["commit"], first["title"])
+    recorded = ("tests_before", "tests_after", "fixed", "still_failing")
+    assert {k: again[k] for k in recorded} == {k: first[k] for k in recorded}
+    assert again["handoffs"] == first["handoffs"]  # the review is asked for again (admitted once: a duplicate)
+
+
 LOAD_AGENT_LAYER = """
 import asyncio, json, sys, time
 from cortex.toolset.registry import find_handler  # what a worker has loaded before its first agent task

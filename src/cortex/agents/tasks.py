@@ -91,6 +91,10 @@ async def _commit(ctx: TaskContext, root: Path, tree: Path, message: str) -> tup
     return await git(tree, "rev-parse", "HEAD"), str(patch)
 
 
+_SECTIONS = {"Fixed:": "fixed", "Still failing:": "still_failing"}
+"""The test lists a fix's commit message states, by heading (what a delivery made again reads back)."""
+
+
 @task_kind("development.fix-tests")
 async def fix_tests(ctx: TaskContext) -> Output:
     """Branch ``cortex/fix-tests-<digest>`` that makes ``params.failing`` pass, if the agent manages it."""
@@ -120,7 +124,11 @@ async def fix_tests(ctx: TaskContext) -> Output:
         code_after, after = await run_pytest(ctx, tree, scratch, ctx.task.timeout_s)
         title = report.title if report else f"Partial fix for {len(failing)} failing test(s)"
         body = report.summary if report else partial
+        fixed = sorted(set(failing) - set(after.get("failing", [])))
+        still = sorted(after.get("failing", []))
         tests = f"Tests before: {describe(before, code_before)}.\nTests after: {describe(after, code_after)}.\n"
+        lists = {"fixed": fixed, "still_failing": still}
+        tests += "".join(f"\n{head}\n" + "".join(f"- {t}\n" for t in lists[key]) for head, key in _SECTIONS.items())
         sha, patch = await _commit(ctx, root, tree, f"{title}\n\n{body}\n\n{tests}")
     out: Output = {
         "repository": root.name,
@@ -130,8 +138,8 @@ async def fix_tests(ctx: TaskContext) -> Output:
         "files_changed": sorted(set(ws.written)),
         "tests_before": describe(before, code_before),
         "tests_after": describe(after, code_after),
-        "fixed": sorted(set(failing) - set(after.get("failing", []))),
-        "still_failing": sorted(after.get("failing", [])),
+        "fixed": fixed,
+        "still_failing": still,
         "title": report.title if report else None,
         "partial": bool(partial),
         "partial_reason": partial or None,
@@ -145,11 +153,35 @@ async def fix_tests(ctx: TaskContext) -> Output:
 
 
 async def _done(root: Path, branch: str, commit: str, *, review: bool) -> Output:
-    """The output of a task whose commit this run already made (the task was delivered again)."""
-    title = (await git(root, "log", "-1", "--format=%s", commit)).strip()
-    out: Output = {"repository": root.name, "branch": branch, "commit": commit, "title": title, "redelivered": True}
+    """The output of a task whose commit this run already made (the task was delivered again): what the first
+    delivery's commit message recorded (a fix's test results and lists), since that delivery's output is lost."""
+    message = await git(root, "log", "-1", "--format=%B", commit)
+    out: Output = {"repository": root.name, "branch": branch, "commit": commit, "redelivered": True}
+    out["title"] = message.splitlines()[0].strip() if message.strip() else ""
+    out.update(recorded_tests(message))
     if review:
         out["handoffs"] = [review_handoff(branch)]
+    return out
+
+
+def recorded_tests(message: str) -> Output:
+    """From a fix's commit message (its last ``Tests before:`` section on): ``tests_before``, ``tests_after``,
+    ``fixed`` and ``still_failing``, those it states."""
+    at = message.rfind("Tests before: ")
+    if at < 0:
+        return {}
+    out: Output = {}
+    current: list[str] | None = None
+    for line in message[at:].splitlines():
+        if line.startswith(("Tests before: ", "Tests after: ")):
+            name, _, text = line.partition(": ")
+            out["tests_" + name.split()[1]] = text.removesuffix(".")
+        elif line in _SECTIONS:
+            current = out[_SECTIONS[line]] = []
+        elif current is not None and line.startswith("- "):
+            current.append(line[2:])
+        elif line.strip():
+            current = None
     return out
 
 

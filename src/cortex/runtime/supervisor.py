@@ -111,10 +111,14 @@ def tree_usage(ps: psutil.Process, descendants: dict[int, list[int]]) -> tuple[f
 
 
 def process_tree() -> dict[int, list[int]]:
-    """Parent pid -> child pids of every process (one scan of the process table per sample)."""
+    """Parent pid -> child pids of this process's descendants (the children it forked and their tools): one scan
+    of the process table's parent ids (``Process.children``), then only the descendants are read. A ``Process``
+    for every process of the host (``process_iter``) cost 8.7 ms a sample with 66 processes, each node agent every
+    second, on the cores the run's own hops wait for."""
     out: dict[int, list[int]] = {}
-    for p in psutil.process_iter(["ppid"]):
-        out.setdefault(p.info["ppid"] or 0, []).append(p.pid)
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it ended while we looked
+            out.setdefault(p.ppid(), []).append(p.pid)
     return out
 
 

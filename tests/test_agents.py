@@ -255,35 +255,31 @@ def test_the_price_table_gives_the_cost_and_a_bad_table_is_refused(tmp_path: Pat
         load_prices(table)
 
 
-async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_markdown(
-    redis: Any, tmp_path: Path
-) -> None:
+async def _handler_setup(
+    redis: Any, tmp_path: Path, run_id: str, accounts: dict[str, int], script: dict[str, Any]
+) -> tuple[Path, Any, Any, Path]:
+    """What a worker has when it runs an agent task alone: a working copy of the fleet, the demo plan stored for run
+    ``run_id``, the ledger's ``accounts`` and the scripted model's file; (fleet, plan, keys, script path)."""
     from cortex.coord.keys import RunKeys
     from cortex.coord.ledger import Ledger
-    from cortex.models.task import Estimate, Task
     from cortex.roster import load_cluster, load_roster
-    from cortex.toolset.context import Services, TaskContext
-    from cortex.toolset.registry import handler_for
 
     fleet = working_copy(FLEET, tmp_path / "fleet")
-    repo = fleet / "inventory-service"
     plan = build_plan("Run the full catalog toolset across the fleet", fleet, load_roster(), load_cluster())
-    keys = RunKeys("docs-run")
+    keys = RunKeys(run_id)
     await redis.set(keys.plan, plan.model_dump_json())
-    await Ledger(redis, keys).allocate({"run": 50_000, "master:monitoring": 30_000, "worker:w1": 8_000})
-    script = tmp_path / "script.json"
-    runbook = "# inventory-service runbook\n\nDeployment `inventory-service` in namespace `warehouse`.\n"
-    turns = [
-        {"tool": "read_file", "args": {"path": "deploy/service.yaml"}},
-        {"tool": "write_file", "args": {"path": "RUNBOOK.md", "content": runbook}},
-        {"tool": "write_file", "args": {"path": "inventory/stock.py", "content": "oops = True\n"}},
-        {"output": {"title": "Add a runbook for inventory-service", "summary": "Deploy, roll back, alerts."}},
-    ]
-    script.write_text(json.dumps({"documentation.runbook": turns}))
-    task = next(t for t in plan.tasks if t.id == "monitoring.runbook:inventory-service")
-    assert task.optional and task.requires_model
-    ctx = TaskContext(
-        task=Task(**{**task.model_dump(), "estimate": Estimate(seconds=60, tokens=8000)}),
+    await Ledger(redis, keys).allocate(accounts)
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(script))
+    return fleet, plan, keys, path
+
+
+def _context(task: Any, repo: Path, keys: Any, redis: Any, script: Path, tmp_path: Path) -> Any:
+    """The context worker ``w1`` gives ``task`` on its first attempt, with the scripted model."""
+    from cortex.toolset.context import Services, TaskContext
+
+    return TaskContext(
+        task=task,
         attempt=1,
         target_path=repo,
         run_id=keys.run_id,
@@ -292,6 +288,31 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
         keys=keys,
         services=Services(model=f"script:{script}", state_dir=tmp_path / "state"),
     )
+
+
+async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_markdown(
+    redis: Any, tmp_path: Path
+) -> None:
+    from cortex.coord.ledger import Ledger
+    from cortex.models.task import Estimate, Task
+    from cortex.toolset.registry import handler_for
+
+    runbook = "# inventory-service runbook\n\nDeployment `inventory-service` in namespace `warehouse`.\n"
+    turns = [
+        {"tool": "read_file", "args": {"path": "deploy/service.yaml"}},
+        {"tool": "write_file", "args": {"path": "RUNBOOK.md", "content": runbook}},
+        {"tool": "write_file", "args": {"path": "inventory/stock.py", "content": "oops = True\n"}},
+        {"output": {"title": "Add a runbook for inventory-service", "summary": "Deploy, roll back, alerts."}},
+    ]
+    accounts = {"run": 50_000, "master:monitoring": 30_000, "worker:w1": 8_000}
+    fleet, plan, keys, script = await _handler_setup(
+        redis, tmp_path, "docs-run", accounts, {"documentation.runbook": turns}
+    )
+    repo = fleet / "inventory-service"
+    task = next(t for t in plan.tasks if t.id == "monitoring.runbook:inventory-service")
+    assert task.optional and task.requires_model
+    task = Task(**{**task.model_dump(), "estimate": Estimate(seconds=60, tokens=8000)})
+    ctx = _context(task, repo, keys, redis, script, tmp_path)
     handler = handler_for("documentation.runbook")
     assert handler is not None
     out = await handler(ctx)
@@ -307,20 +328,13 @@ async def test_a_documentation_worker_writes_a_runbook_branch_and_nothing_but_ma
 async def test_a_fix_delivered_again_reports_what_its_first_delivery_recorded(redis: Any, tmp_path: Path) -> None:
     """A fix task delivered twice in one run (its first worker stalled past its lease): the second delivery finds
     the branch made and reports the first one's test results and lists, from the branch's commit message."""
-    from cortex.coord.keys import RunKeys
-    from cortex.coord.ledger import Ledger
     from cortex.models.task import Estimate, Task
-    from cortex.roster import load_cluster, load_roster
-    from cortex.toolset.context import Services, TaskContext
     from cortex.toolset.registry import handler_for
 
-    fleet = working_copy(FLEET, tmp_path / "fleet")
-    plan = build_plan("Run the full catalog toolset across the fleet", fleet, load_roster(), load_cluster())
-    keys = RunKeys("fix-again")
-    await redis.set(keys.plan, plan.model_dump_json())
-    await Ledger(redis, keys).allocate({"run": 50_000, "master:development": 40_000, "worker:w1": 30_000})
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"development.fix-tests": SCRIPT["development.fix-tests"]}))
+    accounts = {"run": 50_000, "master:development": 40_000, "worker:w1": 30_000}
+    fleet, _, keys, script = await _handler_setup(
+        redis, tmp_path, "fix-again", accounts, {"development.fix-tests": SCRIPT["development.fix-tests"]}
+    )
     failing = "tests/test_money.py::test_apply_fee_rounds_to_nearest_cent"
     task = Task(
         id="development.fix-tests:payments-api",
@@ -333,19 +347,8 @@ async def test_a_fix_delivered_again_reports_what_its_first_delivery_recorded(re
         estimate=Estimate(seconds=120, tokens=8000),
     )
 
-    def context() -> TaskContext:
-        services = Services(model=f"script:{script}", state_dir=tmp_path / "state")
-        repo = fleet / "payments-api"
-        return TaskContext(
-            task=task,
-            attempt=1,
-            target_path=repo,
-            run_id=keys.run_id,
-            worker_id="w1",
-            redis=redis,
-            keys=keys,
-            services=services,
-        )
+    def context() -> Any:
+        return _context(task, fleet / "payments-api", keys, redis, script, tmp_path)
 
     handler = handler_for("development.fix-tests")
     assert handler is not None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aredis
 
 from cortex.coord.keys import leader_resource, lock_key
+from cortex.toolset.chaos import ChaosKeys
 
 if TYPE_CHECKING:
     from cortex.chaos.target import Target
@@ -53,6 +54,15 @@ async def _processes(redis: aredis.Redis, target: Target) -> dict[str, dict[str,
     return {k: json.loads(v) for k, v in (await redis.hgetall(target.keys.processes)).items()}
 
 
+async def _busy(redis: aredis.Redis, target: Target, among: set[str]) -> list[str]:
+    """The workers of ``among`` running a task, those whose task has started if any (a ``chaos.work`` handler
+    counted it): a worker that has claimed a task and not begun it yet would leave nothing to run again."""
+    running = await redis.hgetall(target.keys.running)
+    counted = await redis.hmget(ChaosKeys(target.run_id).executions, list(running)) if running else []
+    begun = {w for w, n in zip(running.values(), counted, strict=True) if n and w in among}
+    return sorted(begun or {w for w in running.values() if w in among})
+
+
 async def _until(
     target: Target, check: Any, timeout_s: float = RECOVERY_TIMEOUT_S, *, past_end: bool = False
 ) -> float | None:
@@ -74,7 +84,7 @@ async def _kill_process(redis: aredis.Redis, target: Target, kind: str, rng: ran
     procs = await _processes(redis, target)
     live = [p for p in procs.values() if p["kind"] == kind and p["alive"] and p["pid"] and p["restarts"] < 4]
     if kind == "worker":
-        busy = set((await redis.hgetall(target.keys.running)).values())
+        busy = await _busy(redis, target, {p["id"] for p in live})
         live = [p for p in live if p["id"] in busy] or live
     if not live:
         return None
@@ -96,8 +106,7 @@ async def _pause_worker(redis: aredis.Redis, target: Target, rng: random.Random)
     """SIGSTOP a busy worker until its entries have been requeued (its heartbeat lease expired), then SIGCONT it:
     whatever it settles late must be refused."""
     procs = await _processes(redis, target)
-    running = await redis.hgetall(target.keys.running)
-    busy = sorted({w for w in running.values() if procs.get(w, {}).get("alive") and procs[w]["pid"]})
+    busy = await _busy(redis, target, {w for w, p in procs.items() if p.get("alive") and p["pid"]})
     if not busy:
         return None
     victim = procs[rng.choice(busy)]

@@ -32,9 +32,11 @@ def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
     finish: dict[str, float] = {}
     best_pred: dict[str, str | None] = {}
     for node in graph.order:
-        preds = graph.preds[node]
-        pred = max(preds, key=lambda p: (finish[p], p)) if preds else None
-        finish[node] = duration[node] + (finish[pred] if pred else 0.0)
+        pred, latest = None, 0.0
+        for p in graph.preds[node]:  # sorted by id: on a tie the later one wins, as the largest id should
+            if pred is None or finish[p] >= latest:
+                pred, latest = p, finish[p]
+        finish[node] = duration[node] + latest
         best_pred[node] = pred
     if not finish:
         return [], 0.0
@@ -51,8 +53,10 @@ def _bottom_levels(tasks: list[Task], graph: Dag) -> dict[str, float]:
     """Longest estimated time from the start of each task to the end of the DAG: the list-scheduling priority."""
     duration = {t.id: t.estimate.seconds for t in tasks}
     level: dict[str, float] = {}
+    succs = graph.succs
     for node in reversed(graph.order):
-        level[node] = duration[node] + max((level[s] for s in graph.succs[node]), default=0.0)
+        after = succs[node]  # (a list, not a generator: most tasks have one or two successors)
+        level[node] = duration[node] + (max([level[s] for s in after]) if after else 0.0)
     return level
 
 
@@ -61,8 +65,11 @@ def list_schedule(
 ) -> list[ScheduledTask]:
     """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
-    by_id = {t.id: t for t in tasks}
     level = _bottom_levels(tasks, graph)
+    # what the loop reads of each task, by id (attribute reads of 100,000 models cost more than the lookups)
+    kind = {t.id: t.worker_type for t in tasks}
+    seconds = {t.id: t.estimate.seconds for t in tasks}
+    rank = {t.id: (-t.priority, -level[t.id]) for t in tasks}
     # per worker type: the workers free by the current time (ids, a heap) and the busy ones (free at, id). Tasks
     # come off the ready heap in time order, so a busy worker once free stays free: each choice costs a heap
     # operation, not a scan of the type's workers
@@ -73,12 +80,13 @@ def list_schedule(
         busy.setdefault(w.worker_type, [])
     for ids in idle.values():
         heapq.heapify(ids)
-    waiting = {t.id: len(graph.preds[t.id]) for t in tasks}
-    ready_at = {t.id: 0.0 for t in tasks if waiting[t.id] == 0}
+    preds = graph.preds
+    waiting = {i: len(preds[i]) for i in kind}
+    ready_at = {i: 0.0 for i, n in waiting.items() if n == 0}
     placed: list[tuple[float, str, str, float, bool]] = []  # tuples sort by (start, task id) as they are
     # what is ready at the start, sorted once; what becomes ready later, a heap; each turn takes the lesser head
     # (100,000 pops from a heap of every task cost more than sorting them)
-    first = sorted((0.0, -by_id[i].priority, -level[i], i) for i in ready_at)
+    first = sorted((0.0, *rank[i], i) for i in ready_at)
     ready: list[tuple[float, int, float, str]] = []
     pop, push, succs = heapq.heappop, heapq.heappush, graph.succs  # the loop runs once per task: 100,000 times
     n, i = len(first), 0
@@ -88,23 +96,23 @@ def list_schedule(
         else:
             at, _, _, task_id = first[i]
             i += 1
-        task = by_id[task_id]
-        free, taken = idle.get(task.worker_type), busy.get(task.worker_type)
+        worker_type = kind[task_id]
+        free, taken = idle.get(worker_type), busy.get(worker_type)
         if free is None or taken is None:
             continue  # no worker of its type
         while taken and taken[0][0] <= at:
             push(free, pop(taken)[1])
         # the free worker with the lowest id, else the one free soonest (lowest id on a tie)
         start, worker = (at, pop(free)) if free else pop(taken)
-        end = start + task.estimate.seconds
+        end = start + seconds[task_id]
         push(taken, (end, worker))
         placed.append((round(start, 3), task_id, worker, round(end, 3), task_id in expected))
         for succ in succs[task_id]:
-            waiting[succ] -= 1
+            left = waiting[succ] = waiting[succ] - 1
             if end > ready_at.get(succ, -1.0):  # (set even when every estimate is 0 s)
                 ready_at[succ] = end
-            if waiting[succ] == 0:
-                push(ready, (ready_at[succ], -by_id[succ].priority, -level[succ], succ))
+            if left == 0:
+                push(ready, (ready_at[succ], *rank[succ], succ))
     placed.sort()
     entries = [
         {"task_id": task_id, "worker_id": worker, "start_s": start, "end_s": end, "expected": expected_}

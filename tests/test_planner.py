@@ -236,19 +236,31 @@ m.survey = survey
 roots = sorted(Path(sys.argv[1]).iterdir())
 forked = m.survey_all(roots, parallel_from=2)
 stop = threading.Event()
-threading.Thread(target=stop.wait).start()
+waiter = threading.Thread(target=stop.wait)
+waiter.start()
 try:
     beside_a_thread = m.survey_all(roots, parallel_from=2)
 finally:
     stop.set()
+    waiter.join()
+me = os.getpid()
+def dying(root, **kw):  # every surveyor but this process dies at once
+    if os.getpid() != me:
+        os._exit(9)
+    return survey(root, **kw)
+m.survey = dying
+after_deaths = m.survey_all(roots, parallel_from=2)
 pids = lambda found: sorted({int(s.links[-1][1]) for s in found})
-print(json.dumps({"me": os.getpid(), "forked": pids(forked), "beside_a_thread": pids(beside_a_thread),
-                  "same": [s.measures for s in forked] == [plain(r).measures for r in roots]}))
+alike = lambda found: [s.measures for s in found] == [plain(r).measures for r in roots]
+print(json.dumps({"me": me, "forked": pids(forked), "beside_a_thread": pids(beside_a_thread),
+                  "after_deaths": pids(after_deaths), "same": alike(forked) and alike(after_deaths)}))
 """
 
 
 @pytest.mark.timeout(60)
-def test_a_large_fleet_is_surveyed_by_a_process_per_cpu_alike_and_never_forked_beside_a_thread(tmp_path: Path) -> None:
+def test_a_large_fleet_is_surveyed_by_a_process_per_cpu_alike_never_beside_a_thread_and_despite_deaths(
+    tmp_path: Path,
+) -> None:
     fleet = generated_fleet(tmp_path / "fleet", 250)  # a fresh process: pytest's own may have threads
     done = subprocess.run(
         [sys.executable, "-c", _SURVEY_IN_PROCESSES, str(fleet)], capture_output=True, text=True, timeout=50
@@ -262,3 +274,4 @@ def test_a_large_fleet_is_surveyed_by_a_process_per_cpu_alike_and_never_forked_b
     else:
         assert seen["forked"] == [seen["me"]]
     assert seen["beside_a_thread"] == [seen["me"]]
+    assert seen["after_deaths"] == [seen["me"]]  # the surveyors died: this process walked every target itself

@@ -9,6 +9,7 @@ import os
 import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,11 @@ def survey_all(roots: list[Path], *, parallel_from: int = PARALLEL_FROM) -> list
     if len(roots) < parallel_from or workers < 2 or not forkable:
         return _survey_each(roots)
     chunks = [roots[i : i + _CHUNK] for i in range(0, len(roots), _CHUNK)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [found for part in pool.map(_survey_each, chunks) for found in part]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return [found for part in pool.map(_survey_each, chunks) for found in part]
+    except BrokenProcessPool:  # a surveyor died (out of memory, a signal): the walk is read-only, so walk here
+        return _survey_each(roots)
 
 
 def measure(root: Path) -> TargetMeasures:

@@ -6,7 +6,10 @@ Fleets are copies of examples/fleet's six repositories under numbered names (git
 over one copy of each first builds the test environments (downloads, then cached), as on a machine that ran
 Cortex before. Every measured run uses ``--no-cache`` (nothing reused: the work itself is measured).
 
-    python bench/bench_fleet.py [--sizes 4,50,200]
+    python bench/bench_fleet.py [--sizes 4,50,200] [--keep DIR]
+
+``--keep DIR``: copy each measured run's report.json to ``DIR/report-<size>.json`` (per-task durations, to see
+where the time of a repository goes).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def run(fleet: Path, state: Path) -> tuple[float, dict[str, object], TreeMemory]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="4,50,200")
+    parser.add_argument("--keep", type=Path, help="a directory to copy each measured run's report.json into")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"machine: {machine()}", flush=True)
@@ -103,6 +107,9 @@ def main() -> None:
         )
         for n in sizes:
             took, report, memory = run(fleet_of(n, base), state)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                (args.keep / f"report-{n}.json").write_text(json.dumps(report), encoding="utf-8")
             tasks = report["tasks"]
             assert isinstance(tasks, list)
             phases = report["phases"]

@@ -157,7 +157,8 @@ def assemble_plan(
             links = target.links_outside
             shown = "; ".join(links[:5]) + ("; ..." if len(links) > 5 else "")
             notes.append(f"{target.name}: symbolic links leading out of it are not followed: {shown}.")
-    idle = [m for m in routing.selected if not any(t.master == m for t in tasks)]
+    working = {t.master for t in tasks}
+    idle = [m for m in routing.selected if m not in working]
     if idle:
         notes.append(f"Selected masters with no playbook task for these targets: {', '.join(idle)}.")
     return Plan(

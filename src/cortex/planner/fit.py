@@ -50,9 +50,12 @@ def fit_budgets(
     """The tasks that fit every active master's budget, and a note for each one that gave way."""
     notes: list[str] = []
     gone: set[str] = set()
+    by_master: dict[str, list[Task]] = {}
+    for t in tasks:  # one pass, not one per master
+        by_master.setdefault(t.master, []).append(t)
     for name in masters:
         budget = roster.master(name).budget
-        mine = [t for t in tasks if t.master == name]
+        mine = by_master.get(name, [])
         cost = sum(effective(t, model_configured).tokens for t in mine)
         if cost <= budget:
             continue

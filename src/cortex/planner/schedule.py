@@ -49,9 +49,9 @@ def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
     return path[::-1], round(finish[end], 3)
 
 
-def _bottom_levels(tasks: list[Task], graph: Dag) -> dict[str, float]:
-    """Longest estimated time from the start of each task to the end of the DAG: the list-scheduling priority."""
-    duration = {t.id: t.estimate.seconds for t in tasks}
+def _bottom_levels(duration: dict[str, float], graph: Dag) -> dict[str, float]:
+    """Longest estimated time from the start of each task to the end of the DAG (``duration``: each task's
+    estimated seconds): the list-scheduling priority."""
     level: dict[str, float] = {}
     succs = graph.succs
     for node in reversed(graph.order):
@@ -65,10 +65,10 @@ def list_schedule(
 ) -> list[ScheduledTask]:
     """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
-    level = _bottom_levels(tasks, graph)
     # what the loop reads of each task, by id (attribute reads of 100,000 models cost more than the lookups)
     kind = {t.id: t.worker_type for t in tasks}
     seconds = {t.id: t.estimate.seconds for t in tasks}
+    level = _bottom_levels(seconds, graph)
     rank = {t.id: (-t.priority, -level[t.id]) for t in tasks}
     # per worker type: the workers free by the current time (ids, a heap) and the busy ones (free at, id). Tasks
     # come off the ready heap in time order, so a busy worker once free stays free: each choice costs a heap

@@ -153,9 +153,9 @@ def _survey_each(roots: list[Path]) -> list[Survey]:
 
 def survey_all(roots: list[Path], *, parallel_from: int = PARALLEL_FROM) -> list[Survey]:
     """``survey`` of each of ``roots``, in order. From ``parallel_from`` targets, by one forked process per CPU
-    (10,000 repositories: 3.2 s in one process on 2 cores); the walk computes more than it waits, so threads made
-    it slower. Forked only from a process with no other thread (a fork copies the locks other threads hold, and a
-    spawned process would import the whole program again); else here, one by one."""
+    (10,000 repositories on 2 cores: 2.6-2.9 s in one process, 1.6-1.7 s in two); the walk computes more than it
+    waits, so threads made it slower. Forked only from a process with no other thread (a fork copies the locks
+    other threads hold, and a spawned process would import the whole program again); else here, one by one."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(cpus, -(-len(roots) // _CHUNK))
     forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1

@@ -13,7 +13,6 @@ server or a primary with replicas; Redis Cluster would need the run's keys in on
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +25,17 @@ from cortex.coord.keys import GROUP_WORKERS, RunKeys
 from cortex.models.result import Outcome, TaskResult
 
 # KEYS: queue, results, running, committed, claimed-at, release:next, release:waits, release:entry, control. ARGV:
-# group, the time now, then five per entry: entry id, task id, ok, effects JSON, result JSON. Returns two lists: per
+# group, then five per entry: entry id, task id, ok, effects JSON, result JSON. A release is stamped with the
+# server's time as the script runs (a time the worker took before sending could precede the settle of another
+# dependency that ran first, as it did on a loaded host). Returns two lists: per
 # entry 0 when it was already settled (its result dropped), 1 when settled, 2 when its effects were applied too;
 # and five values per task the settles released: its id, master, worker type, priority, and 1 when it went
 # straight to its queue (0: to its master's inbox, the master drains).
 _SETTLE = """
 local out, released = {}, {}
-for i = 3, #ARGV, 5 do
+local clock = redis.call('TIME')
+local now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+for i = 2, #ARGV, 5 do
   local entry, task = ARGV[i], ARGV[i + 1]
   local done = 0
   if redis.call('XACK', KEYS[1], ARGV[1], entry) == 1 then
@@ -48,7 +51,7 @@ for i = 3, #ARGV, 5 do
           if redis.call('HINCRBY', KEYS[7], d, -1) == 0 then
             local e = cjson.decode(redis.call('HGET', KEYS[8], d))
             local direct = redis.call('HEXISTS', KEYS[9], 'master-' .. e[1]) == 0
-            redis.call('XADD', direct and e[5] or e[4], '*', 'attempt', '1', 'released_ts', ARGV[2],
+            redis.call('XADD', direct and e[5] or e[4], '*', 'attempt', '1', 'released_ts', now,
               unpack(e, 6))
             these[#these + 1] = d
             for _, v in ipairs({d, e[1], e[2], e[3], direct and 1 or 0}) do released[#released + 1] = v end
@@ -58,7 +61,7 @@ for i = 3, #ARGV, 5 do
     end
     local fields = {'effects_applied', tostring(applied), 'result', ARGV[i + 4]}
     if #these > 0 then
-      for _, v in ipairs({'released', cjson.encode(these), 'released_ts', ARGV[2]}) do fields[#fields + 1] = v end
+      for _, v in ipairs({'released', cjson.encode(these), 'released_ts', now}) do fields[#fields + 1] = v end
     end
     redis.call('XADD', KEYS[2], '*', unpack(fields))
     done = 1 + applied
@@ -151,10 +154,9 @@ class Delivery:
         by_queue: dict[str, list[int]] = {}  # the positions of each queue's entries in ``settles``
         for n, (queue, *_) in enumerate(settles):
             by_queue.setdefault(queue, []).append(n)
-        now = repr(time.time())
         calls: list[list[Any]] = []
         for queue, positions in by_queue.items():
-            args: list[str | bytes] = [GROUP_WORKERS, now]
+            args: list[str | bytes] = [GROUP_WORKERS]
             for n in positions:
                 _, entry_id, result, effects = settles[n]
                 ok = "1" if result.outcome is Outcome.succeeded else "0"

@@ -63,19 +63,32 @@ def _head(root: Path) -> str:
 def _read_file(entry: os.DirEntry[str], rel: str, state: Any, keep: dict[str, bytes] | None = None) -> int:
     """Add ``entry`` to the state digest; its newlines (0 when too large to read for planning, or unreadable).
     ``keep``: where to keep what was read, by name (the top level's manifests, read once)."""
+    # os.open/fstat/read: four system calls a file where open() and a stat made ten (a fifth of a survey). Not
+    # following a link and not waiting on a FIFO, should the regular file listed have been replaced by one
     try:
-        st = entry.stat(follow_symlinks=False)
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # vanished or unreadable while walking: counted as a file, not read
+        try:
+            st = entry.stat(follow_symlinks=False)
+            state.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            pass
+        state.update(f"{rel}\0?\n".encode())
+        return 0
+    try:
+        st = os.fstat(fd)
         state.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         if st.st_size > LINES_MAX_BYTES:
             return 0
-        with open(entry.path, "rb") as f:
-            data = f.read()
+        data = os.read(fd, st.st_size)  # a regular file's read returns what is asked, up to its end
         if keep is not None:
             keep[entry.name] = data
         return data.count(b"\n")
-    except OSError:  # vanished or unreadable while walking: counted as a file, not read
+    except OSError:  # a read error: counted as a file, not read
         state.update(f"{rel}\0?\n".encode())
         return 0
+    finally:
+        os.close(fd)
 
 
 @dataclass

@@ -60,7 +60,7 @@ target, or past runs of the kind on other targets (scaled by what the targets me
 class Estimate(BaseModel):
     """Planner estimates. They are estimates: the report sets the measured figures beside them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # a value: tasks of one playbook entry share one
 
     seconds: float = Field(ge=0)
     tokens: int = Field(ge=0)

@@ -18,6 +18,9 @@ def allocate(
     Refuses a roster whose workers' budgets exceed their master's pool: such a plan could not keep its promise.
     """
     lines: list[BudgetLine] = []
+    usage: dict[str, int] = {}  # by master, in one pass over the tasks (a pass per master before)
+    for t in tasks:
+        usage[t.master] = usage.get(t.master, 0) + effective(t, model_configured).tokens
     for name in masters:
         m = roster.master(name)
         mine = {w.worker_id: w.budget for w in workers if w.master == name}
@@ -29,7 +32,6 @@ def allocate(
                 field=f"masters[{name}].worker_pool",
                 hint="raise worker_pool, lower the worker types' budget, or run fewer workers",
             )
-        expected = sum(effective(t, model_configured).tokens for t in tasks if t.master == name)
         lines.append(
             BudgetLine(
                 master=name,
@@ -37,7 +39,7 @@ def allocate(
                 worker_pool=m.worker_pool,
                 workers=mine,
                 reserve=m.worker_pool - drawn,
-                expected_usage=expected,
+                expected_usage=usage.get(name, 0),
             )
         )
     total = sum(line.base + line.worker_pool for line in lines)

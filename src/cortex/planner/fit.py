@@ -16,11 +16,14 @@ from cortex.models.task import Estimate, Task
 NO_MODEL = "need a model and none is configured: they will be skipped, and count as 0 tokens and 0 s here"
 
 
+_NOTHING = Estimate(seconds=0, tokens=0)
+
+
 def effective(task: Task, model_configured: bool, reused: bool = False) -> Estimate:
     """What ``task`` is expected to cost in this plan: nothing when it will be skipped (no model) or its recorded
     result reused."""
     if (task.requires_model and not model_configured) or reused:
-        return Estimate(seconds=0, tokens=0)
+        return _NOTHING
     return task.estimate
 
 

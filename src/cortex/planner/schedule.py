@@ -8,8 +8,6 @@ from __future__ import annotations
 import heapq
 import math
 
-from pydantic import TypeAdapter
-
 from cortex.models.phase import Phase
 from cortex.models.plan import (
     ExpectedTask,
@@ -22,8 +20,6 @@ from cortex.models.plan import (
 from cortex.models.roster import PhaseEstimates
 from cortex.models.task import Task
 from cortex.planner.dag import Dag
-
-_ENTRIES = TypeAdapter(list[ScheduledTask])
 
 
 def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
@@ -114,11 +110,7 @@ def list_schedule(
             if left == 0:
                 push(ready, (ready_at[succ], *rank[succ], succ))
     placed.sort()
-    entries = [
-        {"task_id": task_id, "worker_id": worker, "start_s": start, "end_s": end, "expected": expected_}
-        for start, task_id, worker, end, expected_ in placed
-    ]
-    return _ENTRIES.validate_python(entries)  # one call for every entry: 100,000 model constructions cost seconds
+    return [ScheduledTask(task_id, worker, start, end, expected_) for start, task_id, worker, end, expected_ in placed]
 
 
 def _phases(est: PhaseEstimates, makespan: float) -> list[PhaseWindow]:

@@ -12,6 +12,7 @@ import redis.asyncio as aredis
 from cortex.coord.keys import PoolKeys, RunKeys, run_index
 from cortex.errors import RunNotFound
 from cortex.models.cluster import NodeInfo
+from cortex.models.plan import ScheduledTask
 from cortex.runtime import runindex
 
 EVENTS_SHOWN = 200
@@ -90,7 +91,8 @@ def _plan_view(plan: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         "id": plan["id"],
-        "schedule": plan["schedule"]["entries"],
+        # the plan keeps each entry as a row; the page reads them by name
+        "schedule": [dict(zip(ScheduledTask._fields, row, strict=True)) for row in plan["schedule"]["entries"]],
         "critical_path": plan["schedule"]["critical_path"],
         "budget": {line["master"]: line for line in plan["budget"]["lines"]},
         "tasks": [{"id": t["id"], "master": t["master"], "depends_on": t["depends_on"]} for t in plan["tasks"]],

@@ -24,7 +24,10 @@ from cortex.planner.dag import Dag
 
 def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
     """The longest chain of estimated durations through the DAG (ties broken by task id)."""
-    duration = {t.id: t.estimate.seconds for t in tasks}
+    return _critical_path({t.id: t.estimate.seconds for t in tasks}, graph)
+
+
+def _critical_path(duration: dict[str, float], graph: Dag) -> tuple[list[str], float]:
     finish: dict[str, float] = {}
     best_pred: dict[str, str | None] = {}
     for node in graph.order:
@@ -61,54 +64,68 @@ def list_schedule(
 ) -> list[ScheduledTask]:
     """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
-    # what the loop reads of each task, by id (attribute reads of 100,000 models cost more than the lookups)
+    return _list_schedule(tasks, {t.id: t.estimate.seconds for t in tasks}, graph, workers, expected)
+
+
+def _list_schedule(
+    tasks: list[Task],
+    duration: dict[str, float],
+    graph: Dag,
+    workers: list[WorkerAssignment],
+    expected: frozenset[str],
+) -> list[ScheduledTask]:
+    level = _bottom_levels(duration, graph)
+    # the loop works on positions in the dispatch order (priority, then longest remaining path, then id), not on
+    # ids: a ready task is (ready at, position), compared as a float and an int, and every table is a list
+    ids = [i for _, _, i in sorted([(-t.priority, -level[t.id], t.id) for t in tasks])]
+    at_pos = {task_id: n for n, task_id in enumerate(ids)}
     kind = {t.id: t.worker_type for t in tasks}
-    seconds = {t.id: t.estimate.seconds for t in tasks}
-    level = _bottom_levels(seconds, graph)
-    rank = {t.id: (-t.priority, -level[t.id]) for t in tasks}
+    seconds = [duration[i] for i in ids]
+    waiting = [len(graph.preds[i]) for i in ids]
+    ready_at = [0.0] * len(ids)
     # per worker type: the workers free by the current time (ids, a heap) and the busy ones (free at, id). Tasks
     # come off the ready heap in time order, so a busy worker once free stays free: each choice costs a heap
     # operation, not a scan of the type's workers
-    idle: dict[str, list[str]] = {}
-    busy: dict[str, list[tuple[float, str]]] = {}
+    idle_of: dict[str, list[str]] = {}
+    busy_of: dict[str, list[tuple[float, str]]] = {}
     for w in workers:
-        idle.setdefault(w.worker_type, []).append(w.worker_id)
-        busy.setdefault(w.worker_type, [])
-    for ids in idle.values():
-        heapq.heapify(ids)
-    preds = graph.preds
-    waiting = {i: len(preds[i]) for i in kind}
-    ready_at = {i: 0.0 for i, n in waiting.items() if n == 0}
+        idle_of.setdefault(w.worker_type, []).append(w.worker_id)
+        busy_of.setdefault(w.worker_type, [])
+    for free in idle_of.values():
+        heapq.heapify(free)
+    idle = [idle_of.get(kind[i]) for i in ids]  # each position's type's heaps (None: no worker of its type)
+    busy = [busy_of.get(kind[i]) for i in ids]
     placed: list[tuple[float, str, str, float, bool]] = []  # tuples sort by (start, task id) as they are
-    # what is ready at the start, sorted once; what becomes ready later, a heap; each turn takes the lesser head
-    # (100,000 pops from a heap of every task cost more than sorting them)
-    first = sorted((0.0, *rank[i], i) for i in ready_at)
-    ready: list[tuple[float, int, float, str]] = []
+    # what is ready at the start (already in dispatch order), and a heap of what becomes ready later; each turn
+    # takes the lesser head (100,000 pops from a heap of every task cost more than sorting them)
+    first = [p for p, n in enumerate(waiting) if n == 0]
+    ready: list[tuple[float, int]] = []
     pop, push, succs = heapq.heappop, heapq.heappush, graph.succs  # the loop runs once per task: 100,000 times
     n, i = len(first), 0
     while i < n or ready:
-        if ready and (i == n or ready[0] < first[i]):
-            at, _, _, task_id = pop(ready)
+        if ready and (i == n or ready[0] < (0.0, first[i])):
+            at, pos = pop(ready)
         else:
-            at, _, _, task_id = first[i]
+            at, pos = 0.0, first[i]
             i += 1
-        worker_type = kind[task_id]
-        free, taken = idle.get(worker_type), busy.get(worker_type)
+        free, taken = idle[pos], busy[pos]
         if free is None or taken is None:
             continue  # no worker of its type
         while taken and taken[0][0] <= at:
             push(free, pop(taken)[1])
         # the free worker with the lowest id, else the one free soonest (lowest id on a tie)
         start, worker = (at, pop(free)) if free else pop(taken)
-        end = start + seconds[task_id]
+        end = start + seconds[pos]
         push(taken, (end, worker))
+        task_id = ids[pos]
         placed.append((round(start, 3), task_id, worker, round(end, 3), task_id in expected))
-        for succ in succs[task_id]:
-            left = waiting[succ] = waiting[succ] - 1
-            if end > ready_at.get(succ, -1.0):  # (set even when every estimate is 0 s)
+        for succ_id in succs[task_id]:
+            succ = at_pos[succ_id]
+            if end > ready_at[succ]:
                 ready_at[succ] = end
+            left = waiting[succ] = waiting[succ] - 1
             if left == 0:
-                push(ready, (ready_at[succ], *rank[succ], succ))
+                push(ready, (ready_at[succ], succ))
     placed.sort()
     return [ScheduledTask(task_id, worker, start, end, expected_) for start, task_id, worker, end, expected_ in placed]
 
@@ -143,9 +160,8 @@ def _timeline(entries: list[ScheduledTask], phases: list[PhaseWindow]) -> list[T
         first = int(begin // 60)
         if 0 <= first < count:
             starting[first].append(e.task_id)
-        for minute in range(max(0, first), min(count, math.ceil(finish / 60))):
-            if finish > minute * 60.0:
-                running[minute] += 1
+        for minute in range(max(0, first), min(count, math.ceil(finish / 60))):  # each one it ends after the start of
+            running[minute] += 1
     minutes: list[TimelineMinute] = []
     for minute in range(count):
         lo = minute * 60.0
@@ -201,9 +217,10 @@ def schedule(
     """The plan's timeline: list schedule, phases, per-minute view, critical path, makespan and lower bound.
     ``expected``: tasks past runs' handoffs admitted, scheduled as the runtime would admit them again."""
     tasks, graph = with_expected(tasks, graph, expected or [])
-    entries = list_schedule(tasks, graph, workers, frozenset(e.id for e in expected or []))
-    path, path_s = critical_path(tasks, graph)
-    total_work = round(sum(t.estimate.seconds for t in tasks), 3)
+    duration = {t.id: t.estimate.seconds for t in tasks}  # read once for the schedule and the critical path
+    entries = _list_schedule(tasks, duration, graph, workers, frozenset(e.id for e in expected or []))
+    path, path_s = _critical_path(duration, graph)
+    total_work = round(sum(duration.values()), 3)
     slots = len(workers)
     lower = lower_bound(tasks, workers, path_s)
     makespan = round(max((e.end_s for e in entries), default=0.0), 3)

@@ -91,8 +91,8 @@ def _list_schedule(
     for w in workers:
         idle_of.setdefault(w.worker_type, []).append(w.worker_id)
         busy_of.setdefault(w.worker_type, [])
-    for free in idle_of.values():
-        heapq.heapify(free)
+    for heap in idle_of.values():
+        heapq.heapify(heap)
     idle = [idle_of.get(kind[i]) for i in ids]  # each position's type's heaps (None: no worker of its type)
     busy = [busy_of.get(kind[i]) for i in ids]
     placed: list[tuple[float, str, str, float, bool]] = []  # tuples sort by (start, task id) as they are

@@ -47,6 +47,7 @@ def fleet_sizes(sizes: list[int]) -> None:
             for model in (False, True):
                 times, plan = [], None
                 for _ in range(3):
+                    plan = None  # the previous plan is freed before the clock starts (0.1-0.15 s at 10,000 targets)
                     start = time.perf_counter()
                     plan = build_plan(GOAL, fleet, load_roster(), load_cluster(), model_configured=model)
                     times.append(time.perf_counter() - start)

@@ -273,7 +273,9 @@ class Plan(_Frozen):
         # pydantic's own serialiser, straight to JSON (a dict and json.dumps took 1.4 s of a 10,000-target plan):
         # fields in declaration order, mappings in the order the inputs gave them (the same inputs, the same
         # order). Fields at their defaults are left out: the same content, a third less to serialise.
-        return hashlib.sha256(self.model_dump_json(exclude={"id"}, exclude_defaults=True).encode()).hexdigest()[:16]
+        # (The serialiser's bytes, not model_dump_json's str: two copies of 40 MB fewer at 10,000 targets.)
+        text = self.__pydantic_serializer__.to_json(self, exclude={"id"}, exclude_defaults=True)
+        return hashlib.sha256(text).hexdigest()[:16]
 
     def sealed(self) -> Plan:
         """This plan with ``id`` set to its content's digest; ``cortex run`` refuses a plan whose id is not."""

@@ -7,7 +7,6 @@ of ``cortex plan``; the planner needs only edges, a deterministic topological or
 from __future__ import annotations
 
 import graphlib
-import heapq
 from collections.abc import Iterable
 
 from cortex.errors import CycleFound
@@ -25,7 +24,7 @@ class Dag:
         for adjacency in (self.preds, self.succs):
             for n in adjacency:
                 adjacency[n].sort()
-        self.order = self._lexicographic_order()
+        self.order = self._topological_order()
         if len(self.order) < len(self.preds):  # Kahn's algorithm left nodes waiting: there is a cycle; name it
             try:
                 graphlib.TopologicalSorter(self.preds).prepare()
@@ -36,25 +35,24 @@ class Dag:
     def induced(self, keep: set[str]) -> Dag:
         """The graph on the nodes in ``keep`` and the edges between them, without sorting again: its ``order`` is
         this order restricted to ``keep``, still a topological order (planning uses it for longest paths and
-        reuse, which any topological order gives alike) though not always the smallest one by name. Planning with
-        budgets that left tasks out built the whole graph twice (a tenth of planning 10,000 repositories)."""
+        reuse, which any topological order gives alike) though not always the one a graph built on them gives.
+        Planning with budgets that left tasks out built the whole graph twice (a tenth of planning 10,000
+        repositories)."""
         sub = Dag.__new__(Dag)
         sub.preds = {n: [p for p in ps if p in keep] for n, ps in self.preds.items() if n in keep}
         sub.succs = {n: [s for s in ss if s in keep] for n, ss in self.succs.items() if n in keep}
         sub.order = [n for n in self.order if n in keep]
         return sub
 
-    def _lexicographic_order(self) -> list[str]:
-        """Kahn's algorithm taking the smallest ready name first: the same graph always gives the same order."""
+    def _topological_order(self) -> list[str]:
+        """Kahn's algorithm: first the nodes with no predecessor, in the order given, then each node once its last
+        predecessor is placed (successors in name order): the same graph always gives the same order. (A heap
+        taking the smallest name first cost a third of building a 100,000-task graph.)"""
         waiting = {n: len(p) for n, p in self.preds.items()}
-        ready = [n for n, k in waiting.items() if k == 0]
-        heapq.heapify(ready)
-        order = []
-        while ready:
-            node = heapq.heappop(ready)
-            order.append(node)
+        order = [n for n, k in waiting.items() if k == 0]
+        for node in order:  # the list grows as it is read: a queue without pops
             for s in self.succs[node]:
-                waiting[s] -= 1
-                if waiting[s] == 0:
-                    heapq.heappush(ready, s)
+                left = waiting[s] = waiting[s] - 1
+                if left == 0:
+                    order.append(s)
         return order

@@ -145,6 +145,9 @@ def test_the_api_serves_runs_and_refuses_unknown_ones(
     view = httpx.get(f"{base}/api/runs/ui-run", timeout=10).json()
     assert view["state"]["status"] == "failed" and view["report"]["run_id"] == "ui-run"
     assert {t["id"] for t in view["tasks"]} == {t.id for t in ui_plan().tasks}
+    # the plan keeps its schedule as rows; the page is given them by name
+    planned = [(e["task_id"], e["worker_id"], e["start_s"], e["end_s"]) for e in view["plan"]["schedule"]]
+    assert planned == [(e.task_id, e.worker_id, e.start_s, e.end_s) for e in ui_plan().schedule.entries]
     assert httpx.get(f"{base}/api/runs/nope", timeout=10).status_code == 404
     assert "ui-run" in httpx.get(f"{base}/?status=failed", timeout=10).text
     assert "ui-run" not in httpx.get(f"{base}/?status=succeeded", timeout=10).text
@@ -177,6 +180,9 @@ def test_a_live_run_in_the_browser(served: tuple[str, str, threading.Thread, dic
         report = result["run"].report  # type: ignore[attr-defined]
         ran = [t for t in report.tasks if t.worker and t.started_at and t.finished_at]
         assert page.evaluate("document.querySelectorAll('rect.bar.actual').length") == len(ran)
+        titles = "[...document.querySelectorAll('rect.bar.planned title')].map((t) => t.textContent.split(' ')[0])"
+        planned = page.evaluate(titles)  # the plan's bars beside the run's, one per scheduled task
+        assert sorted(planned) == sorted(e.task_id for e in ui_plan().schedule.entries)
         failure = page.inner_text("#failures tr[data-task='ui-broken']")
         assert "params.file must stay under" in failure
         assert "5 reporting" in page.inner_text("#phases")

@@ -23,29 +23,23 @@ from cortex.planner.dag import Dag
 
 
 def critical_path(tasks: list[Task], graph: Dag) -> tuple[list[str], float]:
-    """The longest chain of estimated durations through the DAG (ties broken by task id)."""
-    return _critical_path({t.id: t.estimate.seconds for t in tasks}, graph)
+    """The longest chain of estimated durations through the DAG, and its length (ties broken by task id)."""
+    return _critical_path(_bottom_levels({t.id: t.estimate.seconds for t in tasks}, graph), graph)
 
 
-def _critical_path(duration: dict[str, float], graph: Dag) -> tuple[list[str], float]:
-    finish: dict[str, float] = {}
-    best_pred: dict[str, str | None] = {}
-    for node in graph.order:
-        pred, latest = None, 0.0
-        for p in graph.preds[node]:  # sorted by id: on a tie the later one wins, as the largest id should
-            if pred is None or finish[p] >= latest:
-                pred, latest = p, finish[p]
-        finish[node] = duration[node] + latest
-        best_pred[node] = pred
-    if not finish:
+def _critical_path(level: dict[str, float], graph: Dag) -> tuple[list[str], float]:
+    """The chain from the bottom levels list scheduling uses (``_bottom_levels``): from the task with no
+    dependency that has the longest way to the end, each time to the successor with the longest (the smallest
+    id on a tie). A forward pass of its own cost as much again."""
+    starts = [n for n in graph.order if not graph.preds[n]]
+    if not starts:
         return [], 0.0
-    end = max(finish, key=lambda n: (finish[n], n))
-    path: list[str] = []
-    cursor: str | None = end
-    while cursor is not None:
-        path.append(cursor)
-        cursor = best_pred[cursor]
-    return path[::-1], round(finish[end], 3)
+    node = min(starts, key=lambda n: (-level[n], n))
+    path = [node]
+    while after := graph.succs[node]:
+        node = min(after, key=lambda n: (-level[n], n))
+        path.append(node)
+    return path, round(level[path[0]], 3)
 
 
 def _bottom_levels(duration: dict[str, float], graph: Dag) -> dict[str, float]:
@@ -64,17 +58,18 @@ def list_schedule(
 ) -> list[ScheduledTask]:
     """Simulate the runtime's dispatch: when a worker of the right type is free, it takes the ready task with the
     highest priority, then the longest remaining path (HLFET). Tasks with no worker of their type are left out."""
-    return _list_schedule(tasks, {t.id: t.estimate.seconds for t in tasks}, graph, workers, expected)
+    duration = {t.id: t.estimate.seconds for t in tasks}
+    return _list_schedule(tasks, duration, _bottom_levels(duration, graph), graph, workers, expected)
 
 
 def _list_schedule(
     tasks: list[Task],
     duration: dict[str, float],
+    level: dict[str, float],
     graph: Dag,
     workers: list[WorkerAssignment],
     expected: frozenset[str],
 ) -> list[ScheduledTask]:
-    level = _bottom_levels(duration, graph)
     # the loop works on positions in the dispatch order (priority, then longest remaining path, then id), not on
     # ids: a ready task is (ready at, position), compared as a float and an int, and every table is a list
     ids = [i for _, _, i in sorted([(-t.priority, -level[t.id], t.id) for t in tasks])]
@@ -218,8 +213,9 @@ def schedule(
     ``expected``: tasks past runs' handoffs admitted, scheduled as the runtime would admit them again."""
     tasks, graph = with_expected(tasks, graph, expected or [])
     duration = {t.id: t.estimate.seconds for t in tasks}  # read once for the schedule and the critical path
-    entries = _list_schedule(tasks, duration, graph, workers, frozenset(e.id for e in expected or []))
-    path, path_s = _critical_path(duration, graph)
+    level = _bottom_levels(duration, graph)
+    entries = _list_schedule(tasks, duration, level, graph, workers, frozenset(e.id for e in expected or []))
+    path, path_s = _critical_path(level, graph)
     total_work = round(sum(duration.values()), 3)
     slots = len(workers)
     lower = lower_bound(tasks, workers, path_s)
